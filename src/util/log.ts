@@ -1,0 +1,53 @@
+// Structured logging for every Recall component (winston).
+// Quiet by default (info and above), verbose with --debug; readable in a terminal,
+// one JSON object per line with --log-format json. Components take a child logger
+// with their own fields (component, nodeId, term, index) so every line carries them.
+import winston from 'winston';
+
+export type LogFormat = 'text' | 'json';
+export type Logger = winston.Logger;
+
+let root: winston.Logger = makeLogger('info', process.stderr.isTTY ? 'text' : 'json');
+
+function makeLogger(level: string, format: LogFormat): winston.Logger {
+  const base = [winston.format.timestamp(), winston.format.errors({ stack: true })];
+  const fmt =
+    format === 'json'
+      ? winston.format.combine(...base, winston.format.json())
+      : winston.format.combine(
+          ...base,
+          winston.format.printf((info) => {
+            const { timestamp, level: lvl, message, component, ...rest } = info as Record<string, unknown>;
+            const extra = Object.entries(rest)
+              .filter(([k]) => typeof k === 'string' && !k.startsWith('Symbol('))
+              .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+              .join(' ');
+            return `${timestamp} ${String(lvl).padEnd(5)} ${component ? `[${component}] ` : ''}${message}${extra ? ' ' + extra : ''}`;
+          }),
+        );
+  // Logs go to stderr so that commands that print results (status, demo) keep stdout clean.
+  return winston.createLogger({
+    level,
+    format: fmt,
+    transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug', 'verbose', 'silly'] })],
+  });
+}
+
+/** Reconfigure the process-wide logger (called once by the CLI after parsing flags). */
+export function configureLogging(opts: { debug?: boolean; format?: LogFormat; silent?: boolean }): void {
+  const next = makeLogger(opts.debug ? 'debug' : 'info', opts.format ?? (process.stderr.isTTY ? 'text' : 'json'));
+  next.silent = !!opts.silent;
+  root = next;
+}
+
+/** A logger for one component; extra fields are attached to every line. */
+export function logger(component: string, fields: Record<string, unknown> = {}): Logger {
+  // Children are resolved lazily so that configureLogging after import still takes effect.
+  return new Proxy({} as winston.Logger, {
+    get(_t, prop) {
+      const child = root.child({ component, ...fields });
+      const v = (child as unknown as Record<string | symbol, unknown>)[prop];
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(child) : v;
+    },
+  });
+}
