@@ -1,0 +1,388 @@
+// Managed mode: one local MariaDB (or MySQL 8) server run as a child of this process.
+// It initialises an empty data directory, starts the server on 127.0.0.1 with a private
+// port and socket, waits until it answers, restarts it with exponential backoff when it
+// dies, and stops it with SIGTERM (SIGKILL after a timeout). Its state is one explicit
+// value, announced with a 'state' event on every change.
+import { EventEmitter } from 'node:events';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import mysql from 'mysql2/promise';
+import { freePort } from '../util/ports.js';
+import { logger } from '../util/log.js';
+import { findInstallDb, findServerBinary, serverVersion, type ServerFlavor } from './binaries.js';
+
+export type ManagedState = 'stopped' | 'initializing' | 'starting' | 'running' | 'stopping' | 'crashed' | 'backoff';
+
+export interface ManagedMariaDBOptions {
+  dataDir: string;
+  /** 0 or absent: pick a free port once and keep it across restarts. */
+  port?: number;
+  /** Default: <dataDir>/mysqld.sock when short enough, else a short directory under /tmp. */
+  socketPath?: string;
+  /** Default: mariadbd, then mysqld, from PATH and the usual sbin directories. */
+  binary?: string;
+  extraArgs?: string[];
+  restart?: { backoffMsMin: number; backoffMsMax: number };
+  /** innodb_flush_log_at_trx_commit; 1 (durable at every commit) unless told otherwise. */
+  flushLogAtTrxCommit?: 0 | 1 | 2;
+  maxConnections?: number;
+  startTimeoutMs?: number;
+  stopTimeoutMs?: number;
+  /** The server must stay up this long before the backoff returns to its minimum. */
+  stableMs?: number;
+  /** False: a crash leaves the state 'crashed' instead of restarting. */
+  autoRestart?: boolean;
+}
+
+export interface CrashInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  restartInMs: number | null;
+}
+
+// Unix socket paths are limited to 108 bytes including the terminating NUL.
+const socketPathBytesMax = 100;
+const initMarker = 'recall-managed.json';
+
+export class ManagedMariaDB extends EventEmitter {
+  private _state: ManagedState = 'stopped';
+  private _port: number;
+  private _socketPath: string | undefined;
+  private socketDir: string | undefined;
+  private child: ChildProcess | undefined;
+  private flavor: ServerFlavor | undefined;
+  private binaryPath: string | undefined;
+  private backoffMs: number;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  private restarts = 0;
+  private readonly dataDir: string;
+  private readonly log = logger('supervisor');
+  private readonly onProcessExit = (): void => {
+    // Last resort when this process exits without stop(): never leave an orphan server.
+    if (this.child?.pid && this.child.exitCode === null) {
+      try {
+        process.kill(this.child.pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+
+  constructor(private readonly opts: ManagedMariaDBOptions) {
+    super();
+    this.dataDir = resolve(opts.dataDir);
+    this._port = opts.port ?? 0;
+    this.backoffMs = opts.restart?.backoffMsMin ?? 500;
+  }
+
+  get state(): ManagedState {
+    return this._state;
+  }
+  /** The TCP port (0 until the first start picked one). */
+  get port(): number {
+    return this._port;
+  }
+  get socketPath(): string {
+    return this._socketPath ?? this.chooseSocketPath();
+  }
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+  get logPath(): string {
+    return join(this.dataDir, 'mariadbd.log');
+  }
+  get restartCount(): number {
+    return this.restarts;
+  }
+  get serverFlavor(): ServerFlavor | undefined {
+    return this.flavor;
+  }
+
+  /** Initialises the data directory if needed, starts the server and waits until it answers. */
+  async start(): Promise<void> {
+    if (this._state !== 'stopped' && this._state !== 'crashed') {
+      throw new Error(`cannot start the managed server while it is ${this._state}`);
+    }
+    process.on('exit', this.onProcessExit);
+    try {
+      await this.startOnce();
+    } catch (err) {
+      this.setState('stopped');
+      process.off('exit', this.onProcessExit);
+      throw err;
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after stopTimeoutMs; resolves when the server process is gone. */
+  async stop(): Promise<void> {
+    if (this.backoffTimer) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+    }
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      this.setState('stopping');
+      const exited = new Promise<void>((res) => child.once('exit', () => res()));
+      child.kill('SIGTERM');
+      const timeoutMs = this.opts.stopTimeoutMs ?? 30000;
+      let timer: NodeJS.Timeout | undefined;
+      const killed = await Promise.race([
+        exited.then(() => false),
+        new Promise<boolean>((res) => (timer = setTimeout(() => res(true), timeoutMs))),
+      ]);
+      clearTimeout(timer);
+      if (killed) {
+        this.log.warn('managed server did not stop in time; killing it', { timeoutMs, pid: child.pid });
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+    this.child = undefined;
+    process.off('exit', this.onProcessExit);
+    if (this.socketDir) rmSync(this.socketDir, { recursive: true, force: true });
+    this.socketDir = undefined;
+    this._socketPath = undefined;
+    this.setState('stopped');
+  }
+
+  /** Connection options for the server's root account over its socket. */
+  rootConnectionOptions(): { socketPath: string; user: string; password: string } {
+    return { socketPath: this.socketPath, user: 'root', password: '' };
+  }
+
+  private setState(next: ManagedState): void {
+    if (next === this._state) return;
+    const prev = this._state;
+    this._state = next;
+    this.log.debug('managed server state', { from: prev, to: next });
+    this.emit('state', next, prev);
+  }
+
+  private async startOnce(): Promise<void> {
+    if (!this.binaryPath) {
+      this.binaryPath = findServerBinary(this.opts.binary);
+      this.flavor = (await serverVersion(this.binaryPath)).flavor;
+    }
+    mkdirSync(this.dataDir, { recursive: true });
+    if (!this.isInitialised()) {
+      this.setState('initializing');
+      await this.initialise();
+    }
+    // A port picked by us may be taken by someone else between picking and binding; try again then.
+    const autoPort = !this.opts.port;
+    for (let attempt = 0; ; attempt++) {
+      if (this._port === 0) this._port = await freePort();
+      this.setState('starting');
+      try {
+        await this.spawnAndWait();
+        break;
+      } catch (err) {
+        if (autoPort && attempt < 3 && /already in use/i.test(this.logTail())) {
+          this.log.debug('port taken, picking another', { port: this._port });
+          this._port = 0;
+          continue;
+        }
+        throw err;
+      }
+    }
+    await this.firstStartSetup();
+    this.startedAt = Date.now();
+    this.setState('running');
+    this.log.info('managed database running', { port: this._port, socket: this.socketPath, pid: this.child?.pid });
+  }
+
+  private isInitialised(): boolean {
+    return existsSync(join(this.dataDir, 'mysql')) && readdirSync(join(this.dataDir, 'mysql')).length > 0;
+  }
+
+  private innodbArgs(): string[] {
+    return ['--innodb-buffer-pool-size=128M', '--innodb-log-file-size=64M'];
+  }
+
+  private async initialise(): Promise<void> {
+    const userArgs = process.getuid?.() === 0 ? ['--user=root'] : [];
+    let cmd: string;
+    let args: string[];
+    if (this.flavor === 'mysql') {
+      // MySQL 8 refuses a data directory with any file in it, so its log is written afterwards.
+      cmd = this.binaryPath!;
+      args = ['--no-defaults', '--initialize-insecure', `--datadir=${this.dataDir}`, ...userArgs];
+      const entries = readdirSync(this.dataDir).filter((f) => f !== 'mariadbd.log');
+      if (entries.length > 0) throw new Error(`data directory ${this.dataDir} is not empty and holds no database`);
+      rmSync(this.logPath, { force: true });
+    } else {
+      const installDb = findInstallDb(this.binaryPath!);
+      if (!installDb) throw new Error('mariadb-install-db not found (install mariadb-server)');
+      cmd = installDb;
+      args = [
+        '--no-defaults',
+        `--datadir=${this.dataDir}`,
+        '--auth-root-authentication-method=normal',
+        '--skip-test-db',
+        // Avoids a hostname lookup during bootstrap; root@127.0.0.1 is created on first start.
+        '--skip-name-resolve',
+        ...this.innodbArgs(),
+        ...userArgs,
+      ];
+    }
+    this.log.info('initialising database directory', { dataDir: this.dataDir, tool: cmd });
+    const out = await new Promise<string>((res, rej) => {
+      execFile(cmd, args, { timeout: 300000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+        const text = `${stdout}${stderr}`;
+        if (err) rej(new Error(`initialising ${this.dataDir} failed: ${err.message}\n${text.slice(-2000)}`));
+        else res(text);
+      });
+    });
+    writeFileSync(this.logPath, `--- ${new Date().toISOString()} initialise: ${cmd} ${args.join(' ')}\n${out}`, { flag: 'a' });
+  }
+
+  private chooseSocketPath(): string {
+    if (this.opts.socketPath) return this.opts.socketPath;
+    const inData = join(this.dataDir, 'mysqld.sock');
+    if (Buffer.byteLength(inData) <= socketPathBytesMax) return inData;
+    // Long data dir paths would overflow sockaddr_un; use a short private directory instead.
+    this.socketDir ??= mkdtempSync(join(tmpdir(), 'rcl-'));
+    return join(this.socketDir, 'mysqld.sock');
+  }
+
+  private serverArgs(): string[] {
+    const args = [
+      '--no-defaults',
+      `--datadir=${this.dataDir}`,
+      `--port=${this._port}`,
+      `--socket=${this.socketPath}`,
+      `--pid-file=${join(this.dataDir, 'mysqld.pid')}`,
+      '--bind-address=127.0.0.1',
+      ...this.innodbArgs(),
+      `--innodb-flush-log-at-trx-commit=${this.opts.flushLogAtTrxCommit ?? 1}`,
+      '--performance-schema=OFF',
+      // Rows and statements over 16 MiB must pass, also through Recall.
+      '--max-allowed-packet=1G',
+      `--max-connections=${this.opts.maxConnections ?? 1000}`,
+    ];
+    if (this.flavor === 'mysql') args.push('--mysqlx=OFF');
+    if (process.getuid?.() === 0) args.push('--user=root');
+    return [...args, ...(this.opts.extraArgs ?? [])];
+  }
+
+  private async spawnAndWait(): Promise<void> {
+    const socketPath = this.chooseSocketPath();
+    this._socketPath = socketPath;
+    const args = this.serverArgs();
+    const fd = openSync(this.logPath, 'a');
+    writeFileSync(fd, `--- ${new Date().toISOString()} start: ${this.binaryPath} ${args.join(' ')}\n`);
+    let child: ChildProcess;
+    try {
+      child = spawn(this.binaryPath!, args, { stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    this.child = child;
+    this.log.debug('managed server spawned', { pid: child.pid, port: this._port });
+    let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    child.once('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      this.onChildExit(child, code, signal);
+    });
+    child.once('error', (err) => this.log.error('managed server process error', { err: err.message }));
+
+    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 120000);
+    for (;;) {
+      if (exitInfo) {
+        throw new Error(
+          `database server exited during start-up (code ${exitInfo.code}, signal ${exitInfo.signal}); log ${this.logPath}:\n${this.logTail()}`,
+        );
+      }
+      if (await this.ping()) return;
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`database server did not answer within ${this.opts.startTimeoutMs ?? 120000} ms; log ${this.logPath}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** True when the server accepts a root connection over its socket. */
+  async ping(): Promise<boolean> {
+    if (!this._socketPath || !existsSync(this._socketPath)) return false;
+    let conn: mysql.Connection | undefined;
+    try {
+      conn = await mysql.createConnection({ ...this.rootConnectionOptions(), connectTimeout: 2000 });
+      await conn.query('SELECT 1');
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await conn?.end().catch(() => undefined);
+    }
+  }
+
+  // Root must reach the server both over the socket and over TCP 127.0.0.1, whatever name
+  // resolution says, so root@127.0.0.1 and root@::1 exist with the same (empty) password.
+  private async firstStartSetup(): Promise<void> {
+    const marker = join(this.dataDir, initMarker);
+    if (existsSync(marker)) return;
+    const conn = await mysql.createConnection(this.rootConnectionOptions());
+    try {
+      for (const host of ['127.0.0.1', '::1']) {
+        await conn.query(`CREATE USER IF NOT EXISTS 'root'@'${host}' IDENTIFIED BY ''`);
+        await conn.query(`GRANT ALL PRIVILEGES ON *.* TO 'root'@'${host}' WITH GRANT OPTION`);
+      }
+    } finally {
+      await conn.end().catch(() => undefined);
+    }
+    writeFileSync(marker, JSON.stringify({ initialisedAt: new Date().toISOString(), flavor: this.flavor }) + '\n');
+  }
+
+  private onChildExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (child !== this.child) return;
+    // Exits we caused (stop) or that start-up reports itself are not crashes.
+    if (this._state !== 'running') return;
+    const autoRestart = this.opts.autoRestart ?? true;
+    const stableMs = this.opts.stableMs ?? 30000;
+    const min = this.opts.restart?.backoffMsMin ?? 500;
+    const max = this.opts.restart?.backoffMsMax ?? 30000;
+    if (Date.now() - this.startedAt >= stableMs) this.backoffMs = min;
+    const delay = this.backoffMs;
+    this.setState('crashed');
+    this.log.error('managed database exited unexpectedly', { code, signal, restartInMs: autoRestart ? delay : null, log: this.logPath });
+    this.emit('crash', { code, signal, restartInMs: autoRestart ? delay : null } satisfies CrashInfo);
+    if (!autoRestart) return;
+    this.scheduleRestart(delay);
+    this.backoffMs = Math.min(max, this.backoffMs * 2);
+  }
+
+  private scheduleRestart(delay: number): void {
+    this.setState('backoff');
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = undefined;
+      this.restarts++;
+      this.startOnce().then(
+        () => this.emit('restarted', this.restarts),
+        (err: Error) => {
+          if (this._state === 'stopping' || this._state === 'stopped') return;
+          const max = this.opts.restart?.backoffMsMax ?? 30000;
+          const next = this.backoffMs;
+          this.backoffMs = Math.min(max, this.backoffMs * 2);
+          this.setState('crashed');
+          this.log.error('restarting the managed database failed', { err: err.message, restartInMs: next });
+          this.emit('crash', { code: null, signal: null, restartInMs: next } satisfies CrashInfo);
+          this.scheduleRestart(next);
+        },
+      );
+    }, delay);
+  }
+
+  private logTail(): string {
+    try {
+      const size = statSync(this.logPath).size;
+      const text = readFileSync(this.logPath, 'utf8');
+      return text.slice(Math.max(0, size - 3000));
+    } catch {
+      return '';
+    }
+  }
+}
