@@ -40,3 +40,21 @@ export const statementLatency = new client.Histogram({
   buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   registers: [registry],
 });
+
+export const managedServerUp = new client.Gauge({
+  name: 'recall_managed_server_up',
+  help: '1 while the managed database server is running, 0 otherwise (absent in hook mode)',
+  registers: [registry],
+});
+
+export const managedServerRestartsTotal = new client.Counter({
+  name: 'recall_managed_server_restarts_total',
+  help: 'Restarts of the managed database server after it died',
+  registers: [registry],
+});
+
+export const databaseReachable = new client.Gauge({
+  name: 'recall_database_reachable',
+  help: '1 when the last readiness check reached the local database, 0 otherwise',
+  registers: [registry],
+});
