@@ -1,0 +1,312 @@
+// One client session: Recall's own handshake and authentication, the backend login as the
+// client's account, then the relay; COM_CHANGE_USER and unknown commands are answered here.
+import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import {
+  AUTH_CACHING_SHA2,
+  AUTH_NATIVE,
+  CLIENT_SSL,
+  COM_CHANGE_USER,
+  ER_HANDSHAKE_ERROR,
+  ER_SERVER_SHUTDOWN,
+  ER_UNKNOWN_COM_ERROR,
+} from '../../protocol/mysql/constants.js';
+import { ProtocolError } from '../../protocol/mysql/errors.js';
+import { encodeErr } from '../../protocol/mysql/generic.js';
+import {
+  decodeChangeUser,
+  decodeHandshakeResponse41,
+  encodeAuthSwitchRequest,
+  encodeHandshakeV10,
+  isSslRequest,
+} from '../../protocol/mysql/handshake.js';
+import { newScramble } from '../../protocol/mysql/auth.js';
+import { PacketChannel } from '../../backend/mysql/channel.js';
+import { BackendConnection, BackendRefusedError } from '../../backend/mysql/connection.js';
+import { authenticateClient, type AuthContext } from './authenticate.js';
+import { Relay } from './relay.js';
+import type { FrontendContext } from './context.js';
+import { errorsTotal } from '../../admin/metrics.js';
+
+export type SessionState = 'handshake' | 'authenticating' | 'ready' | 'inCommand' | 'closing';
+
+/** Handshake packets are small; a bigger one is bad input long before maxPacketBytes. */
+const HANDSHAKE_PACKET_BYTES_MAX = 1024 * 1024;
+
+const recallErrors = errorsTotal.labels('mysql', 'recall');
+const protocolErrors = errorsTotal.labels('mysql', 'protocol');
+
+export class Session {
+  private phase: 'handshake' | 'authenticating' | 'relay' | 'intercept' | 'closing' = 'handshake';
+  private backend: BackendConnection | null = null;
+  private relay: Relay | null = null;
+  private capabilities = 0;
+  private isTls = false;
+  private username = '';
+  private readonly clientHost: string;
+  private connectTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private client: Socket,
+    private readonly ctx: FrontendContext,
+    private readonly onClosed: (s: Session) => void,
+  ) {
+    const addr = client.remoteAddress ?? 'localhost';
+    this.clientHost = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
+    client.setNoDelay(true);
+    client.on('error', () => this.close());
+    client.on('close', () => this.close());
+  }
+
+  /** One explicit value for the connection's state. */
+  get state(): SessionState {
+    if (this.phase === 'relay') return this.relay && this.relay.pendingCount() > 0 ? 'inCommand' : 'ready';
+    if (this.phase === 'intercept') return 'inCommand';
+    return this.phase;
+  }
+
+  /** Status flags of the last OK/EOF from the database (in transaction, autocommit). */
+  get statusFlags(): number {
+    return this.relay?.statusFlags ?? 0;
+  }
+
+  start(): void {
+    this.connectTimer = setTimeout(() => this.close(), this.ctx.opts.connectTimeoutMs);
+    this.handshake().catch((e: unknown) => this.failHandshake(e));
+  }
+
+  private failHandshake(e: unknown, seq = 2): void {
+    if (this.phase === 'closing') return;
+    if (e instanceof ProtocolError) {
+      protocolErrors.inc();
+      this.sendAndClose(e.errno, e.sqlState, e.errno === ER_HANDSHAKE_ERROR ? 'Bad handshake' : e.message, seq);
+    } else {
+      this.ctx.log.debug('handshake failed', { error: (e as Error).message, client: this.clientHost });
+      this.close();
+    }
+  }
+
+  private sendAndClose(errno: number, sqlState: string, message: string, seq: number): void {
+    if (this.phase === 'closing') return;
+    try {
+      this.client.end(encodePacketErr(errno, sqlState, message, seq));
+    } catch {
+      /* socket already gone */
+    }
+    this.close(false);
+  }
+
+  private async handshake(): Promise<void> {
+    const o = this.ctx.opts;
+    try {
+      this.backend = await BackendConnection.open(this.ctx.backendTarget, o.maxPacketBytes, o.connectTimeoutMs);
+    } catch (e) {
+      recallErrors.inc();
+      if (e instanceof BackendRefusedError) {
+        this.client.end(withSeq(e.errPayload, 0));
+        return this.close(false);
+      }
+      return this.sendAndClose(ER_SERVER_SHUTDOWN, '08S01', `Recall cannot reach the local database (${(e as Error).message}); retry later`, 0);
+    }
+    if (this.phase === 'closing') return this.backend.destroy();
+    this.backend.socket.on('error', () => undefined);
+    this.backend.socket.on('close', () => this.onBackendClosed());
+    const bh = this.backend.handshake;
+    const serverCaps = this.ctx.serverCapabilities(bh.capabilities);
+    const scramble = newScramble();
+    let channel = new PacketChannel(this.client, HANDSHAKE_PACKET_BYTES_MAX);
+    channel.write(
+      encodeHandshakeV10({
+        protocolVersion: 10,
+        serverVersion: o.serverVersion ?? bh.serverVersion,
+        connectionId: bh.connectionId, // the backend's thread id, so KILL and CONNECTION_ID() agree
+        authPluginData: scramble,
+        capabilities: serverCaps,
+        charset: bh.charset,
+        statusFlags: bh.statusFlags,
+        authPluginName: AUTH_NATIVE,
+      }),
+      0,
+    );
+    let p = await channel.readSeq(1);
+    if (isSslRequest(p.payload)) {
+      if (!this.ctx.secureContext) throw new ProtocolError('SSL requested but not offered');
+      channel.detach();
+      this.client = await this.upgradeTls(this.client);
+      this.isTls = true;
+      channel = new PacketChannel(this.client, HANDSHAKE_PACKET_BYTES_MAX);
+      p = await channel.readSeq(2);
+    } else if (this.ctx.opts.tlsRequired) {
+      throw new ProtocolError('Recall requires TLS for client connections', 1045, '28000');
+    }
+    let resp;
+    try {
+      resp = decodeHandshakeResponse41(p.payload);
+    } catch {
+      throw new ProtocolError('Bad handshake', ER_HANDSHAKE_ERROR);
+    }
+    this.phase = 'authenticating';
+    this.capabilities = resp.capabilities & serverCaps & ~CLIENT_SSL;
+    const auth: AuthContext = this.authContext(channel, scramble);
+    const outcome = await authenticateClient(auth, resp.username, resp.authPluginName, resp.authResponse, p.lastSeq + 1);
+    if (!outcome.ok) {
+      recallErrors.inc();
+      return this.sendAndClose(outcome.errno, outcome.sqlState, outcome.message, outcome.nextSeq);
+    }
+    const login = await this.backend.login({
+      capabilities: this.capabilities,
+      maxPacketSize: resp.maxPacketSize,
+      charset: resp.charset,
+      username: resp.username,
+      stage1: outcome.stage1,
+      database: resp.database,
+      attributes: [...resp.attributes, ['_recall_client_addr', this.clientHost]],
+    });
+    if (this.phase === 'closing') return;
+    if (!login.ok) {
+      this.client.end(withSeq(login.payload, outcome.nextSeq));
+      return this.close(false);
+    }
+    this.username = resp.username;
+    channel.write(login.payload, outcome.nextSeq);
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.connectTimer = null;
+    this.startRelay(channel.detach(), this.backend.detach());
+  }
+
+  private upgradeTls(raw: Socket): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const s = new tls.TLSSocket(raw, { isServer: true, secureContext: this.ctx.secureContext! });
+      s.once('secure', () => resolve(s));
+      s.once('error', reject);
+      s.on('error', () => this.close());
+      s.on('close', () => this.close());
+    });
+  }
+
+  private authContext(channel: PacketChannel, scramble: Buffer): AuthContext {
+    return {
+      channel,
+      scramble,
+      isTls: this.isTls,
+      rsa: this.ctx.rsa,
+      accounts: this.ctx.accounts,
+      sha2Cache: this.ctx.sha2Cache,
+      clientHost: this.clientHost,
+    };
+  }
+
+  private startRelay(clientLeftover: Buffer, backendLeftover: Buffer): void {
+    this.phase = 'relay';
+    const backend = this.backend!;
+    this.relay = new Relay(this.client, backend.socket, this.capabilities, this.ctx.opts.maxPacketBytes, this.ctx.opts.netReadTimeoutMs, {
+      intercept: (held) => {
+        this.phase = 'intercept';
+        this.intercepted(held).catch((e: unknown) => this.failHandshake(e, 1));
+      },
+      fatal: (err, seq) => {
+        protocolErrors.inc();
+        this.sendAndClose(err.errno, err.sqlState, err.message, seq);
+      },
+      clientGone: () => this.close(),
+      backendGone: (pending, started) => this.backendGone(pending, started),
+    });
+    this.relay.attach(clientLeftover, backendLeftover);
+  }
+
+  /** COM_CHANGE_USER or an unknown command, with nothing pending on the backend. */
+  private async intercepted(held: Buffer): Promise<void> {
+    const channel = new PacketChannel(this.client, this.ctx.opts.maxPacketBytes, held);
+    const p = await channel.read();
+    if (p.payload[0] !== COM_CHANGE_USER) {
+      channel.write(
+        encodeErr({ errno: ER_UNKNOWN_COM_ERROR, sqlState: '08S01', message: 'Unknown command' }),
+        p.lastSeq + 1,
+      );
+      protocolErrors.inc();
+      this.phase = 'relay';
+      this.relay!.resume(channel.detach(), Buffer.alloc(0));
+      return;
+    }
+    let cu;
+    try {
+      cu = decodeChangeUser(p.payload, this.capabilities);
+    } catch {
+      throw new ProtocolError('Bad handshake', ER_HANDSHAKE_ERROR);
+    }
+    // Fresh scramble: the client proves its password again against this one.
+    const scramble = newScramble();
+    const plugin = cu.authPluginName === AUTH_CACHING_SHA2 ? AUTH_CACHING_SHA2 : AUTH_NATIVE;
+    channel.write(encodeAuthSwitchRequest({ pluginName: plugin, pluginData: scramble }), p.lastSeq + 1);
+    const answer = await channel.readSeq(p.lastSeq + 2);
+    const outcome = await authenticateClient(this.authContext(channel, scramble), cu.username, plugin, answer.payload, answer.lastSeq + 1);
+    if (!outcome.ok) {
+      recallErrors.inc();
+      return this.sendAndClose(outcome.errno, outcome.sqlState, outcome.message, outcome.nextSeq);
+    }
+    const result = await this.backend!.changeUser({
+      capabilities: this.capabilities,
+      maxPacketSize: 0,
+      charset: cu.charset ?? 45,
+      username: cu.username,
+      stage1: outcome.stage1,
+      database: cu.database || null,
+      attributes: [...cu.attributes, ['_recall_client_addr', this.clientHost]],
+    });
+    if (!result.ok) {
+      this.client.end(withSeq(result.payload, outcome.nextSeq));
+      return this.close(false);
+    }
+    this.username = cu.username;
+    channel.write(result.payload, outcome.nextSeq);
+    this.phase = 'relay';
+    this.relay!.resume(channel.detach(), this.backend!.detach());
+  }
+
+  private onBackendClosed(): void {
+    if (this.phase === 'closing') return;
+    if (this.relay && this.phase === 'relay') this.relay.backendClosed();
+    else this.close();
+  }
+
+  private backendGone(pending: number, responseStarted: boolean): void {
+    recallErrors.inc();
+    this.ctx.log.warn('backend connection lost', { user: this.username, pending });
+    // Mid-response an error packet would be misread; closing makes the client report 2013 itself.
+    if (pending > 0 && !responseStarted) {
+      return this.sendAndClose(
+        ER_SERVER_SHUTDOWN,
+        '08S01',
+        'Recall lost its connection to the local database; the outcome of the statement is unknown, reconnect and retry',
+        1,
+      );
+    }
+    this.client.end();
+    this.close(false);
+  }
+
+  /** Close both sides (idempotent). */
+  close(destroyClient = true): void {
+    if (this.phase === 'closing') return;
+    this.phase = 'closing';
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.relay?.close();
+    this.backend?.destroy();
+    if (destroyClient) this.client.destroy();
+    else setTimeout(() => this.client.destroy(), 1000).unref();
+    this.onClosed(this);
+  }
+}
+
+function encodePacketErr(errno: number, sqlState: string, message: string, seq: number): Buffer {
+  return withSeq(encodeErr({ errno, sqlState, message }), seq);
+}
+
+/** Frame a payload as one packet with the given sequence id. */
+function withSeq(payload: Buffer, seq: number): Buffer {
+  const out = Buffer.allocUnsafe(payload.length + 4);
+  out.writeUIntLE(payload.length, 0, 3);
+  out[3] = seq & 0xff;
+  payload.copy(out, 4);
+  return out;
+}
