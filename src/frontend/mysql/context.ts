@@ -13,6 +13,7 @@ export interface FrontendContext {
     netReadTimeoutMs: number;
     serverVersion?: string;
     tlsRequired?: boolean;
+    defaultAuthPlugin?: string;
   };
   backendTarget: BackendTarget;
   accounts: Accounts;

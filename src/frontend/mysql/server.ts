@@ -24,6 +24,9 @@ export interface MysqlFrontendOptions {
   connectTimeoutMs: number;
   netReadTimeoutMs: number;
   serverVersion?: string; // default: backend's version string
+  /** Plugin named in Recall's handshake (MySQL's default_authentication_plugin); default mysql_native_password.
+   * Clients such as mysql2 answer with the plugin the server names, so this is how caching_sha2_password is chosen. */
+  defaultAuthPlugin?: 'mysql_native_password' | 'caching_sha2_password';
 }
 
 export const MYSQL_FRONTEND_DEFAULTS = {

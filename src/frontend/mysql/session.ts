@@ -45,6 +45,8 @@ export class Session {
   private username = '';
   private readonly clientHost: string;
   private connectTimer: NodeJS.Timeout | null = null;
+  /** The scramble of the handshake: COM_CHANGE_USER tokens are computed against it. */
+  private scramble: Buffer = Buffer.alloc(0);
 
   constructor(
     private client: Socket,
@@ -114,6 +116,7 @@ export class Session {
     const bh = this.backend.handshake;
     const serverCaps = this.ctx.serverCapabilities(bh.capabilities);
     const scramble = newScramble();
+    this.scramble = scramble;
     let channel = new PacketChannel(this.client, HANDSHAKE_PACKET_BYTES_MAX);
     channel.write(
       encodeHandshakeV10({
@@ -124,7 +127,7 @@ export class Session {
         capabilities: serverCaps,
         charset: bh.charset,
         statusFlags: bh.statusFlags,
-        authPluginName: AUTH_NATIVE,
+        authPluginName: o.defaultAuthPlugin ?? AUTH_NATIVE,
       }),
       0,
     );
@@ -234,12 +237,20 @@ export class Session {
     } catch {
       throw new ProtocolError('Bad handshake', ER_HANDSHAKE_ERROR);
     }
-    // Fresh scramble: the client proves its password again against this one.
-    const scramble = newScramble();
-    const plugin = cu.authPluginName === AUTH_CACHING_SHA2 ? AUTH_CACHING_SHA2 : AUTH_NATIVE;
-    channel.write(encodeAuthSwitchRequest({ pluginName: plugin, pluginData: scramble }), p.lastSeq + 1);
-    const answer = await channel.readSeq(p.lastSeq + 2);
-    const outcome = await authenticateClient(this.authContext(channel, scramble), cu.username, plugin, answer.payload, answer.lastSeq + 1);
+    // MariaDB checks a native token against the handshake's scramble first, and clients rely on
+    // that (mysql2 computes the auth-switch answer for an empty new password from the old one).
+    // Anything else gets an auth switch with a fresh scramble.
+    let outcome =
+      cu.authPluginName === null || cu.authPluginName === '' || cu.authPluginName === AUTH_NATIVE
+        ? await authenticateClient(this.authContext(channel, this.scramble), cu.username, AUTH_NATIVE, cu.authResponse, p.lastSeq + 1)
+        : null;
+    if (!outcome || !outcome.ok) {
+      const scramble = newScramble();
+      const plugin = cu.authPluginName === AUTH_CACHING_SHA2 ? AUTH_CACHING_SHA2 : AUTH_NATIVE;
+      channel.write(encodeAuthSwitchRequest({ pluginName: plugin, pluginData: scramble }), p.lastSeq + 1);
+      const answer = await channel.readSeq(p.lastSeq + 2);
+      outcome = await authenticateClient(this.authContext(channel, scramble), cu.username, plugin, answer.payload, answer.lastSeq + 1);
+    }
     if (!outcome.ok) {
       recallErrors.inc();
       return this.sendAndClose(outcome.errno, outcome.sqlState, outcome.message, outcome.nextSeq);
