@@ -276,7 +276,8 @@ export class ManagedMariaDB extends EventEmitter {
     writeFileSync(fd, `--- ${new Date().toISOString()} start: ${this.binaryPath} ${args.join(' ')}\n`);
     let child: ChildProcess;
     try {
-      child = spawn(this.binaryPath!, args, { stdio: ['ignore', fd, fd] });
+      // Its own process group: a Ctrl-C in the terminal reaches us, and we stop the server in order.
+      child = spawn(this.binaryPath!, args, { stdio: ['ignore', fd, fd], detached: true });
     } finally {
       closeSync(fd);
     }

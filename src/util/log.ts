@@ -34,8 +34,10 @@ function makeLogger(level: string, format: LogFormat): winston.Logger {
 }
 
 /** Reconfigure the process-wide logger (called once by the CLI after parsing flags). */
-export function configureLogging(opts: { debug?: boolean; format?: LogFormat; silent?: boolean }): void {
-  const next = makeLogger(opts.debug ? 'debug' : 'info', opts.format ?? (process.stderr.isTTY ? 'text' : 'json'));
+export function configureLogging(opts: { debug?: boolean; format?: LogFormat; silent?: boolean; quiet?: boolean }): void {
+  // quiet: warnings and errors only (the demo prints its own progress on stdout).
+  const level = opts.debug ? 'debug' : opts.quiet ? 'warn' : 'info';
+  const next = makeLogger(level, opts.format ?? (process.stderr.isTTY ? 'text' : 'json'));
   next.silent = !!opts.silent;
   root = next;
 }

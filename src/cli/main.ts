@@ -1,0 +1,77 @@
+// The `recall` command line (yargs): serve, status, demo, version.
+// bin/recall imports the compiled form of this file (dist/src/cli/main.js).
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { withConfigOptions } from '../config/flags.js';
+import type { LogFormat } from '../util/log.js';
+import { serveCommand } from './serve.js';
+import { statusCommand } from './status.js';
+import { demoCommand } from './demo.js';
+import { recallVersion } from './version.js';
+
+function logFormatOf(v: unknown): LogFormat | undefined {
+  return v === 'json' || v === 'text' ? v : undefined;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await yargs(argv)
+    .scriptName('recall')
+    .usage('$0 <command> [options]')
+    .option('debug', { type: 'boolean', describe: 'verbose logging (env RECALL_DEBUG)' })
+    .option('log-format', { type: 'string', describe: 'text or one JSON object per line (env RECALL_LOG_FORMAT)' })
+    .command(
+      'serve',
+      'run one replica (managed database, client listeners, admin HTTP)',
+      (y) => withConfigOptions(y).strict(),
+      async (args) => {
+        await serveCommand(args as Record<string, unknown>);
+      },
+    )
+    .command(
+      'status',
+      'show a replica\'s state from its admin HTTP /status',
+      (y) =>
+        y
+          .option('admin', { type: 'string', default: '127.0.0.1:8700', describe: 'admin HTTP address of the replica' })
+          .option('json', { type: 'boolean', default: false, describe: 'print the raw JSON' }),
+      async (args) => {
+        process.exitCode = await statusCommand({ admin: args.admin, json: args.json });
+      },
+    )
+    .command(
+      'demo',
+      'a local cluster on this machine; Ctrl-C stops it',
+      (y) =>
+        y
+          .option('dir', { type: 'string', default: './recall-demo', describe: 'directory for data, logs and the TLS certificate' })
+          .option('replicas', { type: 'number', default: 1, describe: 'number of replicas' })
+          .option('engine', { type: 'string', default: 'mysql', describe: 'mysql or postgres' })
+          .option('port-base', { type: 'number', default: 8500, describe: 'MySQL port of replica 1; the other ports shift with it' }),
+      async (args) => {
+        const code = await demoCommand({
+          dir: args.dir,
+          replicas: args.replicas,
+          engine: args.engine,
+          portBase: args['port-base'],
+          debug: args.debug,
+          logFormat: logFormatOf(args['log-format']),
+        });
+        process.exit(code);
+      },
+    )
+    .command('version', 'print the version', {}, () => {
+      process.stdout.write(`recall ${recallVersion()}\n`);
+    })
+    .demandCommand(1, 'name a command: serve, status, demo or version')
+    .strict()
+    .help()
+    .version(false)
+    .fail((msg, err, y) => {
+      if (err) throw err;
+      process.stderr.write(`${y.help ? '' : ''}recall: ${msg}\n(run recall --help for the commands and options)\n`);
+      process.exit(2);
+    })
+    .parseAsync();
+}
+
+await main(hideBin(process.argv));
