@@ -66,9 +66,9 @@ export async function main(argv: string[]): Promise<void> {
     .strict()
     .help()
     .version(false)
-    .fail((msg, err, y) => {
+    .fail((msg, err) => {
       if (err) throw err;
-      process.stderr.write(`${y.help ? '' : ''}recall: ${msg}\n(run recall --help for the commands and options)\n`);
+      process.stderr.write(`recall: ${msg}\n(run recall --help for the commands and options)\n`);
       process.exit(2);
     })
     .parseAsync();

@@ -46,7 +46,8 @@ export function repoRoot(): string {
 /** argv prefix that runs the recall CLI the way this test file is running. */
 export function recallCommand(): string[] {
   const root = repoRoot();
-  if (import.meta.url.endsWith('.ts')) return ['--import', 'tsx', join(root, 'src', 'cli', 'main.ts')];
+  // The loader is named by URL so that it resolves whatever the child's working directory is.
+  if (import.meta.url.endsWith('.ts')) return ['--import', import.meta.resolve('tsx'), join(root, 'src', 'cli', 'main.ts')];
   return [join(root, 'bin', 'recall')];
 }
 
