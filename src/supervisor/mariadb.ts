@@ -167,6 +167,7 @@ export class ManagedMariaDB extends EventEmitter {
       this.flavor = (await serverVersion(this.binaryPath)).flavor;
     }
     mkdirSync(this.dataDir, { recursive: true });
+    await this.reapStaleServer();
     if (!this.isInitialised()) {
       this.setState('initializing');
       await this.initialise();
@@ -192,6 +193,56 @@ export class ManagedMariaDB extends EventEmitter {
     this.startedAt = Date.now();
     this.setState('running');
     this.log.info('managed database running', { port: this._port, socket: this.socketPath, pid: this.child?.pid });
+  }
+
+  /**
+   * A server left running on our data directory by an earlier Recall process that died
+   * without stopping it (kill -9, OOM) holds the InnoDB locks, so a new server could not
+   * start. It is ours by its pid file and command line; stop it before starting.
+   */
+  private async reapStaleServer(): Promise<void> {
+    const pidFile = join(this.dataDir, 'mysqld.pid');
+    let pid: number;
+    try {
+      pid = Number(readFileSync(pidFile, 'utf8').trim());
+    } catch {
+      return;
+    }
+    if (!Number.isInteger(pid) || pid <= 1 || pid === this.child?.pid) return;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+    } catch {
+      return; // not running (or no /proc): a stale pid file is harmless, the server rewrites it
+    }
+    if (!cmdline.includes(`--datadir=${this.dataDir} `) && !cmdline.endsWith(`--datadir=${this.dataDir}`)) return;
+    this.log.warn('stopping a database server left running on our data directory by an earlier process', { pid });
+    const gone = () => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const waitGone = async (ms: number) => {
+      const end = Date.now() + ms;
+      while (Date.now() < end) {
+        try {
+          if (gone()) return true;
+        } catch {
+          return true;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    };
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    if (!(await waitGone(this.opts.stopTimeoutMs ?? 30000))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
+      await waitGone(5000);
+    }
   }
 
   private isInitialised(): boolean {

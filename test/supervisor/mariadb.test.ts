@@ -129,3 +129,30 @@ describe('startTestMariaDB harness', () => {
     assert.equal(existsSync(db.dataDir), false);
   });
 });
+
+describe('a server left behind by a dead Recall process', () => {
+  test('is stopped before a new one starts on the same data directory', async () => {
+    const dir = tempDir('recall-stale-');
+    const first = new ManagedMariaDB({ dataDir: dir.path, port: 0, flushLogAtTrxCommit: 2 });
+    let orphanPid = 0;
+    const second = new ManagedMariaDB({ dataDir: dir.path, port: 0, flushLogAtTrxCommit: 2 });
+    try {
+      await first.start();
+      orphanPid = first.pid!;
+      // Forget the child without stopping it, as a Recall process killed with -9 would.
+      first.removeAllListeners();
+      (first as unknown as { child: unknown }).child = undefined;
+      await second.start();
+      assert.equal(second.state, 'running');
+      assert.notEqual(second.pid, orphanPid);
+      assert.equal(alive(orphanPid), false);
+      const rows = await rootQuery({ socketPath: second.socketPath }, 'SELECT 1 AS one');
+      assert.deepEqual(rows, [{ one: 1 }]);
+    } finally {
+      await second.stop();
+      if (orphanPid && alive(orphanPid)) process.kill(orphanPid, 'SIGKILL');
+      await first.stop();
+      dir.remove();
+    }
+  });
+});
