@@ -8,6 +8,7 @@ import { serveCommand } from './serve.js';
 import { statusCommand } from './status.js';
 import { demoCommand } from './demo.js';
 import { recallVersion } from './version.js';
+import { configCommand } from './config.js';
 
 function logFormatOf(v: unknown): LogFormat | undefined {
   return v === 'json' || v === 'text' ? v : undefined;
@@ -59,10 +60,18 @@ export async function main(argv: string[]): Promise<void> {
         process.exit(code);
       },
     )
+    .command(
+      'config',
+      'print the effective configuration (flags > RECALL_* env > file > defaults)',
+      (y) => withConfigOptions(y).option('reference', { type: 'boolean', describe: 'print the table of every key instead' }).strict(),
+      (args) => {
+        process.exitCode = configCommand(args as Record<string, unknown>);
+      },
+    )
     .command('version', 'print the version', {}, () => {
       process.stdout.write(`recall ${recallVersion()}\n`);
     })
-    .demandCommand(1, 'name a command: serve, status, demo or version')
+    .demandCommand(1, 'name a command: serve, status, demo, config or version')
     .strict()
     .help()
     .version(false)
