@@ -107,7 +107,7 @@ export class Connection {
       throw e;
     }
     for (const f of frames) {
-      if (this.state === 'closed') return;
+      if ((this.state as ConnectionState) === 'closed') return; // a handler may have closed us
       if (f.type === FrameType.Reject) {
         this.opts.log.warn('peer refused our connection', { remote: this.remote, reason: f.body.toString('utf8').slice(0, 200) });
         this.close('rejected by peer');

@@ -1,0 +1,44 @@
+// The one place where the runtime meets the concrete consensus core and codec
+// (src/consensus). The runtime depends only on the narrow ConsensusCore view below.
+import type { ConfChange, ConfState, CoreConfig, Message, NodeId, Ready, Role, Storage } from '../consensus/types.js';
+import { RaftCore } from '../consensus/raft.js';
+import { encodeMessage as encode, decodeMessage as decode } from '../consensus/codec.js';
+
+export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; reason: string; leader: NodeId };
+
+export interface CoreStatus {
+  readonly role: Role;
+  readonly term: number;
+  readonly leader: NodeId;
+  readonly commit: number;
+  /** Leader only: replication progress per peer. */
+  readonly progress?: ReadonlyMap<NodeId, { readonly match: number }>;
+  readonly conf?: ConfState;
+}
+
+export interface ConsensusCore {
+  tick(): void;
+  step(m: Message): void;
+  propose(data: Uint8Array): ProposeResult;
+  proposeConfChange(cc: ConfChange): ProposeResult;
+  readIndex(ctx: Uint8Array): void;
+  transferLeadership(to: NodeId): void;
+  hasReady(): boolean;
+  ready(): Ready;
+  advance(rd: Ready): void;
+  status(): CoreStatus;
+  reportUnreachable(peer: NodeId): void;
+  reportSnapshot(peer: NodeId, ok: boolean): void;
+}
+
+export function createCore(config: CoreConfig, storage: Storage): ConsensusCore {
+  return new RaftCore(config, storage) as unknown as ConsensusCore;
+}
+
+export function encodeMessage(m: Message): Uint8Array {
+  return encode(m);
+}
+
+export function decodeMessage(b: Uint8Array): Message {
+  return decode(b);
+}
