@@ -31,6 +31,8 @@ export interface StartNodeHooks {
   onManagedState?: (state: ManagedState) => void;
 }
 
+// Connections the managed server allows beyond maxConnections (accounts, lane, ping).
+const managedConnectionsSpare = 50;
 // Hook mode waits this long for the database after StartServer.
 const hookStartWaitMs = 120000;
 
@@ -57,6 +59,8 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         port: cfg.managed.port,
         binary: cfg.managed.binary,
         extraArgs: cfg.managed.extraArgs,
+        // Every client session has its own backend session, plus Recall's own connections.
+        maxConnections: cfg.maxConnections + managedConnectionsSpare,
       });
       managed.on('state', (s: ManagedState) => {
         managedServerUp.set(s === 'running' ? 1 : 0);

@@ -25,7 +25,7 @@ export interface KeySpec {
 
 export const keySpecs: readonly KeySpec[] = [
   { path: 'nodeId', kind: 'int', min: 1, max: 1024, example: '1', describe: 'this replica\'s id: its 1-based position in replicas' },
-  { path: 'replicas', kind: 'list', alias: 'Replicas', example: '10.0.0.1:8600,10.0.0.2:8600,10.0.0.3:8600', describe: 'peer endpoints (host:port) of every replica, in node id order; default: [listen.peer]' },
+  { path: 'replicas', kind: 'list', alias: 'Replicas', example: '10.0.0.1:8600,10.0.0.2:8600,10.0.0.3:8600', describe: 'peer endpoints (host:port) of every replica, in node id order' },
   { path: 'dsn', kind: 'dsn', alias: 'DSN', example: 'mysql://root@127.0.0.1:3306/', describe: 'how to reach the local database; derived from the managed server in managed mode' },
   { path: 'engine', kind: 'enum', choices: ['mysql', 'postgres'], example: 'mysql', describe: 'kind of local database' },
   { path: 'listen.mysql', kind: 'listen', example: '127.0.0.1:8500', describe: 'MySQL protocol listener, or off' },
@@ -33,7 +33,7 @@ export const keySpecs: readonly KeySpec[] = [
   { path: 'listen.peer', kind: 'listen', example: '127.0.0.1:8600', describe: 'peer (replication) listener, or off' },
   { path: 'listen.admin', kind: 'listen', example: '127.0.0.1:8700', describe: 'admin HTTP listener (/health, /ready, /metrics, /status), or off' },
   { path: 'dataDir', kind: 'path', example: '/var/lib/recall', describe: 'directory for the log, state and the managed database' },
-  { path: 'managed.enabled', kind: 'bool', flag: 'managed', example: 'true', describe: 'start and stop the local database server ourselves (default: true when no dsn is given)' },
+  { path: 'managed.enabled', kind: 'bool', flag: 'managed', example: 'true', describe: 'start and stop the local database server ourselves' },
   { path: 'managed.binary', kind: 'string', example: '/usr/sbin/mariadbd', describe: 'server binary (default: mariadbd, then mysqld)' },
   { path: 'managed.port', kind: 'int', min: 0, max: 65535, example: '3307', describe: 'private TCP port of the managed server (0: any free port)' },
   { path: 'managed.extraArgs', kind: 'args', example: '--innodb-buffer-pool-size=1G', describe: 'extra server arguments (space separated in flags and env)' },
