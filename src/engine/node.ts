@@ -16,6 +16,7 @@ import { DurableLog } from '../log/durable-log.js';
 import { Transport, type TransportOptions } from '../transport/transport.js';
 import { logger, type Logger } from '../util/log.js';
 import { createCore, decodeMessage, encodeMessage, type ConsensusCore } from './core-binding.js';
+import { raftBatchEntries, raftMessagesDroppedTotal, raftProposalsTotal, raftSyncSeconds } from './metrics.js';
 import { LostLeadershipError, NodeClosedError, NotLeaderError, ProposalDroppedError, TimeoutError } from './errors.js';
 
 /** Transport channel of consensus messages; user channels start at CHANNEL_USER_MIN. */
@@ -152,7 +153,10 @@ export class RaftNode {
         });
       });
     transport.onMessage(CHANNEL_RAFT, (from, payload) => this.onPeerMessage(from, payload));
-    transport.onUnreachable((peer) => this.core.reportUnreachable(peer));
+    transport.onUnreachable((peer) => {
+      raftMessagesDroppedTotal.inc();
+      this.core.reportUnreachable(peer);
+    });
     this.tickTimer = setInterval(() => this.onTick(), opts.tickMs ?? 10);
   }
 
@@ -302,14 +306,17 @@ export class RaftNode {
     const r = fn();
     if (!r.ok) {
       if (this.role !== Role.Leader || r.leader !== this.id) {
+        raftProposalsTotal.inc({ outcome: 'not_leader' });
         return Promise.reject(new NotLeaderError(r.leader, r.leader ? this.addresses.get(r.leader) : undefined));
       }
+      raftProposalsTotal.inc({ outcome: 'dropped' });
       return Promise.reject(new ProposalDroppedError(r.reason));
     }
     this.schedule();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(r.index);
+        raftProposalsTotal.inc({ outcome: 'timeout' });
         reject(new TimeoutError(`proposal at index ${r.index}`, timeoutMs));
       }, timeoutMs);
       this.pending.set(r.index, { term: r.term, resolve, reject, timer });
@@ -386,7 +393,12 @@ export class RaftNode {
       this.storage.append(rd.entries);
     }
     if (hs) this.storage.setHardState(hs);
-    if (rd.snapshot || rd.entries.length > 0 || hs) await this.storage.sync();
+    if (rd.snapshot || rd.entries.length > 0 || hs) {
+      const t0 = performance.now();
+      await this.storage.sync();
+      raftSyncSeconds.observe((performance.now() - t0) / 1000);
+      if (rd.entries.length > 0) raftBatchEntries.observe(rd.entries.length);
+    }
     if (hs) {
       this.durable = hs;
       if (hs.term !== this.term) this.log.info('term changed', { term: hs.term, vote: hs.vote, index: this.storage.lastIndex() });
@@ -416,8 +428,10 @@ export class RaftNode {
       if (!p) continue;
       this.pending.delete(e.index);
       clearTimeout(p.timer);
-      if (e.term === p.term) p.resolve({ index: e.index, term: e.term });
-      else p.reject(new LostLeadershipError(e.index, `another leader's entry (term ${e.term}) was committed at this index`));
+      if (e.term === p.term) {
+        raftProposalsTotal.inc({ outcome: 'committed' });
+        p.resolve({ index: e.index, term: e.term });
+      } else p.reject(new LostLeadershipError(e.index, `another leader's entry (term ${e.term}) was committed at this index`));
     }
     this.applied = entries[entries.length - 1]!.index;
     this.maybeCompact();
@@ -435,6 +449,7 @@ export class RaftNode {
       // longer tell: the caller gets "outcome unknown" promptly rather than a timeout.
       for (const [index, p] of this.pending) {
         clearTimeout(p.timer);
+        raftProposalsTotal.inc({ outcome: 'lost_leadership' });
         p.reject(new LostLeadershipError(index, 'leadership lost before commit'));
       }
       this.pending.clear();
