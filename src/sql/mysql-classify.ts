@@ -82,11 +82,14 @@ export type ClassifyOptions = LexOptions;
 
 const SESSION_FUNCTIONS = new Set([
   'LAST_INSERT_ID', 'FOUND_ROWS', 'ROW_COUNT', 'CONNECTION_ID', 'GET_LOCK', 'RELEASE_LOCK', 'RELEASE_ALL_LOCKS',
-  'IS_FREE_LOCK', 'IS_USED_LOCK',
+  'IS_FREE_LOCK', 'IS_USED_LOCK', 'LASTVAL',
 ]);
 
+// MariaDB sequence functions that advance or set a sequence: a SELECT or DO using them writes.
+const SEQUENCE_WRITES = new Set(['NEXTVAL', 'SETVAL']);
+
 export function classifyMysql(sql: string, opts: ClassifyOptions = {}): ClassifiedStatement[] {
-  const tokens = lexMysql(sql, { ansiQuotes: opts.ansiQuotes, noBackslashEscapes: opts.noBackslashEscapes });
+  const tokens = lexMysql(sql, { ...opts, keepWhitespace: false });
   return splitMysql(tokens).map((raw) => {
     const st = blank(sql, raw.start, raw.end, raw.tokens);
     if (raw.lexError !== undefined) st.lexError = raw.lexError;
@@ -499,6 +502,7 @@ function scanVariables(st: ClassifiedStatement): void {
   const setTargets = new Set<number>();
   for (const v of st.variables ?? []) if (v.scope === 'user' && v.tokenIndex !== undefined) setTargets.add(v.tokenIndex);
   let into = false;
+  let sequenceWrite = '';
   for (let k = 0; k < ts.length; k++) {
     const t = ts[k];
     if (t.type === 'uservar') {
@@ -510,11 +514,19 @@ function scanVariables(st: ClassifiedStatement): void {
     if (t.type === 'word') {
       if (t.text === 'INTO' && ts[k + 1]?.type === 'uservar') into = true;
       else if (SESSION_FUNCTIONS.has(t.text) && isCall(ts, k)) funcs.add(t.text);
+      else if (SEQUENCE_WRITES.has(t.text) && isCall(ts, k)) sequenceWrite = `${t.text}()`;
+      else if (t.text === 'NEXT' && w(ts, k + 1) === 'VALUE' && w(ts, k + 2) === 'FOR') sequenceWrite = 'NEXT VALUE FOR';
+      else if (t.text === 'PREVIOUS' && w(ts, k + 1) === 'VALUE' && w(ts, k + 2) === 'FOR') funcs.add('PREVIOUS VALUE FOR');
     }
   }
   st.userVariablesRead = [...read];
   st.userVariablesAssigned = [...assigned];
   st.sessionFunctions = [...funcs];
+  if (sequenceWrite && (st.kind === 'read' || st.kind === 'locking-read' || st.kind === 'session')) {
+    st.kind = 'write';
+    st.note = `${sequenceWrite} advances a sequence`;
+    return;
+  }
   // SELECT @x := ..., DO @x := ...: they change session state.
   if (st.kind === 'read' && assigned.size > 0) st.kind = 'session';
   if (st.command === 'DO' && funcs.size > 0 && [...funcs].some((f) => f.endsWith('LOCK'))) {

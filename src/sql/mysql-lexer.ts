@@ -53,6 +53,11 @@ export interface LexOptions {
   noBackslashEscapes?: boolean;
   /** emit whitespace tokens, so that token spans tile the input exactly. */
   keepWhitespace?: boolean;
+  /** Server version as MMmmpp (10.11.6 = 101106). Executable comments for a later version are
+   * plain comments, as on that server. Absent: every executable comment applies. */
+  serverVersion?: number;
+  /** 'mysql': /*M! comments are plain comments. Default 'mariadb'. */
+  flavor?: 'mariadb' | 'mysql';
 }
 
 const CH_TAB = 9, CH_LF = 10, CH_CR = 13, CH_SPACE = 32;
@@ -227,6 +232,17 @@ export function lexMysql(sql: string, opts: LexOptions = {}): Token[] {
             const take = digits >= 6 && mariadbOnly ? 6 : digits >= 5 ? 5 : 0;
             const version = take ? Number(sql.slice(j, j + take)) : 0;
             j += take;
+            if ((opts.serverVersion !== undefined && version > opts.serverVersion) || (mariadbOnly && opts.flavor === 'mysql')) {
+              // Not for this server: the whole thing is a comment.
+              const close = sql.indexOf('*/', j);
+              if (close < 0) {
+                out.push(errorTok(start, n, 'unterminated comment'));
+                return out;
+              }
+              i = close + 2;
+              out.push(tok('comment', start, i, ''));
+              continue;
+            }
             const t = tok('version-start', start, j, '');
             t.version = version;
             t.mariadbOnly = mariadbOnly;
