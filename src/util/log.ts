@@ -7,7 +7,10 @@ import winston from 'winston';
 export type LogFormat = 'text' | 'json';
 export type Logger = winston.Logger;
 
-let root: winston.Logger = makeLogger('info', process.stderr.isTTY ? 'text' : 'json');
+// Under the test runner (RECALL_TEST=1) only warnings and errors show until a command
+// configures logging, so test output stays readable; RECALL_TEST_VERBOSE=1 shows all.
+const defaultLevel = process.env.RECALL_TEST === '1' && !process.env.RECALL_TEST_VERBOSE ? 'warn' : 'info';
+let root: winston.Logger = makeLogger(defaultLevel, process.stderr.isTTY ? 'text' : 'json');
 
 function makeLogger(level: string, format: LogFormat): winston.Logger {
   const base = [winston.format.timestamp(), winston.format.errors({ stack: true })];
