@@ -113,6 +113,36 @@ describe('recall serve, managed mode', () => {
   });
 });
 
+describe('recall serve, managed database crash', () => {
+  test('mariadbd killed with -9: /ready goes 503, the server is restarted, /ready 200 again', async () => {
+    const r = await startRecall();
+    try {
+      const pidFile = join(r.dataDir, 'mariadb', 'mysqld.pid');
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      process.kill(pid, 'SIGKILL');
+      let sawNotReady = false;
+      const deadline = Date.now() + 30000;
+      for (;;) {
+        const res = await fetch(`http://127.0.0.1:${r.adminPort}/ready`);
+        if (res.status === 503) sawNotReady = true;
+        if (res.status === 200 && sawNotReady) break;
+        assert.ok(Date.now() < deadline, `not ready again after the crash:\n${r.output().slice(-3000)}`);
+        await new Promise((res2) => setTimeout(res2, 20));
+      }
+      assert.notEqual(Number(readFileSync(pidFile, 'utf8')), pid);
+      const conn = await mysql.createConnection({ host: '127.0.0.1', port: r.mysqlPort, user: 'root' });
+      const [rows] = await conn.query('SELECT 1 AS one');
+      await conn.end();
+      assert.deepEqual(rows, [{ one: 1 }]);
+      const metrics = await (await fetch(`http://127.0.0.1:${r.adminPort}/metrics`)).text();
+      assert.match(metrics, /^recall_managed_server_restarts_total 1$/m);
+      assert.match(r.output(), /managed database exited unexpectedly/);
+    } finally {
+      assert.equal(await r.stop(), 0);
+    }
+  });
+});
+
 describe('recall serve, existing database', () => {
   test('external mode: --dsn to a running server, managed off', async () => {
     const db = await startTestMariaDB();
