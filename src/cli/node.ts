@@ -2,13 +2,11 @@
 // admin HTTP server and the client protocol listeners. `recall serve` runs one; `recall
 // demo` runs several. Later issues add the peer listener and the replication engine here.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { RecallConfig } from '../config/load.js';
 import { listenAddress } from '../config/load.js';
-import { parseDsn, type Dsn } from '../config/dsn.js';
-import { ManagedMariaDB, type ManagedState } from '../supervisor/mariadb.js';
-import { pingDatabase } from '../supervisor/ping.js';
-import { runHook, waitFor } from '../supervisor/hooks.js';
+import type { Dsn } from '../config/dsn.js';
+import type { ManagedMariaDB, ManagedState } from '../supervisor/mariadb.js';
+import { localDatabase, redactDsn, type LocalDatabase } from '../supervisor/local-database.js';
 import { AdminHttpServer } from '../admin/http.js';
 import { managedServerRestartsTotal, managedServerUp } from '../admin/metrics.js';
 import { logger } from '../util/log.js';
@@ -21,6 +19,7 @@ export interface RunningNode {
   mysqlPort: number;
   adminPort: number;
   managed?: ManagedMariaDB;
+  database: LocalDatabase;
   /** How Recall reaches the local database. */
   dsn: Dsn;
   stop(): Promise<void>;
@@ -30,11 +29,6 @@ export interface StartNodeHooks {
   /** Called on every managed-server state change (the demo shows progress with it). */
   onManagedState?: (state: ManagedState) => void;
 }
-
-// Connections the managed server allows beyond maxConnections (accounts, lane, ping).
-const managedConnectionsSpare = 50;
-// Hook mode waits this long for the database after StartServer.
-const hookStartWaitMs = 120000;
 
 export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): Promise<RunningNode> {
   const log = logger('node', { nodeId: cfg.nodeId });
@@ -51,37 +45,19 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
 
   try {
     // 1. The local database.
-    let managed: ManagedMariaDB | undefined;
-    let dsn: Dsn;
-    if (cfg.managed.enabled) {
-      managed = new ManagedMariaDB({
-        dataDir: join(cfg.dataDir, 'mariadb'),
-        port: cfg.managed.port,
-        binary: cfg.managed.binary,
-        extraArgs: cfg.managed.extraArgs,
-        // Every client session has its own backend session, plus Recall's own connections.
-        maxConnections: cfg.maxConnections + managedConnectionsSpare,
-      });
-      managed.on('state', (s: ManagedState) => {
-        managedServerUp.set(s === 'running' ? 1 : 0);
-        hooks.onManagedState?.(s);
+    const db = localDatabase(cfg);
+    if (db.managed) {
+      const managed = db.managed;
+      managed.on('state', (st: ManagedState) => {
+        managedServerUp.set(st === 'running' ? 1 : 0);
+        hooks.onManagedState?.(st);
       });
       managed.on('restarted', () => managedServerRestartsTotal.inc());
-      cleanups.push(() => managed!.stop());
-      await managed.start();
-      dsn = { engine: 'mysql', host: '127.0.0.1', port: managed.port, socketPath: managed.socketPath, user: 'root', password: '' };
-    } else {
-      dsn = parseDsn(cfg.dsn!);
-      try {
-        await pingDatabase(dsn, 2000);
-      } catch (err) {
-        if (!cfg.startServer) throw new Error(`local database at ${cfg.dsn} is unreachable: ${(err as Error).message}`);
-        log.info('local database unreachable; running startServer', { reason: (err as Error).message });
-        await runHook('startServer', cfg.startServer);
-        await waitFor(() => pingDatabase(dsn, 2000), hookStartWaitMs);
-      }
-      log.info('local database reachable', { dsn: redact(cfg.dsn!) });
     }
+    cleanups.push(() => db.close());
+    await db.start();
+    const dsn = db.dsn;
+    if (!db.managed) log.info('local database reachable', { dsn: redactDsn(cfg.dsn!), mode: db.mode });
 
     // 2. Admin HTTP.
     let adminPort = 0;
@@ -93,11 +69,8 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         nodeId: cfg.nodeId,
         engine: cfg.engine,
         version: recallVersion(),
-        pingDatabase: () => pingDatabase(dsn, 2000),
-        databaseMode: () =>
-          managed
-            ? { mode: 'managed', state: managed.state, port: managed.port, socketPath: managed.socketPath, restarts: managed.restartCount }
-            : { mode: cfg.startServer ? 'hook' : 'external' },
+        pingDatabase: () => db.ping(2000),
+        databaseMode: () => db.status(),
       });
       adminPort = await admin.listen();
       cleanups.push(() => admin.close());
@@ -132,7 +105,8 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
       nodeId: cfg.nodeId,
       mysqlPort,
       adminPort,
-      managed,
+      managed: db.managed,
+      database: db,
       dsn,
       stop: stopAll,
     };
@@ -140,8 +114,4 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
     await stopAll();
     throw err;
   }
-}
-
-function redact(dsn: string): string {
-  return dsn.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
 }

@@ -1,0 +1,142 @@
+// The local database as the rest of Recall sees it, whichever way it is run:
+//   managed  - a child mariadbd/mysqld that we initialise, start, restart and stop;
+//   hook     - the operator's StartServer/StopServer commands (the original module's mode);
+//   external - a server someone else runs; we only connect to it.
+// A full resync (later) needs stop() and start() around copying the data directory;
+// shutdown of Recall calls close(), which stops only a server we started ourselves.
+import { join } from 'node:path';
+import type { RecallConfig } from '../config/load.js';
+import { parseDsn, type Dsn } from '../config/dsn.js';
+import { ManagedMariaDB, type ManagedState } from './mariadb.js';
+import { pingDatabase } from './ping.js';
+import { runHook, waitFor } from './hooks.js';
+import { logger } from '../util/log.js';
+
+export type LocalDatabaseMode = 'managed' | 'hook' | 'external';
+
+export interface LocalDatabaseStatus {
+  mode: LocalDatabaseMode;
+  state?: ManagedState;
+  port?: number;
+  socketPath?: string;
+  restarts?: number;
+}
+
+export interface LocalDatabase {
+  readonly mode: LocalDatabaseMode;
+  /** How to reach it as its administrative account (valid after start()). */
+  readonly dsn: Dsn;
+  /** The managed server, for state events; undefined in hook and external mode. */
+  readonly managed?: ManagedMariaDB;
+  /** Makes sure it runs and answers. */
+  start(): Promise<void>;
+  /**
+   * Stops it (managed: the child; hook: StopServer). External mode cannot and throws.
+   * A StopServer command must return only once the server has exited (systemctl stop and
+   * mariadb-admin shutdown do; a bare kill does not), because its files are copied next.
+   */
+  stop(): Promise<void>;
+  /** Recall is shutting down: stop what we started, leave the rest alone. */
+  close(): Promise<void>;
+  ping(timeoutMs?: number): Promise<void>;
+  status(): LocalDatabaseStatus;
+}
+
+// Hook mode waits this long for the database after StartServer or StopServer.
+const hookWaitMs = 120000;
+
+export function localDatabase(cfg: RecallConfig): LocalDatabase {
+  if (cfg.managed.enabled) return new ManagedLocalDatabase(cfg);
+  return new CommandLocalDatabase(cfg);
+}
+
+class ManagedLocalDatabase implements LocalDatabase {
+  readonly mode = 'managed';
+  readonly managed: ManagedMariaDB;
+
+  constructor(cfg: RecallConfig) {
+    this.managed = new ManagedMariaDB({
+      dataDir: join(cfg.dataDir, 'mariadb'),
+      port: cfg.managed.port,
+      binary: cfg.managed.binary,
+      extraArgs: cfg.managed.extraArgs,
+      // Every client session has its own backend session, plus Recall's own connections.
+      maxConnections: cfg.maxConnections + 50,
+    });
+  }
+
+  get dsn(): Dsn {
+    const m = this.managed;
+    return { engine: 'mysql', host: '127.0.0.1', port: m.port, socketPath: m.socketPath, user: 'root', password: '' };
+  }
+
+  async start(): Promise<void> {
+    if (this.managed.state === 'running') return;
+    await this.managed.start();
+  }
+  stop(): Promise<void> {
+    return this.managed.stop();
+  }
+  close(): Promise<void> {
+    return this.managed.stop();
+  }
+  ping(timeoutMs = 2000): Promise<void> {
+    return pingDatabase(this.dsn, timeoutMs);
+  }
+  status(): LocalDatabaseStatus {
+    const m = this.managed;
+    return { mode: 'managed', state: m.state, port: m.port, socketPath: m.socketPath, restarts: m.restartCount };
+  }
+}
+
+class CommandLocalDatabase implements LocalDatabase {
+  readonly mode: LocalDatabaseMode;
+  readonly dsn: Dsn;
+  private readonly log;
+
+  constructor(private readonly cfg: RecallConfig) {
+    this.mode = cfg.startServer || cfg.stopServer ? 'hook' : 'external';
+    this.dsn = parseDsn(cfg.dsn!);
+    this.log = logger('database', { nodeId: cfg.nodeId });
+  }
+
+  async start(): Promise<void> {
+    try {
+      await this.ping();
+      return;
+    } catch (err) {
+      if (!this.cfg.startServer) throw new Error(`local database at ${redactDsn(this.cfg.dsn!)} is unreachable: ${(err as Error).message}`);
+      this.log.info('local database unreachable; running startServer', { reason: (err as Error).message });
+    }
+    await runHook('startServer', this.cfg.startServer);
+    await waitFor(() => this.ping(), hookWaitMs);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.cfg.stopServer) throw new Error('cannot stop the local database: stopServer is not configured');
+    await runHook('stopServer', this.cfg.stopServer);
+    // Done when it no longer answers.
+    await waitFor(
+      () =>
+        this.ping(1000).then(
+          () => Promise.reject(new Error('local database still answers after stopServer')),
+          () => undefined,
+        ),
+      hookWaitMs,
+    );
+  }
+
+  async close(): Promise<void> {
+    /* not ours to stop on shutdown */
+  }
+  ping(timeoutMs = 2000): Promise<void> {
+    return pingDatabase(this.dsn, timeoutMs);
+  }
+  status(): LocalDatabaseStatus {
+    return { mode: this.mode };
+  }
+}
+
+export function redactDsn(dsn: string): string {
+  return dsn.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}
