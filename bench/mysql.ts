@@ -1,0 +1,88 @@
+// sysbench straight to mariadbd and through Recall, side by side.
+// Run by `npm run bench` (all benchmarks) or `npm run bench -- mysql`.
+// Settings (environment):
+//   BENCH_SECONDS     measured seconds per run (default 10); a warm-up of a third of it precedes each pair
+//   BENCH_THREADS     comma list (default 1,8,64)
+//   BENCH_WORKLOADS   comma list (default oltp_point_select,oltp_read_only)
+//   BENCH_CPU_PROF    a directory: the Recall process writes a V8 CPU profile there on exit
+import { execFileSync } from 'node:child_process';
+import { startTestMariaDB } from '../test/harness/mariadb.js';
+import { startRecall } from '../test/harness/recall.js';
+import { runSysbench, type SysbenchResult, type SysbenchTarget } from './lib/sysbench.js';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const threadsList = (process.env.BENCH_THREADS ?? '1,8,64').split(',').map(Number);
+const workloads = (process.env.BENCH_WORKLOADS ?? 'oltp_point_select,oltp_read_only').split(',');
+const tables = 4;
+const tableSize = 10000;
+const warmupSeconds = Math.max(2, Math.round(seconds / 3));
+
+function sql(socketPath: string, text: string): void {
+  execFileSync('mariadb', ['--no-defaults', '-S', socketPath, '-uroot', '-e', text]);
+}
+
+function pad(s: string | number, n: number): string {
+  return String(s).padStart(n);
+}
+
+async function main(): Promise<void> {
+  console.log(`\n== mysql: sysbench direct vs through Recall (${seconds} s per run, warm-up ${warmupSeconds} s, ` +
+    `${tables} tables x ${tableSize} rows, prepared statements) ==`);
+  const db = await startTestMariaDB({
+    flushLogAtTrxCommit: 1,
+    extraArgs: ['--innodb-buffer-pool-size=512M', '--max-connections=1000', '--performance-schema=OFF'],
+  });
+  let recall: Awaited<ReturnType<typeof startRecall>> | undefined;
+  try {
+    sql(db.socketPath, `CREATE DATABASE sbtest;
+      CREATE USER 'sbtest'@'%' IDENTIFIED BY 'sb-pass'; CREATE USER 'sbtest'@'localhost' IDENTIFIED BY 'sb-pass';
+      GRANT ALL ON sbtest.* TO 'sbtest'@'%'; GRANT ALL ON sbtest.* TO 'sbtest'@'localhost';`);
+    const direct: SysbenchTarget = { host: '127.0.0.1', port: db.port, user: 'sbtest', password: 'sb-pass', db: 'sbtest' };
+    await runSysbench({ workload: 'oltp_read_only', command: 'prepare', target: direct, tables, tableSize, threads: tables });
+    recall = await startRecall({
+      dsn: `mysql://root@localhost/?socket=${encodeURIComponent(db.socketPath)}`,
+      extraArgs: ['--max-connections', '1000'],
+      env: process.env.BENCH_CPU_PROF
+        ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF}` }
+        : {},
+    });
+    const through: SysbenchTarget = { ...direct, port: recall.mysqlPort };
+    console.log(`mariadbd port ${db.port} (innodb_buffer_pool_size=512M, flush_log_at_trx_commit=1), Recall pid ${recall.process.pid} port ${recall.mysqlPort}`);
+
+    const header = `${'workload'.padEnd(18)} ${pad('threads', 7)} ${pad('direct tps', 11)} ${pad('recall tps', 11)} ${pad('ratio', 6)} ${pad('direct p95 ms', 13)} ${pad('recall p95 ms', 13)} ${pad('errors', 6)}`;
+    const rows: string[] = [];
+    let pair = 0;
+    for (const workload of workloads) {
+      for (const threads of threadsList) {
+        const run = (target: SysbenchTarget, secs: number): Promise<SysbenchResult> =>
+          runSysbench({ workload, command: 'run', target, threads, seconds: secs, tables, tableSize });
+        // Alternate which side goes first so that neither always gets the warmer caches.
+        const order: ['direct' | 'recall', SysbenchTarget][] = [['direct', direct], ['recall', through]];
+        if (pair++ % 2 === 1) order.reverse();
+        const res: Record<string, SysbenchResult> = {};
+        for (const [name, target] of order) {
+          await run(target, warmupSeconds);
+          res[name] = await run(target, seconds);
+        }
+        const d = res.direct!;
+        const r = res.recall!;
+        const row = `${workload.padEnd(18)} ${pad(threads, 7)} ${pad(d.tps.toFixed(1), 11)} ${pad(r.tps.toFixed(1), 11)} ` +
+          `${pad((r.tps / d.tps).toFixed(2), 6)} ${pad(d.p95Ms.toFixed(2), 13)} ${pad(r.p95Ms.toFixed(2), 13)} ${pad(d.errors + r.errors, 6)}`;
+        rows.push(row);
+        console.log(rows.length === 1 ? `${header}\n${row}` : row);
+      }
+    }
+    console.log(`\nmysql summary\n${header}\n${rows.join('\n')}`);
+  } finally {
+    await recall?.stop();
+    await db.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
