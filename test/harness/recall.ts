@@ -19,6 +19,8 @@ export interface StartRecallOptions {
   /** Extra environment (RECALL_* from the test's own environment are not passed on). */
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** Options for node itself, before the script (e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/p']). */
+  nodeArgs?: string[];
 }
 
 export interface RunningRecall {
@@ -76,6 +78,7 @@ export async function startRecall(opts: StartRecallOptions = {}): Promise<Runnin
   const adminPort = await freePort();
   const peerPort = await freePort();
   const args = [
+    ...(opts.nodeArgs ?? []),
     ...recallCommand(),
     'serve',
     '--data-dir', dataDir,
