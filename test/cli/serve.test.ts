@@ -244,3 +244,17 @@ describe('recall serve, invalid configuration', () => {
     assert.match(r.stderr, /Unknown argument/);
   });
 });
+
+describe('startRecall harness', () => {
+  test('nodeArgs reach node: --cpu-prof writes a profile on a clean exit', async () => {
+    const prof = tempDir('recall-prof-');
+    try {
+      const r = await startRecall({ nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${prof.path}`] });
+      assert.equal(await r.stop(), 0);
+      const files = (await import('node:fs')).readdirSync(prof.path);
+      assert.ok(files.some((f) => f.endsWith('.cpuprofile')), files.join(','));
+    } finally {
+      prof.remove();
+    }
+  });
+});
