@@ -58,6 +58,9 @@ export class ManagedMariaDB extends EventEmitter {
   private backoffTimer: NodeJS.Timeout | undefined;
   private startedAt = 0;
   private restarts = 0;
+  // A stop() that arrives while a start is under way makes the start give up at its next step.
+  private stopRequested = false;
+  private starting: Promise<void> | undefined;
   private readonly dataDir: string;
   private readonly log = logger('supervisor');
   private readonly onProcessExit = (): void => {
@@ -107,8 +110,9 @@ export class ManagedMariaDB extends EventEmitter {
       throw new Error(`cannot start the managed server while it is ${this._state}`);
     }
     process.on('exit', this.onProcessExit);
+    this.stopRequested = false;
     try {
-      await this.startOnce();
+      await this.runStart();
     } catch (err) {
       this.setState('stopped');
       process.off('exit', this.onProcessExit);
@@ -118,10 +122,24 @@ export class ManagedMariaDB extends EventEmitter {
 
   /** SIGTERM, then SIGKILL after stopTimeoutMs; resolves when the server process is gone. */
   async stop(): Promise<void> {
+    this.stopRequested = true;
     if (this.backoffTimer) {
       clearTimeout(this.backoffTimer);
       this.backoffTimer = undefined;
     }
+    await this.killChild();
+    // A start under way (initialising, waiting for the server) gives up; wait for it.
+    await this.starting?.catch(() => undefined);
+    await this.killChild();
+    this.child = undefined;
+    process.off('exit', this.onProcessExit);
+    if (this.socketDir) rmSync(this.socketDir, { recursive: true, force: true });
+    this.socketDir = undefined;
+    this._socketPath = undefined;
+    this.setState('stopped');
+  }
+
+  private async killChild(): Promise<void> {
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
       this.setState('stopping');
@@ -140,12 +158,6 @@ export class ManagedMariaDB extends EventEmitter {
         await exited;
       }
     }
-    this.child = undefined;
-    process.off('exit', this.onProcessExit);
-    if (this.socketDir) rmSync(this.socketDir, { recursive: true, force: true });
-    this.socketDir = undefined;
-    this._socketPath = undefined;
-    this.setState('stopped');
   }
 
   /** Connection options for the server's root account over its socket. */
@@ -161,6 +173,20 @@ export class ManagedMariaDB extends EventEmitter {
     this.emit('state', next, prev);
   }
 
+  private runStart(): Promise<void> {
+    const p = this.startOnce();
+    this.starting = p;
+    const clear = () => {
+      if (this.starting === p) this.starting = undefined;
+    };
+    p.then(clear, clear);
+    return p;
+  }
+
+  private checkNotStopped(): void {
+    if (this.stopRequested) throw new Error('the managed database was stopped during start-up');
+  }
+
   private async startOnce(): Promise<void> {
     if (!this.binaryPath) {
       this.binaryPath = findServerBinary(this.opts.binary);
@@ -172,10 +198,12 @@ export class ManagedMariaDB extends EventEmitter {
       this.setState('initializing');
       await this.initialise();
     }
+    this.checkNotStopped();
     // A port picked by us may be taken by someone else between picking and binding; try again then.
     const autoPort = !this.opts.port;
     for (let attempt = 0; ; attempt++) {
       if (this._port === 0) this._port = await freePort();
+      this.checkNotStopped();
       this.setState('starting');
       try {
         await this.spawnAndWait();
@@ -190,6 +218,7 @@ export class ManagedMariaDB extends EventEmitter {
       }
     }
     await this.firstStartSetup();
+    this.checkNotStopped();
     this.startedAt = Date.now();
     this.setState('running');
     this.log.info('managed database running', { port: this._port, socket: this.socketPath, pid: this.child?.pid });
@@ -343,6 +372,10 @@ export class ManagedMariaDB extends EventEmitter {
 
     const deadline = Date.now() + (this.opts.startTimeoutMs ?? 120000);
     for (;;) {
+      if (this.stopRequested) {
+        child.kill('SIGTERM');
+        this.checkNotStopped();
+      }
       if (exitInfo) {
         throw new Error(
           `database server exited during start-up (code ${exitInfo.code}, signal ${exitInfo.signal}); log ${this.logPath}:\n${this.logTail()}`,
@@ -412,10 +445,10 @@ export class ManagedMariaDB extends EventEmitter {
     this.backoffTimer = setTimeout(() => {
       this.backoffTimer = undefined;
       this.restarts++;
-      this.startOnce().then(
+      this.runStart().then(
         () => this.emit('restarted', this.restarts),
         (err: Error) => {
-          if (this._state === 'stopping' || this._state === 'stopped') return;
+          if (this.stopRequested) return;
           const max = this.opts.restart?.backoffMsMax ?? 30000;
           const next = this.backoffMs;
           this.backoffMs = Math.min(max, this.backoffMs * 2);

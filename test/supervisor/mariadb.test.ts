@@ -3,7 +3,7 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { ManagedMariaDB, type ManagedState } from '../../src/supervisor/mariadb.js';
@@ -155,4 +155,43 @@ describe('a server left behind by a dead Recall process', () => {
       dir.remove();
     }
   });
+});
+
+/** Pids of live processes whose command line names this data directory. */
+function serversOn(dataDir: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      const zombie = /^State:\s+Z/m.test(readFileSync(`/proc/${d}/status`, 'utf8'));
+      if (!zombie && cmd.includes(`--datadir=${dataDir}`)) pids.push(Number(d));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return pids;
+}
+
+describe('stop during start-up', () => {
+  for (const during of ['initializing', 'starting'] as const) {
+    test(`stop() while ${during}: start() rejects, nothing keeps running`, async () => {
+      const dir = tempDir('recall-early-');
+      const db = new ManagedMariaDB({ dataDir: dir.path, port: 0, flushLogAtTrxCommit: 2 });
+      try {
+        const reached = new Promise<void>((res) => db.on('state', (s: ManagedState) => s === during && res()));
+        const started = db.start();
+        const outcome = started.then(() => 'started', (err: Error) => err.message);
+        await reached;
+        await db.stop();
+        assert.match(await outcome, /stopped during start-up/);
+        assert.equal(db.state, 'stopped');
+        assert.deepEqual(serversOn(dir.path), []);
+        assert.equal(existsSync(join(dir.path, 'mysqld.pid')), false);
+      } finally {
+        await db.stop();
+        dir.remove();
+      }
+    });
+  }
 });
