@@ -132,7 +132,9 @@ export async function demoCommand(args: DemoArgs): Promise<number> {
     try {
       nodes.push(await startNode(cfg, { onManagedState: progress }));
     } catch (err) {
-      process.stderr.write(`demo: replica ${cfg.nodeId} failed to start: ${(err as Error).message}\n`);
+      const msg = (err as Error).message;
+      const hint = /EADDRINUSE/.test(msg) ? ' (is another recall running? pick other ports with --port-base)' : '';
+      process.stderr.write(`demo: replica ${cfg.nodeId} failed to start: ${msg}${hint}\n`);
       await stopAll();
       return 1;
     }

@@ -107,6 +107,22 @@ describe('recall demo and recall status', () => {
     assert.equal(existsSync('/nonexistent-recall-demo'), false);
   });
 
+  test('demo on a busy port: exit 1 with a hint, nothing left running', async () => {
+    const base = await demoPortBase();
+    const blocker = net.createServer().listen(base, '127.0.0.1');
+    await new Promise((r) => blocker.once('listening', r));
+    const tmp = tempDir('recall-demo-busy-');
+    try {
+      const r = await run(['demo', '--dir', tmp.path, '--port-base', String(base)]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /EADDRINUSE.*--port-base/);
+      assert.equal(existsSync(join(tmp.path, 'replica-1', 'mariadb', 'mysqld.pid')), false);
+    } finally {
+      blocker.close();
+      tmp.remove();
+    }
+  });
+
   test('version prints the package version', async () => {
     const r = await run(['version']);
     assert.equal(r.code, 0);
