@@ -132,9 +132,10 @@ describe('the image entrypoint, run outside Docker', () => {
     } finally {
       child.kill('SIGTERM'); // what `docker stop` sends
       const code = await waitExit(child, 30000);
-      assert.equal(code, 0, out);
-      assert.equal(existsSync(join(tmp.path, 'mariadb', 'mysqld.pid')), false, 'mariadbd left running');
+      const pidLeft = existsSync(join(tmp.path, 'mariadb', 'mysqld.pid'));
       tmp.remove();
+      assert.equal(code, 0, out);
+      assert.equal(pidLeft, false, 'mariadbd left running');
     }
   });
 });
