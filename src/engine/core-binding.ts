@@ -21,7 +21,7 @@ export interface ConsensusCore {
   step(m: Message): void;
   propose(data: Uint8Array): ProposeResult;
   proposeConfChange(cc: ConfChange): ProposeResult;
-  readIndex(ctx: Uint8Array): void;
+  readIndex(ctx: Uint8Array): { ok: true } | { ok: false; reason: string; leader: NodeId };
   transferLeadership(to: NodeId): void;
   hasReady(): boolean;
   ready(): Ready;
@@ -32,7 +32,7 @@ export interface ConsensusCore {
 }
 
 export function createCore(config: CoreConfig, storage: Storage): ConsensusCore {
-  return new RaftCore(config, storage) as unknown as ConsensusCore;
+  return new RaftCore(config, storage);
 }
 
 export function encodeMessage(m: Message): Uint8Array {

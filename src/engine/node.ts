@@ -226,8 +226,13 @@ export class RaftNode {
         this.reads.delete(key);
         reject(new TimeoutError('read index', timeoutMs));
       }, timeoutMs);
+      const r = this.core.readIndex(ctx);
+      if (!r.ok) {
+        clearTimeout(timer);
+        reject(r.reason === 'not-leader' ? new NotLeaderError(r.leader, r.leader ? this.addresses.get(r.leader) : undefined) : new ProposalDroppedError(`read index: ${r.reason}`));
+        return;
+      }
       this.reads.set(key, { resolve, reject, timer, index: -1 });
-      this.core.readIndex(ctx);
       this.schedule();
     });
   }
@@ -305,7 +310,7 @@ export class RaftNode {
     if (this.closed || this.failed) return Promise.reject(this.failed ?? new NodeClosedError());
     const r = fn();
     if (!r.ok) {
-      if (this.role !== Role.Leader || r.leader !== this.id) {
+      if (r.reason === 'not-leader') {
         raftProposalsTotal.inc({ outcome: 'not_leader' });
         return Promise.reject(new NotLeaderError(r.leader, r.leader ? this.addresses.get(r.leader) : undefined));
       }
