@@ -86,6 +86,7 @@ export class PacketFramer {
   }
 
   private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
     const head = this.peek(n);
     const out = head.subarray(0, n);
     if (head.length === n) this.chunks.shift();
