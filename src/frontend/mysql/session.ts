@@ -165,7 +165,7 @@ export class Session {
       database: resp.database,
       attributes: [...resp.attributes, ['_recall_client_addr', this.clientHost]],
     });
-    if (this.phase === 'closing') return;
+    if (this.isClosing()) return;
     if (!login.ok) {
       this.client.end(withSeq(login.payload, outcome.nextSeq));
       return this.close(false);
@@ -294,6 +294,10 @@ export class Session {
     }
     this.client.end();
     this.close(false);
+  }
+
+  private isClosing(): boolean {
+    return this.phase === 'closing';
   }
 
   /** Close both sides (idempotent). */
