@@ -8,6 +8,7 @@ import { splitMysql } from './mysql-split.js';
 import type { ObjectRef } from './mysql-tokens.js';
 import { ddlObject, isCall, isOp, nameAt, readName, skipIfExists, skipParens, skipWords, w } from './mysql-tokens.js';
 import { analyzeSet, type SetVariable } from './mysql-set.js';
+import { BUILTIN_NAMES } from './mysql-builtins.js';
 
 export type { ObjectRef } from './mysql-tokens.js';
 export type { SetVariable } from './mysql-set.js';
@@ -70,6 +71,9 @@ export interface ClassifiedStatement {
   /** functions whose result depends on this session's earlier statements or on server-local state:
    * LAST_INSERT_ID, FOUND_ROWS, ROW_COUNT, CONNECTION_ID, GET_LOCK, ... (upper-case) */
   sessionFunctions: string[];
+  /** stored functions called (names not built in, or qualified db.f): a SELECT, DO or SET calling
+   * one is classified as a write, since the function may write (unless listed in readOnlyFunctions) */
+  routineCalls: string[];
   /** a client-side command (DELIMITER) that the server does not understand */
   clientCommand?: boolean;
   /** first lexical error (unterminated string/comment): the server will reject the statement */
@@ -78,7 +82,10 @@ export interface ClassifiedStatement {
   note?: string;
 }
 
-export type ClassifyOptions = LexOptions;
+export interface ClassifyOptions extends LexOptions {
+  /** stored functions (upper-case names, `db.f` or `f`) known not to write: calling them keeps a read a read */
+  readOnlyFunctions?: ReadonlySet<string>;
+}
 
 const SESSION_FUNCTIONS = new Set([
   'LAST_INSERT_ID', 'FOUND_ROWS', 'ROW_COUNT', 'CONNECTION_ID', 'GET_LOCK', 'RELEASE_LOCK', 'RELEASE_ALL_LOCKS',
@@ -94,7 +101,7 @@ export function classifyMysql(sql: string, opts: ClassifyOptions = {}): Classifi
     const st = blank(sql, raw.start, raw.end, raw.tokens);
     if (raw.lexError !== undefined) st.lexError = raw.lexError;
     classifyInto(sql, st, 0, opts);
-    scanVariables(st);
+    scanVariables(st, opts);
     return st;
   });
 }
@@ -103,7 +110,7 @@ function blank(sql: string, start: number, end: number, tokens: Token[]): Classi
   return {
     kind: 'other', command: '', start, end, text: sql.slice(start, end), tokens,
     implicitCommit: false, nonTransactional: false, temporary: false,
-    userVariablesRead: [], userVariablesAssigned: [], sessionFunctions: [],
+    userVariablesRead: [], userVariablesAssigned: [], sessionFunctions: [], routineCalls: [],
   };
 }
 
@@ -494,7 +501,7 @@ function classifyDdl(sql: string, st: ClassifiedStatement, i: number): void {
 
 /** One pass over the tokens: user variables read/assigned, session-dependent functions;
  * refines DO and SELECT @x := ... into session statements. */
-function scanVariables(st: ClassifiedStatement): void {
+function scanVariables(st: ClassifiedStatement, opts: ClassifyOptions): void {
   const ts = st.tokens;
   const read = new Set<string>();
   const assigned = new Set<string>();
@@ -503,8 +510,13 @@ function scanVariables(st: ClassifiedStatement): void {
   for (const v of st.variables ?? []) if (v.scope === 'user' && v.tokenIndex !== undefined) setTargets.add(v.tokenIndex);
   let into = false;
   let sequenceWrite = '';
+  const routines = new Set<string>();
   for (let k = 0; k < ts.length; k++) {
     const t = ts[k];
+    if ((t.type === 'word' || t.type === 'quoted') && isOp(ts, k + 1, '(')) {
+      const routine = routineName(ts, k);
+      if (routine && !opts.readOnlyFunctions?.has(routine)) routines.add(routine);
+    }
     if (t.type === 'uservar') {
       if (setTargets.has(k) || isOp(ts, k + 1, ':=') || into) assigned.add(t.text);
       else read.add(t.text);
@@ -522,9 +534,15 @@ function scanVariables(st: ClassifiedStatement): void {
   st.userVariablesRead = [...read];
   st.userVariablesAssigned = [...assigned];
   st.sessionFunctions = [...funcs];
+  st.routineCalls = [...routines];
   if (sequenceWrite && (st.kind === 'read' || st.kind === 'locking-read' || st.kind === 'session')) {
     st.kind = 'write';
     st.note = `${sequenceWrite} advances a sequence`;
+    return;
+  }
+  if (routines.size > 0 && (st.kind === 'read' || st.kind === 'locking-read' || st.kind === 'session')) {
+    st.kind = 'write';
+    st.note = `calls stored function ${[...routines].join(', ')}, which may write`;
     return;
   }
   // SELECT @x := ..., DO @x := ...: they change session state.
@@ -533,4 +551,20 @@ function scanVariables(st: ClassifiedStatement): void {
     st.kind = 'other';
     st.note = 'user-level locks live on one server';
   }
+}
+
+/** Name of the stored function called at k (followed by '('), or '' for a built-in. */
+function routineName(ts: readonly Token[], k: number): string {
+  const t = ts[k];
+  const name = t.type === 'quoted' ? t.text.toUpperCase() : t.text;
+  if (isOp(ts, k - 1, '.')) {
+    const q = ts[k - 2];
+    if (q !== undefined && (q.type === 'word' || q.type === 'quoted')) return `${q.type === 'quoted' ? q.text.toUpperCase() : q.text}.${name}`;
+    return '';
+  }
+  if (t.type === 'word' && (BUILTIN_NAMES.has(name) || name.startsWith('ST_') || name.startsWith('MBR'))) return '';
+  // WITH cte (a, b) AS (...): a column list, not a call.
+  const after = skipParens(ts, k + 1);
+  if (w(ts, after) === 'AS' && isOp(ts, after + 1, '(')) return '';
+  return name;
 }

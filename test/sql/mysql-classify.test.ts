@@ -112,6 +112,14 @@ describe('options', () => {
     assert.equal(e.prepared?.text, 'DELETE FROM t');
     assert.equal(classifyMysql(e.prepared!.text!)[0].kind, 'write');
   });
+  test('stored function calls: listed, and readOnlyFunctions keeps a read a read', () => {
+    const [st] = classifyMysql('SELECT my_func(1), app.g(2), CONCAT(a, b) FROM t');
+    assert.equal(st.kind, 'write');
+    assert.deepEqual(st.routineCalls, ['MY_FUNC', 'APP.G']);
+    const [ro] = classifyMysql('SELECT my_func(1), app.g(2) FROM t', { readOnlyFunctions: new Set(['MY_FUNC', 'APP.G']) });
+    assert.equal(ro.kind, 'read');
+    assert.deepEqual(ro.routineCalls, []);
+  });
   test('SET values keep their source text', () => {
     const [st] = classifyMysql("SET @a = CONCAT('x', (1, 2)), sql_mode = 'A,B'");
     assert.deepEqual(st.variables?.map((v) => v.value), ["CONCAT('x', (1, 2))", "'A,B'"]);
