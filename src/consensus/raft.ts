@@ -115,6 +115,14 @@ export class RaftCore {
     if (applied > snapIndex) for (const e of this.log.slice(snapIndex + 1, applied + 1, Number.MAX_SAFE_INTEGER)) this.applyEntryConf(e);
     this.term = hardState.term;
     this.vote = hardState.vote;
+    // Entries can be durable while the hard state written after them is not (a crash
+    // between the two writes). Never run at a term below our own log's, or we could
+    // campaign at a term whose leader we already followed.
+    const lastTerm = this.log.lastTerm();
+    if (lastTerm > this.term) {
+      this.term = lastTerm;
+      this.vote = 0;
+    }
     this.becomeFollower(this.term, 0);
     this.prevSoft = { role: this.role, leader: this.lead };
     this.prevHard = this.hardState();
@@ -251,6 +259,11 @@ export class RaftCore {
       if (e.type === EntryType.ConfChange) this.applyEntryConf(e);
     }
     this.checkInvariants();
+  }
+
+  /** Role, term, leader and commit without allocating the progress view (hot paths, simulator). */
+  basicStatus(): { role: Role; term: number; leader: NodeId; commit: number } {
+    return { role: this.role, term: this.term, leader: this.lead, commit: this.log.committed };
   }
 
   status(): CoreStatus {

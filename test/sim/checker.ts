@@ -1,0 +1,105 @@
+// Safety checks shared by every simulated node: they see what each node made
+// durable, applied, and its role, and throw SimViolation on the first breach.
+import type { Entry } from '../../src/consensus/types.js';
+import type { RaftCore } from '../../src/consensus/raft.js';
+import type { MemStorage } from './mem-storage.js';
+
+export class SimViolation extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SimViolation';
+  }
+}
+
+function fail(msg: string): never {
+  throw new SimViolation(msg);
+}
+
+export function entryKey(e: Entry): string {
+  return `${e.term}/${e.type}/${Buffer.from(e.data).toString('hex')}`;
+}
+
+export class Checker {
+  /** term -> the node that led it. */
+  private leaders = new Map<number, number>();
+  /** index -> key of the committed entry. */
+  readonly committed = new Map<number, string>();
+  committedMax = 0;
+  /** "index/term" -> key and previous term (log matching, checked entry by entry). */
+  private seen = new Map<string, { key: string; prevTerm: number }>();
+  /** node -> highest durable commit index (never decreases, also across restarts). */
+  private durableCommit = new Map<number, number>();
+
+  /** Entries a node has just made durable. */
+  persisted(node: number, storage: MemStorage, ents: readonly Entry[]): void {
+    for (const e of ents) {
+      const prevTerm = e.index - 1 === storage.snap.meta.index ? storage.snap.meta.term : storage.entry(e.index - 1)?.term ?? -1;
+      const k = `${e.index}/${e.term}`;
+      const key = entryKey(e);
+      const had = this.seen.get(k);
+      if (!had) this.seen.set(k, { key, prevTerm });
+      else if (had.key !== key || (prevTerm >= 0 && had.prevTerm >= 0 && had.prevTerm !== prevTerm)) {
+        fail(`log matching: node ${node} has entry ${k} = ${key} (prev term ${prevTerm}) but another node has ${had.key} (prev term ${had.prevTerm})`);
+      }
+    }
+  }
+
+  /** Entries about to overwrite a node's log: a committed entry it holds must never be replaced. */
+  beforeAppend(node: number, storage: MemStorage, ents: readonly Entry[]): void {
+    for (const e of ents) {
+      const old = storage.entry(e.index);
+      if (!old) continue;
+      const c = this.committed.get(e.index);
+      const oldKey = entryKey(old);
+      if (c !== undefined && c === oldKey && entryKey(e) !== oldKey) fail(`committed entry ${e.index} (${c}) overwritten on node ${node} by ${entryKey(e)}`);
+    }
+  }
+
+  /** A node made a hard state durable: its commit index never decreases and covers entries it holds. */
+  hardState(node: number, storage: MemStorage): void {
+    const c = storage.hard.commit;
+    const before = this.durableCommit.get(node) ?? 0;
+    if (c < before) fail(`node ${node} durable commit went back from ${before} to ${c}`);
+    this.durableCommit.set(node, c);
+    if (c > storage.lastIndex()) fail(`node ${node} durable commit ${c} beyond its last index ${storage.lastIndex()}`);
+    for (let i = Math.max(before + 1, storage.firstIndex()); i <= c; i++) this.commit(i, entryKey(storage.entry(i)!), `node ${node} commit`);
+  }
+
+  commit(index: number, key: string, who: string): void {
+    const c = this.committed.get(index);
+    if (c === undefined) {
+      this.committed.set(index, key);
+      if (index > this.committedMax) this.committedMax = index;
+    } else if (c !== key) fail(`${who}: entry ${index} is ${key} but ${c} was committed there`);
+  }
+
+  /** The applied sequence of a node: must be contiguous and equal to the committed entries. */
+  applied(node: number, expectIndex: number, e: Entry): void {
+    if (e.index !== expectIndex) fail(`node ${node} applied ${e.index} but expected ${expectIndex}`);
+    this.commit(e.index, entryKey(e), `node ${node} apply`);
+  }
+
+  /** Called after every step for each live node. */
+  role(node: number, core: RaftCore): void {
+    const s = core.basicStatus();
+    if (s.role !== 'leader') return;
+    const l = this.leaders.get(s.term);
+    if (l === undefined) {
+      this.leaders.set(s.term, node);
+      this.leaderCompleteness(node, core);
+    } else if (l !== node) fail(`two leaders in term ${s.term}: ${l} and ${node}`);
+  }
+
+  /** A new leader holds every committed entry. */
+  private leaderCompleteness(node: number, core: RaftCore): void {
+    const first = core.log.firstIndex();
+    for (let i = 1; i <= this.committedMax; i++) {
+      const c = this.committed.get(i);
+      if (c === undefined) continue;
+      if (i < first) continue; // compacted into its snapshot, which only holds committed entries
+      const t = core.log.term(i);
+      const want = Number(c.split('/')[0]);
+      if (t !== want) fail(`leader completeness: new leader ${node} (term ${core.basicStatus().term}) has term ${t} at committed index ${i} (want ${want})`);
+    }
+  }
+}
