@@ -100,7 +100,7 @@ function scanRange(ts: readonly Token[], from: number, to: number, place: Place,
       if (SERVER_VARIABLES.has(t.text)) {
         if (writes && !seen.has(`@@${t.text}`)) {
           seen.add(`@@${t.text}`);
-          add(report, place, {
+          add(report, {
             construct: `@@${t.text}`,
             reason: `@@${t.text} describes the server that runs it and differs between replicas`,
             workaround: "send the value from the client, or let Recall rewrite it to the leader's value",
@@ -141,11 +141,11 @@ function scanRange(ts: readonly Token[], from: number, to: number, place: Place,
       continue;
     }
     const rewritable = rule.rewrite === 'constant' ? place === 'statement' || place === 'values' : rule.rewrite === 'once' && place === 'values';
-    add(report, place, finding, rewritable);
+    add(report, finding, rewritable);
   }
 }
 
-function add(report: DeterminismReport, _place: Place, f: Finding, rewritable: boolean): void {
+function add(report: DeterminismReport, f: Finding, rewritable: boolean): void {
   f.rewritable = rewritable;
   report.unsafe.push(f);
 }
