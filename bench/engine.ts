@@ -15,9 +15,9 @@ export interface EngineBenchRow {
   errors: number;
 }
 
-export async function runEngineBench(opts: { cellMs?: number; proposers?: number[]; sizes?: number[] } = {}): Promise<EngineBenchRow[]> {
+export async function runEngineBench(opts: { cellMs?: number; proposers?: number[]; sizes?: number[]; nodeArgs?: string[] } = {}): Promise<EngineBenchRow[]> {
   const cellMs = opts.cellMs ?? 3000;
-  const cluster = await ProcCluster.start(3, ['--quiet']);
+  const cluster = await ProcCluster.start(3, ['--quiet', ...(opts.nodeArgs ?? [])]);
   const rows: EngineBenchRow[] = [];
   try {
     for (const bytes of opts.sizes ?? [100, 4096]) {
@@ -30,6 +30,7 @@ export async function runEngineBench(opts: { cellMs?: number; proposers?: number
       }
     }
   } finally {
+    await cluster.stopAll();
     await cluster.close();
   }
   return rows;

@@ -78,6 +78,7 @@ async function main(): Promise<void> {
     clusterId: arg('cluster', 'recall-test'),
     secret: process.env.RECALL_SECRET ?? arg('secret', 'test-secret'),
     tickMs: Number(arg('tick-ms', '10')),
+    inflightMessagesMax: process.argv.includes('--inflight-max') ? Number(arg('inflight-max')) : undefined,
   });
   const applied: [number, number, string][] = [];
   node.onCommitted((entries: Entry[]) => {

@@ -16,6 +16,7 @@ import { DurableLog } from '../log/durable-log.js';
 import { Transport, type TransportOptions } from '../transport/transport.js';
 import { logger, type Logger } from '../util/log.js';
 import { createCore, decodeMessage, encodeMessage, type ConsensusCore } from './core-binding.js';
+import { coalesceMessages } from './coalesce.js';
 import { raftBatchEntries, raftMessagesDroppedTotal, raftProposalsTotal, raftSyncSeconds } from './metrics.js';
 import { LostLeadershipError, NodeClosedError, NotLeaderError, ProposalDroppedError, TimeoutError } from './errors.js';
 
@@ -129,6 +130,7 @@ export class RaftNode {
   private readSeq = 0;
   private readonly addresses: Map<NodeId, string>;
   private readonly onFatal: (e: Error) => void;
+  private readonly mergedBytesMax: number;
 
   private constructor(
     readonly id: NodeId,
@@ -139,6 +141,8 @@ export class RaftNode {
   ) {
     this.log = logger('engine', { nodeId: id });
     this.addresses = new Map(opts.peers);
+    // Merged Appends stay well below the transport's frame limit.
+    this.mergedBytesMax = Math.max(opts.appendBytesMax ?? 1024 * 1024, 4 * 1024 * 1024);
     const hs = storage.initialState().hardState;
     this.durable = hs;
     this.term = hs.term;
@@ -376,7 +380,7 @@ export class RaftNode {
   }
 
   private sendAll(msgs: readonly Message[]): void {
-    for (const m of msgs) {
+    for (const m of coalesceMessages(msgs, this.mergedBytesMax)) {
       if (m.to === this.id) continue;
       this.transport.send(m.to, CHANNEL_RAFT, encodeMessage(m));
     }

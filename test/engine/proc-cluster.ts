@@ -54,7 +54,9 @@ export class ProcNode {
   }
 
   async start(): Promise<void> {
-    const args = [...(compiled ? [] : ['--import', 'tsx']), cliPath, '--id', String(this.id), '--peers', this.peersArg, '--data', this.dataDir, ...this.extraArgs];
+    // ENGINE_NODE_ARGS: extra node flags for the node processes (e.g. --cpu-prof when profiling).
+    const nodeArgs = (process.env.ENGINE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const args = [...nodeArgs, ...(compiled ? [] : ['--import', 'tsx']), cliPath, '--id', String(this.id), '--peers', this.peersArg, '--data', this.dataDir, ...this.extraArgs];
     const p = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = p;
     this.stderr = '';
@@ -168,6 +170,11 @@ export class ProcCluster {
       await new Promise((r) => setTimeout(r, 10));
     }
     throw new Error(`no leader within ${timeoutMs} ms`);
+  }
+
+  /** SIGTERM every node (graceful: they flush and exit). */
+  async stopAll(): Promise<void> {
+    await Promise.all(this.nodes.map((x) => x.stop()));
   }
 
   async close(): Promise<void> {
