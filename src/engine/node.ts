@@ -382,7 +382,9 @@ export class RaftNode {
   private sendAll(msgs: readonly Message[]): void {
     for (const m of coalesceMessages(msgs, this.mergedBytesMax)) {
       if (m.to === this.id) continue;
-      this.transport.send(m.to, CHANNEL_RAFT, encodeMessage(m));
+      const sent = this.transport.send(m.to, CHANNEL_RAFT, encodeMessage(m));
+      // A lost chunk would stall the transfer: let the core restart it.
+      if (!sent && m.type === MessageType.InstallSnapshot) this.core.reportSnapshot(m.to, false);
     }
   }
 

@@ -110,3 +110,57 @@ describe('RaftNode (3 nodes, one process)', () => {
     assert.ok(seq.includes('e0'), 'entries re-delivered from the start after restart');
   });
 });
+
+describe('RaftNode snapshots', () => {
+  test('a follower behind a compacted log receives the snapshot and then the rest', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'recall-snap-'));
+    const peers = new Map<number, string>();
+    for (const id of [1, 2, 3]) peers.set(id, `127.0.0.1:${await freePort()}`);
+    const nodes = new Map<number, RaftNode>();
+    const installed: { index: number; data: string }[] = [];
+    const seen = new Map<number, string[]>();
+    const open = async (id: number) => {
+      const n = await RaftNode.open({
+        id, peers, dataDir: path.join(root, `n${id}`), clusterId: 't', secret: 'k', onFatal: (e) => assert.fail(e),
+        snapshotInstaller: (s) => {
+          installed.push({ index: s.meta.index, data: Buffer.from(s.data).toString() });
+        },
+      });
+      seen.set(id, []);
+      n.onCommitted((es) => {
+        seen.get(id)!.push(...es.filter((e) => e.type === EntryType.Normal).map((e) => Buffer.from(e.data).toString()));
+      });
+      nodes.set(id, n);
+      return n;
+    };
+    try {
+      for (const id of [1, 2, 3]) await open(id);
+      let l: RaftNode | undefined;
+      for (let i = 0; i < 500 && !l; i++) {
+        l = [...nodes.values()].find((n) => n.status().role === Role.Leader);
+        if (!l) await sleep(10);
+      }
+      assert.ok(l);
+      const lagging = [...nodes.values()].find((n) => n !== l)!;
+      const lagId = lagging.id;
+      await lagging.close();
+      nodes.delete(lagId);
+      let last = 0;
+      for (let i = 0; i < 50; i++) last = (await l.propose(Buffer.from(`s${i}`))).index;
+      for (let i = 0; i < 100 && l.status().applied < last; i++) await sleep(10);
+      await l.snapshot(last, Buffer.from(`state@${last}`));
+      assert.equal(l.storage.firstIndex(), last + 1);
+      const after = await l.propose(Buffer.from('after-snapshot'));
+      const back = await open(lagId);
+      for (let i = 0; i < 500 && back.status().applied < after.index; i++) await sleep(10);
+      assert.ok(back.status().applied >= after.index, 'caught up past the snapshot');
+      assert.deepEqual(installed, [{ index: last, data: `state@${last}` }]);
+      assert.ok(seen.get(lagId)!.includes('after-snapshot'));
+      assert.ok(!seen.get(lagId)!.includes('s49'), 'entries covered by the snapshot are not re-applied');
+      assert.equal(back.storage.snapshot().meta.index, last, 'snapshot persisted on the follower');
+    } finally {
+      for (const n of nodes.values()) await n.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
