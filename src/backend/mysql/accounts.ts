@@ -130,7 +130,11 @@ export class Accounts {
   /** Account for a user; refreshes once (rate limited) when the user is unknown or `stale` is set. */
   async lookup(user: string, stale = false): Promise<Account | null> {
     let a = matchAccount(this.list, user, this.opts.localHosts);
-    if ((a === null || stale) && Date.now() - this.lastRefresh >= this.refreshMinIntervalMs) {
+    if (a === null || stale) {
+      // An unknown user may be a new one and a failed password a changed one: wait out the
+      // rate limit (bounded by refreshMinIntervalMs) rather than refuse wrongly.
+      const wait = this.lastRefresh + this.refreshMinIntervalMs - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       await this.refresh();
       a = matchAccount(this.list, user, this.opts.localHosts);
     }

@@ -134,7 +134,11 @@ export class Session {
     let p = await channel.readSeq(1);
     if (isSslRequest(p.payload)) {
       if (!this.ctx.secureContext) throw new ProtocolError('SSL requested but not offered');
-      channel.detach();
+      // The TLS ClientHello may already sit behind the SSLRequest: hand it back to the stream,
+      // TLSSocket reads what a paused socket has buffered when it wraps it (same tick, nothing lost).
+      const early = channel.detach();
+      this.client.pause();
+      if (early.length) this.client.unshift(early);
       this.client = await this.upgradeTls(this.client);
       this.isTls = true;
       channel = new PacketChannel(this.client, HANDSHAKE_PACKET_BYTES_MAX);
