@@ -131,6 +131,8 @@ export class RaftNode {
   private readonly addresses: Map<NodeId, string>;
   private readonly onFatal: (e: Error) => void;
   private readonly mergedBytesMax: number;
+  /** The last local compaction, so that a received snapshot waits for it. */
+  private compaction: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly id: NodeId,
@@ -282,7 +284,9 @@ export class RaftNode {
   async snapshot(index: number, data: Uint8Array): Promise<void> {
     if (index > this.applied) throw new Error(`snapshot at ${index} beyond applied index ${this.applied}`);
     const conf = this.core.status().conf ?? this.storage.snapshot().meta.conf;
-    await this.storage.compact({ meta: { index, term: this.storage.term(index), conf }, data });
+    const op = this.compaction.then(() => this.storage.compact({ meta: { index, term: this.storage.term(index), conf }, data }));
+    this.compaction = op.catch(() => undefined);
+    await op;
     this.log.info('log compacted', { index, term: this.term, firstIndex: this.storage.firstIndex() });
   }
 
@@ -398,7 +402,10 @@ export class RaftNode {
       rd.messages.length > 0 &&
       rd.messages.every((m) => m.type === MessageType.Append || m.type === MessageType.Heartbeat);
     if (early) this.sendAll(rd.messages);
-    if (rd.snapshot) await this.storage.applySnapshot(rd.snapshot);
+    if (rd.snapshot) {
+      await this.compaction; // never replace the log while a compaction is rewriting it
+      await this.storage.applySnapshot(rd.snapshot);
+    }
     if (rd.entries.length > 0) {
       this.failOverwritten(rd.entries[0]!.index, rd.entries);
       this.storage.append(rd.entries);
