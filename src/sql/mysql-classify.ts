@@ -92,6 +92,13 @@ const SESSION_FUNCTIONS = new Set([
   'IS_FREE_LOCK', 'IS_USED_LOCK', 'LASTVAL',
 ]);
 
+// Words between a verb and its table.
+const INSERT_MODIFIERS: ReadonlySet<string> = new Set(['LOW_PRIORITY', 'DELAYED', 'HIGH_PRIORITY', 'IGNORE', 'INTO']);
+const UPDATE_MODIFIERS: ReadonlySet<string> = new Set(['LOW_PRIORITY', 'IGNORE']);
+const DELETE_MODIFIERS: ReadonlySet<string> = new Set(['LOW_PRIORITY', 'QUICK', 'IGNORE', 'FROM']);
+const ADMIN_MODIFIERS: ReadonlySet<string> = new Set(['NO_WRITE_TO_BINLOG', 'LOCAL', 'TABLE', 'TABLES']);
+const LOAD_MODIFIERS: ReadonlySet<string> = new Set(['LOW_PRIORITY', 'CONCURRENT']);
+
 // MariaDB sequence functions that advance or set a sequence: a SELECT or DO using them writes.
 const SEQUENCE_WRITES = new Set(['NEXTVAL', 'SETVAL']);
 
@@ -160,17 +167,17 @@ function classifyInto(sql: string, st: ClassifiedStatement, i: number, opts: Cla
       return adminTable(sql, st, i, `${first} TABLE`);
     case 'INSERT':
     case 'REPLACE': {
-      const k = skipWords(ts, i + 1, new Set(['LOW_PRIORITY', 'DELAYED', 'HIGH_PRIORITY', 'IGNORE', 'INTO']));
+      const k = skipWords(ts, i + 1, INSERT_MODIFIERS);
       st.target = readName(sql, ts, k, 'TABLE').ref;
       return set(st, 'write', first);
     }
     case 'UPDATE': {
-      const k = skipWords(ts, i + 1, new Set(['LOW_PRIORITY', 'IGNORE']));
+      const k = skipWords(ts, i + 1, UPDATE_MODIFIERS);
       st.target = readName(sql, ts, k, 'TABLE').ref;
       return set(st, 'write', 'UPDATE');
     }
     case 'DELETE': {
-      const k = skipWords(ts, i + 1, new Set(['LOW_PRIORITY', 'QUICK', 'IGNORE', 'FROM']));
+      const k = skipWords(ts, i + 1, DELETE_MODIFIERS);
       st.target = readName(sql, ts, k, 'TABLE').ref;
       return set(st, 'write', 'DELETE');
     }
@@ -295,7 +302,7 @@ function ddl(st: ClassifiedStatement, command: string): void {
 
 function adminTable(sql: string, st: ClassifiedStatement, i: number, command: string): void {
   const ts = st.tokens;
-  const k = skipWords(ts, i + 1, new Set(['NO_WRITE_TO_BINLOG', 'LOCAL', 'TABLE', 'TABLES']));
+  const k = skipWords(ts, i + 1, ADMIN_MODIFIERS);
   st.target = readName(sql, ts, k, 'TABLE').ref;
   ddl(st, command);
 }
@@ -382,7 +389,7 @@ function classifyLoad(sql: string, st: ClassifiedStatement, i: number): void {
     st.implicitCommit = true;
     return set(st, 'other', `LOAD ${what}`.trim()); // LOAD INDEX INTO CACHE
   }
-  let k = skipWords(ts, i + 2, new Set(['LOW_PRIORITY', 'CONCURRENT']));
+  let k = skipWords(ts, i + 2, LOAD_MODIFIERS);
   const local = w(ts, k) === 'LOCAL';
   if (local) k++;
   for (; k < ts.length; k++) {
@@ -511,10 +518,14 @@ function scanVariables(st: ClassifiedStatement, opts: ClassifyOptions): void {
   let into = false;
   let sequenceWrite = '';
   const routines = new Set<string>();
+  // Only a read, or session statement can turn into a write by calling a stored function.
+  const lookForRoutines = st.kind === 'read' || st.kind === 'locking-read' || st.kind === 'session';
+  let closeOf: Int32Array | undefined;
   for (let k = 0; k < ts.length; k++) {
     const t = ts[k];
-    if ((t.type === 'word' || t.type === 'quoted') && isOp(ts, k + 1, '(')) {
-      const routine = routineName(ts, k);
+    if (lookForRoutines && (t.type === 'word' || t.type === 'quoted') && isOp(ts, k + 1, '(')) {
+      closeOf ??= matchingParens(ts);
+      const routine = routineName(ts, k, closeOf);
       if (routine && !opts.readOnlyFunctions?.has(routine)) routines.add(routine);
     }
     if (t.type === 'uservar') {
@@ -553,8 +564,22 @@ function scanVariables(st: ClassifiedStatement, opts: ClassifyOptions): void {
   }
 }
 
+/** For each '(' the index after its matching ')' (ts.length when unclosed), in one pass,
+ * so that nested calls cost linear time. */
+function matchingParens(ts: readonly Token[]): Int32Array {
+  const closeOf = new Int32Array(ts.length).fill(ts.length);
+  const open: number[] = [];
+  for (let k = 0; k < ts.length; k++) {
+    const t = ts[k];
+    if (t.type !== 'op') continue;
+    if (t.text === '(') open.push(k);
+    else if (t.text === ')' && open.length > 0) closeOf[open.pop()!] = k + 1;
+  }
+  return closeOf;
+}
+
 /** Name of the stored function called at k (followed by '('), or '' for a built-in. */
-function routineName(ts: readonly Token[], k: number): string {
+function routineName(ts: readonly Token[], k: number, closeOf: Int32Array): string {
   const t = ts[k];
   const name = t.type === 'quoted' ? t.text.toUpperCase() : t.text;
   if (isOp(ts, k - 1, '.')) {
@@ -564,7 +589,7 @@ function routineName(ts: readonly Token[], k: number): string {
   }
   if (t.type === 'word' && (BUILTIN_NAMES.has(name) || name.startsWith('ST_') || name.startsWith('MBR'))) return '';
   // WITH cte (a, b) AS (...): a column list, not a call.
-  const after = skipParens(ts, k + 1);
+  const after = closeOf[k + 1];
   if (w(ts, after) === 'AS' && isOp(ts, after + 1, '(')) return '';
   return name;
 }

@@ -118,14 +118,21 @@ describe('lexMysql: properties (fast-check)', () => {
   });
 
   test('long pathological inputs lex in linear time', () => {
-    for (const unit of ["'", '/*', '/*!', '--', '@', '`', '\\', '(', 'BEGIN ', 'x']) {
-      const sql = unit.repeat(200_000);
+    const units = ["'", '/*', '/*!', '--', '@', '`', '\\', '(', 'BEGIN ', 'x', 'f(1, ', 'IF(', 'CASE ', 'END IF; ', 'SELECT f(', 'WITH a(b) AS ('];
+    for (const unit of units) {
+      const sql = unit.repeat(50_000);
       const t0 = performance.now();
       const ts = lexMysql(sql, { keepWhitespace: true });
       const ms = performance.now() - t0;
       assertTiles(sql, ts);
-      assert.ok(ms < 10_000, `${JSON.stringify(unit)} x 200000 took ${ms.toFixed(0)} ms`);
-      classifyMysql(sql);
+      // Generous bounds (the machine is shared); quadratic behaviour would take minutes.
+      assert.ok(ms < 10_000, `lex ${JSON.stringify(unit)} x 50000 took ${ms.toFixed(0)} ms`);
+      for (const prefix of ['', 'CREATE PROCEDURE p() BEGIN ', 'SELECT ']) {
+        const t1 = performance.now();
+        for (const st of classifyMysql(prefix + sql)) checkDeterminism(st);
+        const ms1 = performance.now() - t1;
+        assert.ok(ms1 < 10_000, `classify ${JSON.stringify(prefix + unit)} x 50000 took ${ms1.toFixed(0)} ms`);
+      }
     }
   });
 });
