@@ -238,6 +238,8 @@ export class Relay {
       const len = buf[pos]! | (buf[pos + 1]! << 8) | (buf[pos + 2]! << 16);
       const seq = buf[pos + 3]!;
       const isCommand = !this.cCont && !this.cInfile;
+      // the header alone decides a refusal: do not wait for bytes that may never come
+      if (isCommand && len > this.payloadBytesMax) return this.tooLarge(buf, fwdStart, startOfPacket, seq);
       if (isCommand && n - pos < 4 + Math.min(len, COMMAND_HEAD_BYTES)) {
         this.cCarry = Buffer.from(buf.subarray(pos));
         break;
