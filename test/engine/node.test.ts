@@ -164,3 +164,35 @@ describe('RaftNode snapshots', () => {
     }
   });
 });
+
+describe('RaftNode without a quorum', () => {
+  test('proposals fail with outcome-unknown errors, then NotLeader once the leader steps down', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'recall-noq-'));
+    const peers = new Map<number, string>();
+    for (const id of [1, 2, 3]) peers.set(id, `127.0.0.1:${await freePort()}`);
+    const nodes: RaftNode[] = [];
+    try {
+      for (const id of [1, 2, 3]) {
+        nodes.push(await RaftNode.open({ id, peers, dataDir: path.join(root, `n${id}`), clusterId: 't', secret: 'k', onFatal: (e) => assert.fail(e) }));
+      }
+      let l: RaftNode | undefined;
+      for (let i = 0; i < 500 && !l; i++) {
+        l = nodes.find((n) => n.status().role === Role.Leader);
+        if (!l) await sleep(10);
+      }
+      assert.ok(l);
+      await l.propose(Buffer.from('ok'));
+      for (const n of nodes) if (n !== l) await n.close();
+      const pending = l.propose(Buffer.from('no-quorum'), { timeoutMs: 300 });
+      await assert.rejects(pending, (e: unknown) => e instanceof Error && (e.name === 'TimeoutError' || e.name === 'LostLeadershipError'));
+      // check-quorum: a leader that hears from no majority steps down within an election timeout or two.
+      for (let i = 0; i < 300 && l.status().role === Role.Leader; i++) await sleep(10);
+      assert.notEqual(l.status().role, Role.Leader);
+      await assert.rejects(l.propose(Buffer.from('x')), NotLeaderError);
+      await assert.rejects(l.readIndex({ timeoutMs: 200 }), (e: unknown) => e instanceof Error && /NotLeader|Timeout/.test(e.name));
+    } finally {
+      for (const n of nodes) await n.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
