@@ -283,6 +283,30 @@ describe('mysql2 through Recall vs direct', { timeout: 240_000 }, () => {
     assert.match(out, /reader@/);
   });
 
+  test('a user with only SELECT logging in directly: SELECT works, INSERT/UPDATE/DELETE get 1142', async () => {
+    const res: string[] = [];
+    for (const t of [env.direct, env.recall]) {
+      const c = await connect(env, t, { user: 'reader', password: 'reader-pw' });
+      try {
+        const r = [
+          (await c.query('SELECT CURRENT_USER() AS u, COUNT(*) AS n FROM types'))[0],
+          (await c.execute('SELECT id FROM types WHERE id = ?', [1]))[0],
+          await errOf(c.query('INSERT INTO types (id) VALUES (200)')),
+          await errOf(c.execute('INSERT INTO types (id) VALUES (?)', [201])),
+          await errOf(c.query('UPDATE types SET vc = "x"')),
+          await errOf(c.query('DELETE FROM types')),
+          await errOf(c.query('BEGIN; INSERT INTO types (id) VALUES (202); COMMIT')),
+          (await c.query('SELECT COUNT(*) AS n FROM types'))[0],
+        ];
+        res.push(show(t, r));
+      } finally {
+        await c.end().catch(() => c.destroy());
+      }
+    }
+    assertSame(res[1]!, res[0]!, 'read-only user');
+    assert.equal(res[1]!.match(/"errno":1142/g)?.length, 5, res[1]);
+  });
+
   test('wrong password gets 1045 on both sides', async () => {
     const res: unknown[] = [];
     for (const t of [env.direct, env.recall]) {
