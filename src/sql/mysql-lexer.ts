@@ -60,9 +60,9 @@ export interface LexOptions {
   flavor?: 'mariadb' | 'mysql';
 }
 
-const CH_TAB = 9, CH_LF = 10, CH_CR = 13, CH_SPACE = 32;
+const CH_TAB = 9, CH_CR = 13, CH_SPACE = 32;
 const CH_BANG = 33, CH_DQUOTE = 34, CH_HASH = 35, CH_DOLLAR = 36, CH_AMP = 38, CH_SQUOTE = 39;
-const CH_LPAREN = 40, CH_STAR = 42, CH_PLUS = 43, CH_MINUS = 45, CH_DOT = 46, CH_SLASH = 47;
+const CH_STAR = 42, CH_PLUS = 43, CH_MINUS = 45, CH_DOT = 46, CH_SLASH = 47;
 const CH_0 = 48, CH_1 = 49, CH_9 = 57, CH_COLON = 58, CH_SEMI = 59, CH_LT = 60, CH_EQ = 61, CH_GT = 62;
 const CH_QMARK = 63, CH_AT = 64, CH_BACKSLASH = 92, CH_UNDERSCORE = 95, CH_BACKTICK = 96, CH_PIPE = 124;
 
