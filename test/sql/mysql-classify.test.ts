@@ -2,6 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { classifyMysql, type ClassifiedStatement } from '../../src/sql/mysql-classify.js';
+import { lexMysql } from '../../src/sql/mysql-lexer.js';
 import { splitClientScript } from '../../src/sql/mysql-client-script.js';
 import { list, parseExtras, readFixture, readTsv } from './fixtures.js';
 
@@ -64,6 +65,26 @@ describe('classifyMysql: fixtures/sql/classify.tsv', () => {
   }
 });
 
+describe('metamorphic: comments and executable comments do not change the classification', () => {
+  const rows = readTsv('classify.tsv', 4).filter((r) => r.cols[2].indexOf('err=') < 0 && r.cols[1] !== 'DELIMITER');
+  const noisy = "/* FOR UPDATE; INSERT INTO x VALUES ('a') */";
+  test('a comment full of keywords in every gap between tokens', () => {
+    for (const { line, cols: [kind, command, , sql] } of rows) {
+      const ts = lexMysql(sql, { keepWhitespace: true });
+      const out = ts.map((t, i) => (t.type === 'whitespace' && ts[i - 1]?.type !== 'comment' ? ` ${noisy} ` : sql.slice(t.start, t.end))).join('');
+      const [st] = classifyMysql(out);
+      assert.equal(`${st.kind} ${st.command}`, `${kind} ${command}`, `line ${line}: ${out}`);
+    }
+  });
+  test('the whole statement inside /*!50000 ... */ (as mariadb-dump writes them)', () => {
+    for (const { line, cols: [kind, command, , sql] } of rows) {
+      if (sql.includes('*/') || sql.includes('--') || sql.includes('#')) continue;
+      const [st] = classifyMysql(`/*!50000 ${sql} */`);
+      assert.equal(`${st.kind} ${st.command}`, `${kind} ${command}`, `line ${line}`);
+    }
+  });
+});
+
 describe('splitting multi-statement strings', () => {
   const cases = JSON.parse(readFixture('split.json')) as { sql: string; kinds: string[]; texts?: string[] }[];
   for (const c of cases) {
@@ -123,6 +144,28 @@ describe('options', () => {
   test('SET values keep their source text', () => {
     const [st] = classifyMysql("SET @a = CONCAT('x', (1, 2)), sql_mode = 'A,B'");
     assert.deepEqual(st.variables?.map((v) => v.value), ["CONCAT('x', (1, 2))", "'A,B'"]);
+  });
+});
+
+describe('splitClientScript (the mariadb client)', () => {
+  test('DELIMITER changes the delimiter; $$ works though $ is an identifier character', () => {
+    const script = [
+      '-- header', 'SELECT 1;', 'delimiter $$', 'CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END$$',
+      "SELECT '$$' AS a$$", 'DELIMITER ;', "SELECT 'x;y', `a;b`; SELECT 3 /* ; */ ; # ;", 'SELECT 4',
+    ].join('\n');
+    const out = splitClientScript(script);
+    assert.deepEqual(out.map((s) => s.text), [
+      '-- header\nSELECT 1', 'CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END', "SELECT '$$' AS a",
+      "SELECT 'x;y', `a;b`", 'SELECT 3 /* ; */', '# ;\nSELECT 4',
+    ]);
+    assert.deepEqual(out.map((s) => s.delimiter), [';', '$$', '$$', ';', ';', ';']);
+    assert.deepEqual(out.map((s) => classifyMysql(s.text).length), [1, 1, 1, 1, 1, 1]);
+  });
+  test('a delimiter inside an executable comment still ends the statement (the client treats /*! as code)', () => {
+    assert.deepEqual(splitClientScript('/*!40101 SET a=1; SET b=2 */;').map((s) => s.text), ['/*!40101 SET a=1', 'SET b=2 */']);
+  });
+  test('comment-only chunks are not sent', () => {
+    assert.deepEqual(splitClientScript('-- a\n;\n/* b */;\nSELECT 1;\n-- tail'), [{ text: 'SELECT 1', delimiter: ';' }]);
   });
 });
 
