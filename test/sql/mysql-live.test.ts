@@ -9,6 +9,7 @@ import { startTestMariaDB, type TestMariaDB } from '../harness/mariadb.js';
 import { classifyMysql } from '../../src/sql/mysql-classify.js';
 import { splitClientScript } from '../../src/sql/mysql-client-script.js';
 import { readFixture } from './fixtures.js';
+import { TIME_FUNCTIONS, UNSAFE_FUNCTIONS } from '../../src/sql/mysql-unsafe.js';
 
 const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION = 1792;
 
@@ -196,6 +197,37 @@ describe('classification against a real mariadbd', () => {
       assert.equal((r2 as unknown[]).length, classifyMysql(extra).length);
     } finally {
       await c3.end();
+    }
+  });
+
+  test('the catalogue matches the server: SET TIMESTAMP and rand seeds fix what checkDeterminism records; unsafe functions stay different', async () => {
+    const other = await mysql.createConnection({ host: '127.0.0.1', port: db.port, user: db.rootUser });
+    const evalOn = async (c: mysql.Connection, expr: string): Promise<string> => {
+      await c.query('SET TIMESTAMP = 1700000000.123456, @@rand_seed1 = 12345, @@rand_seed2 = 67890');
+      const [rows] = await c.query(`SELECT CAST(${expr} AS CHAR) AS v`);
+      return String((rows as { v: unknown }[])[0].v);
+    };
+    const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    try {
+      // Recorded context makes these equal on two connections and at two moments.
+      const fixed = [...TIME_FUNCTIONS].map((f) => `${f}()`).concat(['RAND()', 'NOW(6)', 'CURRENT_TIMESTAMP']);
+      for (const expr of fixed) {
+        const a = await evalOn(conn, expr);
+        await pause(5);
+        const b = await evalOn(other, expr);
+        assert.equal(a, b, `${expr} differs under the same TIMESTAMP and seeds`);
+      }
+      // What the catalogue refuses differs even so.
+      const fresh = ['UUID()', 'UUID_SHORT()', 'SYS_GUID()', 'SYSDATE(6)', 'CONNECTION_ID()'];
+      for (const expr of fresh) {
+        assert.ok(UNSAFE_FUNCTIONS.has(expr.slice(0, expr.indexOf('('))), `${expr} is in the catalogue`);
+        const a = await evalOn(conn, expr);
+        await pause(5);
+        const b = await evalOn(other, expr);
+        assert.notEqual(a, b, `${expr} gave the same value twice`);
+      }
+    } finally {
+      await other.end();
     }
   });
 });
