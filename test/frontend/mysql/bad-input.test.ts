@@ -4,79 +4,20 @@
 // the stream cannot be trusted; a mysql2 session opened before keeps working throughout.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import fc from 'fast-check';
 import mysql from 'mysql2/promise';
 import type { TestMariaDB } from '../../harness/mariadb.js';
 import type { MysqlFrontend } from '../../../src/frontend/mysql/server.js';
-import { PacketFramer, encodePacket, type Packet } from '../../../src/protocol/mysql/packets.js';
-import { decodeHandshakeV10, encodeHandshakeResponse41 } from '../../../src/protocol/mysql/handshake.js';
+import { encodePacket, type Packet } from '../../../src/protocol/mysql/packets.js';
 import { decodeErr } from '../../../src/protocol/mysql/generic.js';
-import { nativeToken } from '../../../src/protocol/mysql/auth.js';
 import { CLIENT_PROTOCOL_41, COM_PING, COM_QUERY } from '../../../src/protocol/mysql/constants.js';
 import { startDb, startFrontend } from './helpers.js';
-
-const CAPS = 0x000fa68f | CLIENT_PROTOCOL_41; // a plain 4.1 client with plugin auth, no DEPRECATE_EOF
+import { Raw } from './raw-client.js';
 
 let db: TestMariaDB;
 let fe: { frontend: MysqlFrontend; port: number };
 let strict: { frontend: MysqlFrontend; port: number };
 let bystander: mysql.Connection;
-
-/** A raw client: whole packets in, with a deadline; `closed` resolves when the server hangs up. */
-class Raw {
-  readonly socket: net.Socket;
-  private framer = new PacketFramer(1 << 30);
-  private waiting: (() => void) | null = null;
-  closed: Promise<void>;
-  isClosed = false;
-  constructor(port: number) {
-    this.socket = net.connect({ host: '127.0.0.1', port });
-    this.socket.on('data', (d) => {
-      this.framer.push(d);
-      this.waiting?.();
-    });
-    this.socket.on('error', () => undefined);
-    this.closed = new Promise((r) =>
-      this.socket.on('close', () => {
-        this.isClosed = true;
-        this.waiting?.();
-        r();
-      }),
-    );
-  }
-  async read(timeoutMs = 3000): Promise<Packet | null> {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const p = this.framer.next();
-      if (p) return p;
-      if (this.isClosed || Date.now() > end) return null;
-      await new Promise<void>((r) => {
-        this.waiting = r;
-        setTimeout(r, 50);
-      });
-      this.waiting = null;
-    }
-  }
-  send(payload: Buffer, seq: number): void {
-    this.socket.write(encodePacket(payload, seq));
-  }
-  async login(user = 'app', password = 'app-pw'): Promise<void> {
-    const hs = decodeHandshakeV10((await this.read())!.payload);
-    this.send(
-      encodeHandshakeResponse41({
-        capabilities: CAPS, maxPacketSize: 1 << 24, charset: 45, username: user,
-        authResponse: nativeToken(password, hs.authPluginData), database: 'app', authPluginName: 'mysql_native_password', attributes: [],
-      }),
-      1,
-    );
-    const ok = await this.read();
-    assert.equal(ok?.payload[0], 0x00, 'login OK');
-  }
-  close(): void {
-    this.socket.destroy();
-  }
-}
 
 function errOf(p: Packet | null): { errno: number; sqlState: string; message: string } {
   assert.ok(p, 'expected an error packet');
