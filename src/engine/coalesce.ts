@@ -8,37 +8,51 @@
 // Only messages adjacent in the per-peer order are merged, so order is kept.
 import { MessageType, type Entry, type Message } from '../consensus/types.js';
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+interface Open {
+  pos: number;
+  bytes: number;
+  /** Our own copy once a merge happened (the core's message objects are never mutated). */
+  merged: (Mutable<Message> & { entries: Entry[] }) | undefined;
+}
+
+function dataBytes(entries: readonly Entry[]): number {
+  let n = 0;
+  for (const e of entries) n += e.data.length;
+  return n;
+}
+
 export function coalesceMessages(msgs: readonly Message[], mergedBytesMax: number): Message[] {
   if (msgs.length < 2) return msgs as Message[];
-  const out: (Message | undefined)[] = [];
-  const lastByPeer = new Map<number, { pos: number; bytes: number; entries: Entry[] | undefined }>();
+  const out: Message[] = [];
+  const open = new Map<number, Open>();
   for (const m of msgs) {
-    const prev = lastByPeer.get(m.to);
-    const p = prev ? out[prev.pos] : undefined;
-    if (p && prev && p.term === m.term) {
+    const o = open.get(m.to);
+    const p = o ? out[o.pos]! : undefined;
+    if (o && p && p.term === m.term) {
       if (m.type === MessageType.Append && p.type === MessageType.Append && m.entries && p.entries && m.entries.length > 0) {
-        const pLast = p.logIndex! + p.entries.length;
-        const mBytes = m.entries.reduce((n, e) => n + e.data.length, 0);
-        if (pLast === m.logIndex && prev.bytes + mBytes <= mergedBytesMax) {
-          const entries = prev.entries ?? [...p.entries];
-          for (const e of m.entries) entries.push(e);
-          out[prev.pos] = { ...p, entries, commit: Math.max(p.commit ?? 0, m.commit ?? 0) };
-          prev.entries = entries;
-          prev.bytes += mBytes;
+        const mBytes = dataBytes(m.entries);
+        if (p.logIndex! + p.entries.length === m.logIndex && o.bytes + mBytes <= mergedBytesMax) {
+          let merged = o.merged;
+          if (!merged) {
+            merged = { ...p, entries: [...p.entries] };
+            o.merged = merged;
+            out[o.pos] = merged;
+          }
+          for (const e of m.entries) merged.entries.push(e);
+          if ((m.commit ?? 0) > (merged.commit ?? 0)) merged.commit = m.commit;
+          o.bytes += mBytes;
           continue;
         }
       }
-      if (
-        m.type === MessageType.AppendResponse && p.type === MessageType.AppendResponse &&
-        !m.reject && !p.reject && (m.logIndex ?? 0) >= (p.logIndex ?? 0)
-      ) {
-        out[prev.pos] = m;
+      if (m.type === MessageType.AppendResponse && p.type === MessageType.AppendResponse && !m.reject && !p.reject && (m.logIndex ?? 0) >= (p.logIndex ?? 0)) {
+        out[o.pos] = m;
         continue;
       }
     }
     out.push(m);
-    const bytes = m.type === MessageType.Append && m.entries ? m.entries.reduce((n, e) => n + e.data.length, 0) : 0;
-    lastByPeer.set(m.to, { pos: out.length - 1, bytes, entries: undefined });
+    open.set(m.to, { pos: out.length - 1, bytes: m.type === MessageType.Append && m.entries ? dataBytes(m.entries) : 0, merged: undefined });
   }
-  return out as Message[];
+  return out;
 }
