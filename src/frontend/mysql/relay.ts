@@ -180,6 +180,11 @@ export class Relay {
     this.attach(clientLeftover, backendLeftover);
   }
 
+  /** No command in flight and no partial client packet: a COM_QUIT may be sent to the backend. */
+  idle(): boolean {
+    return this.pendingCmd.length === 0 && !this.cMidPacket && this.cCarry === null && !this.cInfile && !this.cCont;
+  }
+
   pendingCount(): number {
     return this.pendingCmd.length;
   }

@@ -18,6 +18,8 @@ export interface MysqlFrontendOptions {
   port: number; // 0 = free port (for tests)
   backend: { socketPath?: string; host?: string; port?: number; adminUser: string; adminPassword: string };
   tls?: { cert: string; key: string }; // PEM text (not paths)
+  /** Refuse clients that do not upgrade to TLS (only meaningful with `tls`). */
+  tlsRequired?: boolean;
   rsaKeyPair?: { publicKey: string; privateKey: string }; // generated at start if absent
   maxConnections: number;
   maxPacketBytes: number;

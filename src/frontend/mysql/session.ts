@@ -309,13 +309,21 @@ export class Session {
     if (this.phase === 'closing') return;
     this.phase = 'closing';
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    const quitBackend = this.relay !== null && this.relay.idle();
     this.relay?.close();
-    this.backend?.destroy();
+    if (quitBackend && this.backend && !this.backend.socket.destroyed) {
+      // a COM_QUIT spares the database an "Aborted connection" warning for a client that just left
+      this.backend.socket.end(COM_QUIT_PACKET);
+      const b = this.backend;
+      setTimeout(() => b.destroy(), 1000).unref();
+    } else this.backend?.destroy();
     if (destroyClient) this.client.destroy();
     else setTimeout(() => this.client.destroy(), 1000).unref();
     this.onClosed(this);
   }
 }
+
+const COM_QUIT_PACKET = Buffer.from([1, 0, 0, 0, 0x01]);
 
 function encodePacketErr(errno: number, sqlState: string, message: string, seq: number): Buffer {
   return withSeq(encodeErr({ errno, sqlState, message }), seq);
