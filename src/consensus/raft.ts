@@ -63,9 +63,12 @@ export interface TestingKnobs {
   readonly voteWithoutPersist?: boolean;
   /** Commit by counting replicas regardless of the entry's term (the Figure 8 bug). */
   readonly commitPreviousTermByCount?: boolean;
+  /** A new leader appends no empty entry of its term (naive Raft; combine with the above for Figure 8). */
+  readonly noNoopOnElection?: boolean;
 }
 
 const readRequestsMax = 4096;
+const snapshotChunksInflightMin = 4;
 type CampaignKind = 'pre' | 'elect' | 'transfer';
 
 export class RaftCore {
@@ -366,6 +369,7 @@ export class RaftCore {
     this.prs.get(this.id)?.becomeReplicate();
     // No conf change until everything up to here (possibly an earlier-term change) is applied.
     this.pendingConfIndex = this.log.lastIndex();
+    if (this.knobs.noNoopOnElection) return;
     this.appendEntries([{ term: this.term, index: this.log.lastIndex() + 1, type: EntryType.Noop, data: new Uint8Array(0) }]);
   }
 
@@ -760,7 +764,8 @@ export class RaftCore {
     const ss = pr.snapshotSend;
     if (!ss) return;
     const chunk = Math.max(1, this.cfg.snapshotChunkBytesMax);
-    const windowBytes = chunk * Math.max(1, this.cfg.inflightMessagesMax);
+    // A few chunks in flight even when Appends are strictly one at a time.
+    const windowBytes = chunk * Math.max(snapshotChunksInflightMin, this.cfg.inflightMessagesMax);
     const total = ss.snapshot.data.length;
     do {
       if (ss.sent > total || (ss.sent === total && total > 0)) break;

@@ -24,6 +24,8 @@ export class Checker {
   private leaders = new Map<number, number>();
   /** index -> key of the committed entry. */
   readonly committed = new Map<number, string>();
+  /** index -> a term no lower than the one in which it was committed (the observer's term). */
+  private commitTerm = new Map<number, number>();
   committedMax = 0;
   /** "index/term" -> key and previous term (log matching, checked entry by entry). */
   private seen = new Map<string, { key: string; prevTerm: number }>();
@@ -62,21 +64,22 @@ export class Checker {
     if (c < before) fail(`node ${node} durable commit went back from ${before} to ${c}`);
     this.durableCommit.set(node, c);
     if (c > storage.lastIndex()) fail(`node ${node} durable commit ${c} beyond its last index ${storage.lastIndex()}`);
-    for (let i = Math.max(before + 1, storage.firstIndex()); i <= c; i++) this.commit(i, entryKey(storage.entry(i)!), `node ${node} commit`);
+    for (let i = Math.max(before + 1, storage.firstIndex()); i <= c; i++) this.commit(i, entryKey(storage.entry(i)!), `node ${node} commit`, storage.hard.term);
   }
 
-  commit(index: number, key: string, who: string): void {
+  commit(index: number, key: string, who: string, observerTerm: number): void {
     const c = this.committed.get(index);
     if (c === undefined) {
       this.committed.set(index, key);
+      this.commitTerm.set(index, observerTerm);
       if (index > this.committedMax) this.committedMax = index;
     } else if (c !== key) fail(`${who}: entry ${index} is ${key} but ${c} was committed there`);
   }
 
   /** The applied sequence of a node: must be contiguous and equal to the committed entries. */
-  applied(node: number, expectIndex: number, e: Entry): void {
+  applied(node: number, expectIndex: number, e: Entry, term: number): void {
     if (e.index !== expectIndex) fail(`node ${node} applied ${e.index} but expected ${expectIndex}`);
-    this.commit(e.index, entryKey(e), `node ${node} apply`);
+    this.commit(e.index, entryKey(e), `node ${node} apply`, term);
   }
 
   /** Called after every step for each live node. */
@@ -90,12 +93,13 @@ export class Checker {
     } else if (l !== node) fail(`two leaders in term ${s.term}: ${l} and ${node}`);
   }
 
-  /** A new leader holds every committed entry. */
+  /** A new leader holds every entry committed in an earlier term (a late leader of an old term need not). */
   private leaderCompleteness(node: number, core: RaftCore): void {
     const first = core.log.firstIndex();
+    const term = core.basicStatus().term;
     for (let i = 1; i <= this.committedMax; i++) {
       const c = this.committed.get(i);
-      if (c === undefined) continue;
+      if (c === undefined || this.commitTerm.get(i)! >= term) continue;
       if (i < first) continue; // compacted into its snapshot, which only holds committed entries
       const t = core.log.term(i);
       const want = Number(c.split('/')[0]);

@@ -9,7 +9,8 @@ function arg(name: string): string | undefined {
 
 const verbose = process.argv.includes('--verbose');
 const nodesArg = arg('nodes');
-const opts = { ...(nodesArg ? { nodes: Number(nodesArg) } : {}), traceMax: verbose ? 100000 : 40 };
+const ticksArg = arg('safety-ticks');
+const opts = { ...(nodesArg ? { nodes: Number(nodesArg) } : {}), ...(ticksArg ? { safetyTicks: Number(ticksArg) } : {}), traceMax: verbose ? 100000 : 40 };
 
 function report(r: SeedResult): void {
   console.log(`seed ${r.seed}: ${r.error}`);
@@ -33,9 +34,11 @@ if (one !== undefined) {
   const first = Number(arg('first') ?? 1);
   let violations = 0;
   let committed = 0;
+  const stats: Record<string, number> = {};
   for (let s = first; s < first + count; s++) {
     const r = runSeed(s, opts);
     committed += r.committed;
+    for (const [k, v] of Object.entries(r.stats)) stats[k] = (stats[k] ?? 0) + v;
     if (!r.ok) {
       violations++;
       report(r);
@@ -43,5 +46,6 @@ if (one !== undefined) {
     if ((s - first + 1) % 10000 === 0) console.log(`progress seeds=${s - first + 1} violations=${violations} elapsed=${((performance.now() - t0) / 1000).toFixed(1)}s`);
   }
   console.log(`seeds=${count} violations=${violations} committedEntries=${committed} elapsed=${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  if (process.argv.includes('--stats')) console.log(JSON.stringify(stats, Object.keys(stats).sort(), 1));
   process.exitCode = violations === 0 ? 0 : 1;
 }

@@ -58,10 +58,18 @@ export class Sim {
   /** index -> key of proposals accepted by a leader and not yet seen committed. */
   readonly pending = new Map<number, string>();
   /** Proposed removals by index: the node retires once that exact entry is committed. */
+  /** Read contexts -> the highest committed index when the read was asked. */
+  private reads = new Map<string, number>();
+  private readSeq = 0;
   private removals = new Map<number, { node: number; key: string }>();
   private faults: Faults;
-  private readonly cfgBase: Omit<CoreConfig, 'id' | 'random'>;
+  private readonly cfgBase: { -readonly [K in keyof Omit<CoreConfig, 'id' | 'random'>]: CoreConfig[K] };
   readonly trace: string[] = [];
+  /** What happened, to show a run exercised the paths it should (printed by the cli with --stats). */
+  readonly stats: Record<string, number> = {};
+  private count(k: string): void {
+    this.stats[k] = (this.stats[k] ?? 0) + 1;
+  }
 
   constructor(
     readonly seed: number,
@@ -79,7 +87,7 @@ export class Sim {
       appendBytesMax: r.pick([32, 128, 1024, 65536]),
       inflightMessagesMax: r.int(1, 8),
       inflightBytesMax: r.pick([0, 256, 4096]),
-      snapshotChunkBytesMax: r.pick([8, 64, 512, 65536]),
+      snapshotChunkBytesMax: r.pick([16, 64, 512, 65536]),
       proposalQueueMax: r.int(5, 100),
     };
     this.faults = this.randomFaults();
@@ -90,11 +98,31 @@ export class Sim {
 
   private randomFaults(): Faults {
     const r = this.rng;
+    if (r.chance(0.3)) {
+      // Churn: leaders come and go while proposals are in flight, which is where
+      // uncommitted entries of old terms get re-replicated (Raft's Figure 8).
+      this.cfgBase.appendBytesMax = 32;
+      this.cfgBase.inflightMessagesMax = 1;
+      this.cfgBase.electionTimeoutTicks = r.int(4, 6);
+      this.cfgBase.heartbeatIntervalTicks = 1;
+      return {
+        loss: r.pick([0.05, 0.1, 0.2]),
+        dup: 0.01,
+        delayMax: r.pick([0, 1]),
+        crash: r.pick([0.005, 0.01, 0.02]),
+        tornWrite: 0.01,
+        partition: r.pick([0.03, 0.05, 0.1]),
+        propose: 0.5,
+        confChange: 0,
+        snapshot: 0.005,
+        transfer: 0.01,
+      };
+    }
     return {
-      loss: r.pick([0, 0.01, 0.05, 0.2]),
+      loss: r.pick([0, 0.01, 0.05, 0.2, 0.4]),
       dup: r.pick([0, 0.01, 0.05]),
       delayMax: r.pick([0, 1, 3, 8]),
-      crash: r.pick([0, 0.002, 0.01]),
+      crash: r.pick([0, 0.002, 0.01, 0.03]),
       tornWrite: r.pick([0, 0.01, 0.05]),
       partition: r.pick([0, 0.01, 0.03]),
       propose: r.pick([0.05, 0.2, 0.5]),
@@ -131,6 +159,7 @@ export class Sim {
   }
 
   private crash(n: SimNode, why: string): void {
+    this.count(`crash.${why}`);
     n.core = undefined;
     this.log(`crash ${n.id} (${why})`);
   }
@@ -159,7 +188,7 @@ export class Sim {
       return;
     }
     if (rd.snapshot) {
-      this.checkSnapshot(n, rd.snapshot.data);
+      this.checkSnapshot(n, rd.snapshot.data, core.basicStatus().term);
       s.applySnapshot(rd.snapshot);
     }
     if (rd.entries.length > 0) {
@@ -176,18 +205,30 @@ export class Sim {
       return;
     }
     for (const m of rd.messages) this.sendMsg(m);
-    if (rd.snapshot) n.sm = decodeSm(rd.snapshot.data);
+    if (rd.snapshot) {
+      n.sm = decodeSm(rd.snapshot.data);
+      this.count('snapshot.installed');
+    }
+    if (rd.softState?.role === 'leader') this.count('elected');
+    for (const rs of rd.readStates) {
+      // Linearizable: the read point covers everything committed before the read began.
+      const key = Buffer.from(rs.context).toString('hex');
+      const before = this.reads.get(key);
+      if (before === undefined) throw new SimViolation(`node ${n.id} got a read state for unknown context ${key}`);
+      if (rs.index < before) throw new SimViolation(`read ${key} on node ${n.id} at index ${rs.index} misses entries committed up to ${before} before it began`);
+      this.count('read.served');
+    }
     for (const e of rd.committedEntries) {
-      this.checker.applied(n.id, n.sm.length + 1, e);
+      this.checker.applied(n.id, n.sm.length + 1, e, core.basicStatus().term);
       n.sm.push(entryKey(e));
       if (this.pending.get(e.index) !== undefined) this.pending.delete(e.index);
     }
     core.advance(rd);
   }
 
-  private checkSnapshot(n: SimNode, data: Uint8Array): void {
+  private checkSnapshot(n: SimNode, data: Uint8Array, term: number): void {
     const sm = decodeSm(data);
-    for (let i = 0; i < sm.length; i++) this.checker.commit(i + 1, sm[i]!, `snapshot for node ${n.id}`);
+    for (let i = 0; i < sm.length; i++) this.checker.commit(i + 1, sm[i]!, `snapshot for node ${n.id}`, term);
   }
 
   // ---- network ----
@@ -212,6 +253,7 @@ export class Sim {
     for (const f of due) {
       const n = this.nodes.get(f.m.to);
       if (!n?.core || this.blocked.has(`${f.m.from}>${f.m.to}`)) continue;
+      this.count(`msg.${msgNames[f.m.type] ?? f.m.type}`);
       n.core.step(f.m);
       this.afterStep(n);
     }
@@ -263,8 +305,10 @@ export class Sim {
   }
 
   private propose(): void {
-    const l = this.leader();
-    const target = l && this.rng.chance(0.9) ? l : this.rng.pick([...this.nodes.values()]);
+    // Any node that believes it leads gets proposals, stale leaders too: their
+    // uncommitted entries are what a later leader must not commit by counting.
+    const leaders = [...this.nodes.values()].filter((n) => n.core?.basicStatus().role === 'leader');
+    const target = leaders.length > 0 && this.rng.chance(0.9) ? this.rng.pick(leaders) : this.rng.pick([...this.nodes.values()]);
     if (!target.core) return;
     const data = new TextEncoder().encode(`p${this.proposals++}`);
     const r = target.core.propose(data);
@@ -273,6 +317,15 @@ export class Sim {
       this.log(`propose on ${target.id} -> ${r.index}@${r.term}`);
     }
     this.afterStep(target);
+  }
+
+  private read(): void {
+    const n = this.rng.pick([...this.nodes.values()]);
+    if (!n.core) return;
+    const ctx = new TextEncoder().encode(`r${this.readSeq++}`);
+    this.reads.set(Buffer.from(ctx).toString('hex'), this.checker.committedMax);
+    n.core.readIndex(ctx);
+    this.afterStep(n);
   }
 
   private confChange(): void {
@@ -288,17 +341,22 @@ export class Sim {
         // A joining node is started with the membership of the moment (as an operator
         // would list the peers); the log from the leader then brings it up to date.
         this.addNode(id, conf);
+        this.count('conf.addLearner');
         this.log(`add-learner ${id} at ${res.index}`);
       }
     } else if (r === 1 && conf.learners.length > 0) {
       const id = conf.learners[0]!;
       const res = l.core.proposeConfChange({ type: ConfChangeType.PromoteLearner, node: id });
-      if (res.ok) this.log(`promote ${id} at ${res.index}`);
+      if (res.ok) {
+        this.count('conf.promote');
+        this.log(`promote ${id} at ${res.index}`);
+      }
     } else if (r === 2 && conf.voters.length > 3) {
       const id = this.rng.pick(conf.voters);
       const res = l.core.proposeConfChange({ type: ConfChangeType.RemoveNode, node: id });
       if (res.ok) {
         this.removals.set(res.index, { node: id, key: `${res.term}/${EntryType.ConfChange}/${Buffer.from(encodeConfChange({ type: ConfChangeType.RemoveNode, node: id })).toString('hex')}` });
+        this.count('conf.remove');
         this.log(`remove ${id} at ${res.index}`);
       }
     }
@@ -313,6 +371,7 @@ export class Sim {
     if (idx <= n.storage.snap.meta.index || idx > n.storage.lastIndex()) return;
     const data = encodeSm(n.sm.slice(0, idx));
     n.storage.compact({ meta: { index: idx, term: n.storage.term(idx), conf: st.conf }, data });
+    this.count('compact');
     this.log(`snapshot ${n.id} at ${idx}`);
   }
 
@@ -360,6 +419,7 @@ export class Sim {
       this.takeSnapshot(n);
     }
     if (this.rng.chance(f.propose)) this.propose();
+    if (this.rng.chance(f.propose / 3)) this.read();
     for (const n of this.nodes.values()) {
       if (!n.core) continue;
       if (this.rng.next() < n.tickRate) {
@@ -416,9 +476,27 @@ export class Sim {
     const st = [...this.nodes.values()]
       .filter((n) => !n.removed)
       .map((n) => (n.core ? `${n.id}:${JSON.stringify(n.core.basicStatus())}/applied=${n.sm.length}` : `${n.id}:down`));
+    const l = this.leader()?.core?.status();
+    if (l?.progress) st.push(`progress of ${l.id}: ${JSON.stringify([...l.progress])} first=${l.firstIndex}`);
     throw new SimViolation(`liveness: no leader committed a proposal on every member within ${this.opts.livenessTicks} ticks after healing (marker=${marker}; ${st.join(' ')})`);
   }
 }
+
+const msgNames: Record<number, string> = {
+  [MessageType.PreVote]: 'PreVote',
+  [MessageType.PreVoteResponse]: 'PreVoteResponse',
+  [MessageType.Vote]: 'Vote',
+  [MessageType.VoteResponse]: 'VoteResponse',
+  [MessageType.Append]: 'Append',
+  [MessageType.AppendResponse]: 'AppendResponse',
+  [MessageType.Heartbeat]: 'Heartbeat',
+  [MessageType.HeartbeatResponse]: 'HeartbeatResponse',
+  [MessageType.InstallSnapshot]: 'InstallSnapshot',
+  [MessageType.InstallSnapshotResponse]: 'InstallSnapshotResponse',
+  [MessageType.TimeoutNow]: 'TimeoutNow',
+  [MessageType.ReadIndex]: 'ReadIndex',
+  [MessageType.ReadIndexResponse]: 'ReadIndexResponse',
+};
 
 function encodeSm(keys: readonly string[]): Uint8Array {
   return new TextEncoder().encode(keys.join('\n'));

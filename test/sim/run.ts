@@ -11,6 +11,7 @@ export interface SeedResult {
   readonly trace: readonly string[];
   readonly ticks: number;
   readonly committed: number;
+  readonly stats: Readonly<Record<string, number>>;
 }
 
 export interface RunOptions {
@@ -33,13 +34,13 @@ export function runSeed(seed: number, o: RunOptions = {}): SeedResult {
   });
   try {
     const r = sim.run();
-    return { seed, ok: true, trace: sim.trace, ticks: r.ticks, committed: r.committed };
+    return { seed, ok: true, trace: sim.trace, ticks: r.ticks, committed: r.committed, stats: sim.stats };
   } catch (e) {
     if (e instanceof SimViolation || e instanceof AssertionError) {
-      return { seed, ok: false, error: `${e.name}: ${e.message}`, trace: sim.trace, ticks: 0, committed: sim.checker.committedMax };
+      return { seed, ok: false, error: `${e.name}: ${e.message}`, trace: sim.trace, ticks: 0, committed: sim.checker.committedMax, stats: sim.stats };
     }
     // Anything else (a TypeError in the core, say) is a bug too; keep the stack.
-    return { seed, ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e), trace: sim.trace, ticks: 0, committed: 0 };
+    return { seed, ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e), trace: sim.trace, ticks: 0, committed: 0, stats: sim.stats };
   }
 }
 
