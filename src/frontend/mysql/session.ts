@@ -21,7 +21,7 @@ import {
   isSslRequest,
 } from '../../protocol/mysql/handshake.js';
 import { newScramble } from '../../protocol/mysql/auth.js';
-import { PacketChannel } from '../../backend/mysql/channel.js';
+import { ChannelClosedError, PacketChannel } from '../../backend/mysql/channel.js';
 import { BackendConnection, BackendRefusedError } from '../../backend/mysql/connection.js';
 import { authenticateClient, type AuthContext } from './authenticate.js';
 import { Relay } from './relay.js';
@@ -82,9 +82,13 @@ export class Session {
     if (e instanceof ProtocolError) {
       protocolErrors.inc();
       this.sendAndClose(e.errno, e.sqlState, e.errno === ER_HANDSHAKE_ERROR ? 'Bad handshake' : e.message, seq);
-    } else {
-      this.ctx.log.debug('handshake failed', { error: (e as Error).message, client: this.clientHost });
+    } else if (e instanceof ChannelClosedError) {
       this.close();
+    } else {
+      // e.g. the accounts could not be read: say so rather than hang up without a word
+      recallErrors.inc();
+      this.ctx.log.warn('authentication failed', { error: (e as Error).message, client: this.clientHost });
+      this.sendAndClose(ER_SERVER_SHUTDOWN, '08S01', `Recall could not authenticate the client: ${(e as Error).message}`, seq);
     }
   }
 
@@ -156,6 +160,7 @@ export class Session {
     this.capabilities = resp.capabilities & serverCaps & ~CLIENT_SSL;
     const auth: AuthContext = this.authContext(channel, scramble);
     const outcome = await authenticateClient(auth, resp.username, resp.authPluginName, resp.authResponse, p.lastSeq + 1);
+    if (this.isClosing()) return; // the client left (or timed out) while we looked it up
     if (!outcome.ok) {
       recallErrors.inc();
       return this.sendAndClose(outcome.errno, outcome.sqlState, outcome.message, outcome.nextSeq);
