@@ -307,6 +307,22 @@ describe('mysql2 through Recall vs direct', { timeout: 240_000 }, () => {
     assert.equal(res[1]!.match(/"errno":1142/g)?.length, 5, res[1]);
   });
 
+  test('COM_RESET_CONNECTION clears user variables, sql_mode and temporary tables', async () => {
+    const out = await same(env, async (c) => {
+      const r: unknown[] = [];
+      await c.query("SET @v = 42, SESSION sql_mode = 'ANSI_QUOTES'");
+      await c.query('CREATE TEMPORARY TABLE tmp1 (x INT)');
+      r.push((await c.query('SELECT @v AS v, @@SESSION.sql_mode AS m'))[0]);
+      await c.reset();
+      r.push((await c.query('SELECT @v AS v, @@SESSION.sql_mode AS m'))[0]);
+      r.push(await errOf(c.query('SELECT * FROM tmp1')));
+      r.push((await c.execute('SELECT ? AS after_reset', [7]))[0]);
+      return r;
+    });
+    assert.match(out, /\[\{"v":null,/, 'user variable cleared by the reset');
+    assert.match(out, /"errno":1146/, 'temporary table gone after the reset');
+  });
+
   test('wrong password gets 1045 on both sides', async () => {
     const res: unknown[] = [];
     for (const t of [env.direct, env.recall]) {
