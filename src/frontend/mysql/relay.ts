@@ -108,6 +108,8 @@ export class Relay {
   private count = 0;
   private prepCols = 0;
   private responseStarted = false;
+  private finishing = false;
+  private finishingError = false;
 
   // commands waiting for their response, oldest first (clients may pipeline)
   private pendingCmd: number[] = [];
@@ -361,6 +363,7 @@ export class Relay {
         const k = Math.min(this.bRemaining, n - pos);
         pos += k;
         this.bRemaining -= k;
+        if (this.bRemaining === 0 && this.finishing && !this.bCont) this.finish();
         continue;
       }
       if (n - pos < 4) {
@@ -383,6 +386,7 @@ export class Relay {
       if (this.pendingCmd.length > 0) this.responsePacket(buf, pos, len, seq);
       this.bCont = len === PACKET_PAYLOAD_MAX;
       this.bRemaining = len;
+      if (len === 0 && this.finishing) this.finish();
     }
   }
 
@@ -483,7 +487,16 @@ export class Relay {
     this.done(false);
   }
 
+  /** The response ends with the current packet; it is finished once that packet's last byte is through,
+   * so nothing Recall answers itself can land inside it. */
   private done(isError: boolean): void {
+    this.finishing = true;
+    this.finishingError = isError;
+  }
+
+  private finish(): void {
+    this.finishing = false;
+    const isError = this.finishingError;
     const kind = this.pendingKind.shift()!;
     const t0 = this.pendingT0.shift()!;
     const cmd = this.pendingCmd.shift()!;
