@@ -31,7 +31,7 @@ export interface ConsensusCore {
   reportSnapshot(peer: NodeId, ok: boolean): void;
 }
 
-export function createCore(config: CoreConfig, storage: Storage): ConsensusCore {
+export function createCore(config: CoreConfig & { readonly applied?: number }, storage: Storage): ConsensusCore {
   return new RaftCore(config, storage);
 }
 

@@ -53,6 +53,11 @@ export interface RaftNodeOptions {
    */
   readonly parallelAppend?: boolean;
   readonly transport?: Partial<TransportOptions>;
+  /**
+   * The applier's own durable applied index (Recall keeps it in its database):
+   * committed entries up to it are not handed to onCommitted again after a restart.
+   */
+  readonly appliedIndex?: number;
   /** When applied - firstIndex exceeds this and a snapshotProvider is set, the log is compacted. */
   readonly compactEntriesMin?: number;
   /** Returns the user state at `index` (called after `index` was applied). */
@@ -152,7 +157,7 @@ export class RaftNode {
     this.durable = hs;
     this.term = hs.term;
     this.commit = hs.commit;
-    this.applied = storage.snapshot().meta.index;
+    this.applied = Math.max(storage.snapshot().meta.index, Math.min(opts.appliedIndex ?? 0, storage.lastIndex()));
     this.onFatal =
       opts.onFatal ??
       ((e) => {
@@ -178,8 +183,13 @@ export class RaftNode {
       segmentBytesMax: opts.segmentBytesMax,
       nodeId: opts.id,
     });
+    // An applied entry was committed; the commit index on disk may lag (it is persisted lazily).
+    const applied = Math.min(opts.appliedIndex ?? 0, storage.lastIndex());
+    const hs0 = storage.initialState().hardState;
+    if (applied > hs0.commit) storage.setHardState({ ...hs0, commit: applied });
     const core = createCore(
       {
+        applied: applied > 0 ? applied : undefined,
         id: opts.id,
         electionTimeoutTicks: opts.electionTimeoutTicks ?? 30,
         heartbeatIntervalTicks: opts.heartbeatIntervalTicks ?? 3,
@@ -206,6 +216,17 @@ export class RaftNode {
     const node = new RaftNode(opts.id, opts, storage, core, transport);
     node.log.info('raft node started', { term: node.term, commit: node.commit, lastIndex: storage.lastIndex(), listen: `${listen.split(':')[0]}:${transport.port}` });
     return node;
+  }
+
+  /** Make a (new) member reachable before proposing its ConfChange; inbound links are accepted from known peers only. */
+  addPeer(id: NodeId, address: string): void {
+    this.addresses.set(id, address);
+    this.transport.addPeer(id, address);
+  }
+
+  removePeer(id: NodeId): void {
+    this.addresses.delete(id);
+    this.transport.removePeer(id);
   }
 
   /** Register the applier: called with committed entries in log order, one batch at a time. */

@@ -19,8 +19,8 @@ describe('RaftNode (3 nodes, one process)', () => {
   const applied = new Map<number, Entry[]>();
   let peers: Map<number, string>;
 
-  async function open(id: number): Promise<RaftNode> {
-    const n = await RaftNode.open({ id, peers, dataDir: path.join(root, `n${id}`), clusterId: 't', secret: 'k', onFatal: (e) => assert.fail(e) });
+  async function open(id: number, appliedIndex?: number): Promise<RaftNode> {
+    const n = await RaftNode.open({ id, peers, dataDir: path.join(root, `n${id}`), clusterId: 't', secret: 'k', appliedIndex, onFatal: (e) => assert.fail(e) });
     applied.set(id, []);
     n.onCommitted((es) => {
       applied.get(id)!.push(...es.filter((e) => e.type === EntryType.Normal));
@@ -121,6 +121,21 @@ describe('RaftNode (3 nodes, one process)', () => {
     const seq = applied.get(victim.id)!.map((e) => Buffer.from(e.data).toString());
     assert.ok(seq.includes('while-down'));
     assert.ok(seq.includes('e0'), 'entries re-delivered from the start after restart');
+  });
+
+  test('with the applier\'s appliedIndex, a restart re-delivers only later entries', async () => {
+    const l = await leader();
+    const victim = [...nodes.values()].find((n) => n !== l)!;
+    const appliedBefore = victim.status().applied;
+    await victim.close();
+    nodes.delete(victim.id);
+    const r = await l.propose(Buffer.from('after-applied'));
+    const again = await open(victim.id, appliedBefore);
+    assert.equal(again.status().applied, appliedBefore);
+    for (let i = 0; i < 500 && again.status().applied < r.index; i++) await sleep(10);
+    const got = applied.get(victim.id)!;
+    assert.ok(got.length > 0 && got.every((e) => e.index > appliedBefore), 'nothing at or below appliedIndex re-delivered');
+    assert.ok(got.some((e) => Buffer.from(e.data).toString() === 'after-applied'));
   });
 });
 
