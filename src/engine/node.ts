@@ -45,6 +45,8 @@ export interface RaftNodeOptions {
   readonly snapshotChunkBytesMax?: number;
   readonly proposalQueueMax?: number;
   readonly proposalTimeoutMs?: number;
+  /** Largest proposal accepted (must stay below the transport's frameBytesMax, 16 MiB by default). */
+  readonly entryBytesMax?: number;
   readonly segmentBytesMax?: number;
   /**
    * Send a leader's Append/Heartbeat messages before its own fsync of the same
@@ -236,6 +238,9 @@ export class RaftNode {
 
   /** Replicate `data`; resolves once committed (and handed to onCommitted) with its index and term. */
   propose(data: Uint8Array, opts: { timeoutMs?: number } = {}): Promise<{ index: number; term: number }> {
+    // An entry must fit in one transport frame, or it could never be replicated.
+    const max = this.opts.entryBytesMax ?? 8 * 1024 * 1024;
+    if (data.length > max) return Promise.reject(new ProposalDroppedError(`entry of ${data.length} bytes exceeds entryBytesMax ${max}`));
     return this.track(() => this.core.propose(data), opts.timeoutMs ?? this.opts.proposalTimeoutMs ?? 5000);
   }
 
