@@ -175,6 +175,12 @@ export class RaftCore {
     return ok ? { ok: true } : { ok: false, reason: 'queue-full', leader: this.id };
   }
 
+  /** Start an election now (a pre-vote first when enabled), as if the election timeout had fired. */
+  campaign(): void {
+    this.hup(this.cfg.preVote ? 'pre' : 'elect');
+    this.checkInvariants();
+  }
+
   transferLeadership(to: NodeId): void {
     if (this.role !== Role.Leader || to === this.id || !this.voters.includes(to)) return;
     if (this.leadTransferee === to) return;
@@ -373,7 +379,7 @@ export class RaftCore {
     this.appendEntries([{ term: this.term, index: this.log.lastIndex() + 1, type: EntryType.Noop, data: new Uint8Array(0) }]);
   }
 
-  private campaign(kind: CampaignKind): void {
+  private campaignAs(kind: CampaignKind): void {
     if (!this.promotable()) return;
     let voteType: MessageType;
     let term: number;
@@ -388,7 +394,7 @@ export class RaftCore {
     }
     const won = this.poll(this.id, true);
     if (won === 'won') {
-      if (kind === 'pre') this.campaign('elect');
+      if (kind === 'pre') this.campaignAs('elect');
       else this.becomeLeader();
       return;
     }
@@ -423,7 +429,7 @@ export class RaftCore {
     if (this.role === Role.Leader || !this.promotable()) return;
     // A committed membership change must be applied first, or we would count votes in the old one.
     if (this.log.hasUnappliedConfChange()) return;
-    this.campaign(kind);
+    this.campaignAs(kind);
   }
 
   private tickElection(): void {
@@ -611,7 +617,7 @@ export class RaftCore {
       case myResp: {
         const r = this.poll(m.from, !m.reject);
         if (r === 'won') {
-          if (this.role === Role.PreCandidate) this.campaign('elect');
+          if (this.role === Role.PreCandidate) this.campaignAs('elect');
           else {
             this.becomeLeader();
             this.bcastAppend();
@@ -891,7 +897,11 @@ export class RaftCore {
       case ConfChangeType.AddLearner:
         if (this.voters.includes(cc.node) || this.learners.includes(cc.node)) return;
         this.learners.push(cc.node);
-        if (this.role === Role.Leader) this.prs.set(cc.node, this.newProgress(next, true));
+        if (this.role === Role.Leader) {
+          this.prs.set(cc.node, this.newProgress(next, true));
+          // Start catching the learner up now rather than at the next heartbeat.
+          this.sendAppend(cc.node, true);
+        }
         break;
       case ConfChangeType.PromoteLearner:
         if (!this.learners.includes(cc.node)) return;
