@@ -214,7 +214,11 @@ export class Session {
     this.relay = new Relay(this.client, backend.socket, this.capabilities, this.ctx.opts.maxPacketBytes, this.ctx.opts.netReadTimeoutMs, {
       intercept: (held) => {
         this.phase = 'intercept';
-        this.intercepted(held).catch((e: unknown) => this.failHandshake(e, 1));
+        // a client that stalls in the middle of a change-user exchange is cut off like one in the handshake
+        const timer = setTimeout(() => this.close(), this.ctx.opts.connectTimeoutMs);
+        this.intercepted(held)
+          .catch((e: unknown) => this.failHandshake(e, 1))
+          .finally(() => clearTimeout(timer));
       },
       fatal: (err, seq) => {
         protocolErrors.inc();
