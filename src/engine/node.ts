@@ -332,6 +332,7 @@ export class RaftNode {
     this.closed = true;
     clearInterval(this.tickTimer);
     while (this.looping) await new Promise((r) => setTimeout(r, 1));
+    await this.compaction;
     this.failAll(() => new NodeClosedError());
     await this.transport.close();
     await this.storage.close();
