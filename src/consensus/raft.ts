@@ -100,9 +100,11 @@ export class RaftCore {
   private prevSoft: SoftState;
   private prevHard: HardState;
   private readyOutstanding = false;
+  /** Proposals were appended since the last Ready: send them with it. */
+  private appendsDue = false;
   private highestCommitSeen = 0;
 
-  constructor(config: CoreConfig & { readonly applied?: number; readonly testingKnobs?: TestingKnobs }, storage: Storage) {
+  constructor(config: CoreConfig & { readonly testingKnobs?: TestingKnobs }, storage: Storage) {
     this.cfg = config;
     this.id = config.id;
     this.knobs = config.testingKnobs ?? {};
@@ -222,6 +224,10 @@ export class RaftCore {
 
   ready(): Ready {
     assert(!this.readyOutstanding, 'ready() called again before advance()');
+    if (this.appendsDue) {
+      this.appendsDue = false;
+      if (this.role === Role.Leader) for (const id of this.prs.keys()) if (id !== this.id) this.sendAppend(id, false);
+    }
     const ss = this.softState();
     const hs = this.hardState();
     const committedEntries = this.log.nextCommittedEntries();
@@ -819,7 +825,9 @@ export class RaftCore {
     if (this.log.lastIndex() - this.log.committed >= this.cfg.proposalQueueMax) return this.refuse('queue-full');
     const index = this.log.lastIndex() + 1;
     this.appendEntries([{ term: this.term, index, type, data }]);
-    this.bcastAppend();
+    // Appends go out when the runtime takes the next Ready, so the proposals made
+    // in between travel together (one Append per follower instead of one each).
+    this.appendsDue = true;
     return { ok: true, index, term: this.term };
   }
 

@@ -187,4 +187,9 @@ export interface CoreConfig {
   readonly proposalQueueMax: number; // uncommitted entries a leader accepts before refusing proposals
   /** Seeded randomness (the runtime passes a seeded PRNG; the simulator its own). */
   readonly random: () => number;
+  /**
+   * Optional (added with the core): the index the state machine has applied durably. Entries up to
+   * it are not handed out again after a restart. Default: the snapshot index (storage.firstIndex()-1).
+   */
+  readonly applied?: number;
 }
