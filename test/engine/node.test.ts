@@ -224,3 +224,26 @@ describe('RaftNode without a quorum', () => {
     }
   });
 });
+
+describe('RaftNode alone', () => {
+  test('a one-replica cluster elects itself and commits', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'recall-one-'));
+    const peers = new Map([[1, `127.0.0.1:${await freePort()}`]]);
+    let n = await RaftNode.open({ id: 1, peers, dataDir: root, clusterId: 't', secret: 'k', onFatal: (e) => assert.fail(e) });
+    try {
+      for (let i = 0; i < 300 && n.status().role !== Role.Leader; i++) await sleep(10);
+      const r = await n.propose(Buffer.from('solo'));
+      assert.ok(r.index >= 1);
+      assert.equal(await n.readIndex(), n.status().applied);
+      await n.close();
+      n = await RaftNode.open({ id: 1, peers, dataDir: root, clusterId: 't', secret: 'k', onFatal: (e) => assert.fail(e) });
+      assert.ok(n.storage.lastIndex() >= r.index);
+      for (let i = 0; i < 300 && n.status().role !== Role.Leader; i++) await sleep(10);
+      const r2 = await n.propose(Buffer.from('solo-2'));
+      assert.ok(r2.index > r.index && r2.term > r.term);
+    } finally {
+      await n.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
