@@ -1,7 +1,8 @@
 // sysbench straight to mariadbd and through Recall, side by side.
 // Run by `npm run bench` (all benchmarks) or `npm run bench -- mysql`.
 // Settings (environment):
-//   BENCH_SECONDS     measured seconds per run (default 10); a warm-up of a third of it precedes each pair
+//   BENCH_SECONDS     measured seconds per side and case (default 10); a warm-up of a third of it precedes each
+//   BENCH_ROUNDS      the measured seconds are split into this many alternating rounds (default 2)
 //   BENCH_THREADS     comma list (default 1,8,64)
 //   BENCH_WORKLOADS   comma list (default oltp_point_select,oltp_read_only)
 //   BENCH_PIPE=1      also run through a protocol-unaware Node pipe relay (the floor cost of one hop)
@@ -19,6 +20,24 @@ const workloads = (process.env.BENCH_WORKLOADS ?? 'oltp_point_select,oltp_read_o
 const tables = 4;
 const tableSize = 10000;
 const warmupSeconds = Math.max(2, Math.round(seconds / 3));
+const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 2));
+
+/** Several runs of one side as one: total transactions over total time; p95 as the mean of the runs'. */
+function combine(list: SysbenchResult[]): SysbenchResult {
+  const sum = (f: (r: SysbenchResult) => number): number => list.reduce((a, r) => a + f(r), 0);
+  const secs = sum((r) => r.transactions / r.tps);
+  return {
+    ...list[0]!,
+    transactions: sum((r) => r.transactions),
+    tps: sum((r) => r.transactions) / secs,
+    queries: sum((r) => r.queries),
+    qps: sum((r) => r.queries) / secs,
+    errors: sum((r) => r.errors),
+    reconnects: sum((r) => r.reconnects),
+    p95Ms: sum((r) => r.p95Ms) / list.length,
+    avgMs: sum((r) => r.avgMs) / list.length,
+  };
+}
 
 function sql(socketPath: string, text: string): void {
   execFileSync('mariadb', ['--no-defaults', '-S', socketPath, '-uroot', '-e', text]);
@@ -29,7 +48,7 @@ function pad(s: string | number, n: number): string {
 }
 
 async function main(): Promise<void> {
-  console.log(`\n== mysql: sysbench direct vs through Recall (${seconds} s per run, warm-up ${warmupSeconds} s, ` +
+  console.log(`\n== mysql: sysbench direct vs through Recall (${seconds} s per side in ${rounds} alternating rounds, warm-up ${warmupSeconds} s, ` +
     `${tables} tables x ${tableSize} rows, prepared statements) ==`);
   const db = await startTestMariaDB({
     flushLogAtTrxCommit: 1,
@@ -66,11 +85,17 @@ async function main(): Promise<void> {
         const order: [string, SysbenchTarget][] = [['direct', direct], ['recall', through]];
         if (piped) order.push(['pipe', piped]);
         if (pair++ % 2 === 1) order.reverse();
-        const res: Record<string, SysbenchResult> = {};
-        for (const [name, target] of order) {
-          await run(target, warmupSeconds);
-          res[name] = await run(target, seconds);
+        for (const [, target] of order) await run(target, warmupSeconds);
+        // The measured time is split into rounds that take turns (A B C, C B A, …), so that load
+        // from elsewhere on a shared machine falls on every side alike.
+        const parts: Record<string, SysbenchResult[]> = {};
+        for (let round = 0; round < rounds; round++) {
+          for (const [name, target] of round % 2 === 0 ? order : [...order].reverse()) {
+            (parts[name] ??= []).push(await run(target, Math.max(1, Math.round(seconds / rounds))));
+          }
         }
+        const res: Record<string, SysbenchResult> = {};
+        for (const [name, list] of Object.entries(parts)) res[name] = combine(list);
         const d = res.direct!;
         const r = res.recall!;
         const row = `${workload.padEnd(18)} ${pad(threads, 7)} ${pad(d.tps.toFixed(1), 11)} ${pad(r.tps.toFixed(1), 11)} ` +
