@@ -123,8 +123,21 @@ export class Relay {
   private closed = false;
   private readonly deprecateEof: boolean;
 
-  private readonly onClientData = (chunk: Buffer): void => this.fromClient(chunk);
-  private readonly onBackendData = (chunk: Buffer): void => this.fromBackend(chunk);
+  // Defence in depth: whatever a peer sends, an exception here must end this session only.
+  private readonly onClientData = (chunk: Buffer): void => {
+    try {
+      this.fromClient(chunk);
+    } catch (e) {
+      this.hooks.fatal(new ProtocolError(`Malformed packet (${(e as Error).message})`), 1);
+    }
+  };
+  private readonly onBackendData = (chunk: Buffer): void => {
+    try {
+      this.fromBackend(chunk);
+    } catch (e) {
+      this.hooks.backendGone(this.pendingCmd.length, true);
+    }
+  };
   private readonly onClientDrain = (): void => this.unpause(1, this.backend);
   private readonly onBackendDrain = (): void => this.unpause(1, this.client);
   private readonly onClientTimeout = (): void => {
@@ -151,8 +164,8 @@ export class Relay {
     this.client.on('drain', this.onClientDrain);
     this.backend.on('drain', this.onBackendDrain);
     this.client.on('timeout', this.onClientTimeout);
-    if (backendLeftover.length) this.fromBackend(backendLeftover);
-    if (clientLeftover.length) this.fromClient(clientLeftover);
+    if (backendLeftover.length) this.onBackendData(backendLeftover);
+    if (clientLeftover.length) this.onClientData(clientLeftover);
   }
 
   /** Stop relaying (for an intercepted command); the session talks whole packets meanwhile. */
@@ -331,7 +344,8 @@ export class Relay {
       kind = classifyStatement(buf, payloadStart + 1, end);
       if (cmd === COM_QUERY) stmtCounters.get(kind)!.inc();
     } else if (cmd === COM_STMT_EXECUTE) {
-      kind = this.stmtKinds.get(buf.readUInt32LE(payloadStart + 1)) ?? KIND_UNKNOWN;
+      // a truncated COM_STMT_EXECUTE is the database's to refuse; here it only has no kind
+      kind = end - payloadStart >= 5 ? (this.stmtKinds.get(buf.readUInt32LE(payloadStart + 1)) ?? KIND_UNKNOWN) : KIND_UNKNOWN;
       stmtCounters.get(kind)!.inc();
     }
     if (this.pendingCmd.length === 0) this.startResponse(cmd);
@@ -402,7 +416,7 @@ export class Relay {
       case R_FIRST:
         if (head === 0xff) return this.done(true);
         if (head === 0x00) {
-          if (this.pendingCmd[0] === COM_STMT_PREPARE) {
+          if (this.pendingCmd[0] === COM_STMT_PREPARE && len >= 9) {
             const stmtId = buf.readUInt32LE(off + 1);
             this.stmtKinds.set(stmtId, this.pendingKind[0]!);
             this.prepCols = buf.readUInt16LE(off + 5);
@@ -429,7 +443,7 @@ export class Relay {
         if (--this.count === 0) this.state = this.deprecateEof ? R_ROWS : R_COLEOF;
         return;
       case R_COLEOF:
-        this.statusFlags = buf.readUInt16LE(off + 3);
+        this.statusFlags = len >= 5 ? buf.readUInt16LE(off + 3) : 0;
         // a cursor was opened: rows come later through COM_STMT_FETCH
         if (this.statusFlags & SERVER_STATUS_CURSOR_EXISTS) return this.done(false);
         this.state = R_ROWS;

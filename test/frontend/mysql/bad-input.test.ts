@@ -137,6 +137,9 @@ describe('live fuzz', () => {
     Buffer.from([0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0]), // COM_STMT_EXECUTE of a maybe-unknown id
     Buffer.from([0x02]), // COM_INIT_DB with no name
     Buffer.from([0x11, 0x61, 0x00]), // truncated COM_CHANGE_USER
+    Buffer.from([0x17]), // COM_STMT_EXECUTE without a statement id
+    Buffer.from([0x19, 1]), // truncated COM_STMT_CLOSE
+    Buffer.from([0x1c]), // truncated COM_STMT_FETCH
   ];
   const mutatedPacket = fc
     .tuple(fc.constantFrom(...valid), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.integer({ min: 0, max: 3 }), fc.boolean())
