@@ -28,6 +28,7 @@ import { ReadOnly } from './read-only.js';
 import { assert } from './assert.js';
 import { decodeConfChange, encodeConfChange } from './codec.js';
 import { SnapshotReceiver } from './snapshot-receive.js';
+import { applyConfChange, confChangeValid, quorumOf, type Members } from './membership.js';
 
 export type ProposeRefusal = 'not-leader' | 'queue-full' | 'transferring' | 'conf-change-pending' | 'conf-change-invalid';
 export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; reason: ProposeRefusal; leader: NodeId };
@@ -319,7 +320,7 @@ export class RaftCore {
   }
 
   private quorum(): number {
-    return Math.floor(this.voters.length / 2) + 1;
+    return quorumOf(this.voters);
   }
 
   private reset(term: number): void {
@@ -880,56 +881,36 @@ export class RaftCore {
   // ---- membership ----------------------------------------------------------
 
   private confChangeValid(cc: ConfChange): boolean {
-    const isVoter = this.voters.includes(cc.node);
-    const isLearner = this.learners.includes(cc.node);
-    switch (cc.type) {
-      case ConfChangeType.AddLearner:
-        return cc.node > 0 && !isVoter && !isLearner;
-      case ConfChangeType.PromoteLearner: {
-        // Only a learner that has caught up, so the new quorum does not stall.
-        const pr = this.prs.get(cc.node);
-        return isLearner && pr !== undefined && pr.match >= this.log.committed;
-      }
-      case ConfChangeType.RemoveNode:
-        return (isLearner || isVoter) && !(isVoter && this.voters.length === 1);
-      default:
-        return false;
-    }
+    const conf = { voters: this.voters, learners: this.learners };
+    return confChangeValid(conf, cc, this.prs.get(cc.node)?.match, this.log.committed);
   }
 
   private applyEntryConf(e: Entry): void {
     if (e.type !== EntryType.ConfChange) return;
     const cc = decodeConfChange(e.data);
+    const m: Members = { voters: this.voters, learners: this.learners };
+    if (!applyConfChange(m, cc)) return;
+    this.voters = m.voters;
+    this.learners = m.learners;
+    if (this.role !== Role.Leader) return;
     const next = this.log.lastIndex() + 1;
     switch (cc.type) {
       case ConfChangeType.AddLearner:
-        if (this.voters.includes(cc.node) || this.learners.includes(cc.node)) return;
-        this.learners.push(cc.node);
-        if (this.role === Role.Leader) {
-          this.prs.set(cc.node, this.newProgress(next, true));
-          // Start catching the learner up now rather than at the next heartbeat.
-          this.sendAppend(cc.node, true);
-        }
+        this.prs.set(cc.node, this.newProgress(next, true));
+        // Start catching the learner up now rather than at the next heartbeat.
+        this.sendAppend(cc.node, true);
         break;
-      case ConfChangeType.PromoteLearner:
-        if (!this.learners.includes(cc.node)) return;
-        this.learners = this.learners.filter((n) => n !== cc.node);
-        this.voters.push(cc.node);
-        this.voters.sort((a, b) => a - b);
-        if (this.role === Role.Leader) {
-          const pr = this.prs.get(cc.node);
-          if (pr) pr.isLearner = false;
-          else this.prs.set(cc.node, this.newProgress(next, false));
-        }
+      case ConfChangeType.PromoteLearner: {
+        const pr = this.prs.get(cc.node);
+        if (pr) pr.isLearner = false;
+        else this.prs.set(cc.node, this.newProgress(next, false));
         break;
+      }
       case ConfChangeType.RemoveNode:
-        this.voters = this.voters.filter((n) => n !== cc.node);
-        this.learners = this.learners.filter((n) => n !== cc.node);
         this.prs.delete(cc.node);
         if (this.leadTransferee === cc.node) this.leadTransferee = 0;
         break;
     }
-    if (this.role !== Role.Leader) return;
     if (!this.promotable()) {
       // Removed (or never a voter): hand over by stepping down; the rest elect a leader.
       this.becomeFollower(this.term, 0);
