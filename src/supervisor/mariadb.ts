@@ -51,6 +51,8 @@ export class ManagedMariaDB extends EventEmitter {
   private _port: number;
   private _socketPath: string | undefined;
   private socketDir: string | undefined;
+  /** Private tmpdir: servers sharing /tmp collide over #sql-temptable files during bootstrap. */
+  private tmpDir: string | undefined;
   private child: ChildProcess | undefined;
   private flavor: ServerFlavor | undefined;
   private binaryPath: string | undefined;
@@ -135,6 +137,8 @@ export class ManagedMariaDB extends EventEmitter {
     process.off('exit', this.onProcessExit);
     if (this.socketDir) rmSync(this.socketDir, { recursive: true, force: true });
     this.socketDir = undefined;
+    if (this.tmpDir) rmSync(this.tmpDir, { recursive: true, force: true });
+    this.tmpDir = undefined;
     this._socketPath = undefined;
     this.setState('stopped');
   }
@@ -304,6 +308,7 @@ export class ManagedMariaDB extends EventEmitter {
         '--skip-test-db',
         // Avoids a hostname lookup during bootstrap; root@127.0.0.1 is created on first start.
         '--skip-name-resolve',
+        `--tmpdir=${this.privateTmpDir()}`,
         ...this.innodbArgs(),
         ...userArgs,
       ];
@@ -317,6 +322,11 @@ export class ManagedMariaDB extends EventEmitter {
       });
     });
     writeFileSync(this.logPath, `--- ${new Date().toISOString()} initialise: ${cmd} ${args.join(' ')}\n${out}`, { flag: 'a' });
+  }
+
+  private privateTmpDir(): string {
+    this.tmpDir ??= mkdtempSync(join(tmpdir(), 'rcl-tmp-'));
+    return this.tmpDir;
   }
 
   private chooseSocketPath(): string {
@@ -335,6 +345,7 @@ export class ManagedMariaDB extends EventEmitter {
       `--port=${this._port}`,
       `--socket=${this.socketPath}`,
       `--pid-file=${join(this.dataDir, 'mysqld.pid')}`,
+      `--tmpdir=${this.privateTmpDir()}`,
       '--bind-address=127.0.0.1',
       ...this.innodbArgs(),
       `--innodb-flush-log-at-trx-commit=${this.opts.flushLogAtTrxCommit ?? 1}`,
