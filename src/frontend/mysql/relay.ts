@@ -98,6 +98,7 @@ export class Relay {
   private cInfile = false;
   private cMidPacket = false;
   private held: Buffer | null = null;
+  private quitForwarded = false;
   private pauseReasons = 0; // 1 backpressure, 2 intercept, 4 suspended
 
   // backend -> client scanner
@@ -197,7 +198,7 @@ export class Relay {
 
   /** No command in flight and no partial client packet: a COM_QUIT may be sent to the backend. */
   idle(): boolean {
-    return this.pendingCmd.length === 0 && !this.cMidPacket && this.cCarry === null && !this.cInfile && !this.cCont;
+    return !this.quitForwarded && this.pendingCmd.length === 0 && !this.cMidPacket && this.cCarry === null && !this.cInfile && !this.cCont;
   }
 
   pendingCount(): number {
@@ -307,6 +308,7 @@ export class Relay {
       this.beginCommand(cmd, buf, pos, Math.min(n, pos + len));
       this.cRemaining = len;
       if (cmd === COM_QUIT) {
+        this.quitForwarded = true;
         this.forward(buf, fwdStart, Math.min(n, pos + len));
         this.hooks.clientGone();
         return;
