@@ -56,6 +56,8 @@ export interface SnapshotSend {
   acked: number;
   /** Ticks since the last acknowledgement (the transfer is restarted when too long). */
   idleTicks: number;
+  /** Offset of the last go-back after a gap report (-1: none). */
+  rewoundAt: number;
 }
 
 export class Progress {
@@ -108,7 +110,7 @@ export class Progress {
   becomeSnapshot(snapshot: Snapshot): void {
     this.resetState(ProgressState.Snapshot);
     this.pendingSnapshot = snapshot.meta.index;
-    this.snapshotSend = { snapshot, sent: 0, acked: 0, idleTicks: 0 };
+    this.snapshotSend = { snapshot, sent: 0, acked: 0, idleTicks: 0, rewoundAt: -1 };
   }
 
   /** An acknowledgement up to n; false if it is stale. */

@@ -452,11 +452,17 @@ export class RaftCore {
     this.electionElapsed++;
     for (const [id, pr] of this.prs) {
       const ss = pr.snapshotSend;
-      if (ss && ++ss.idleTicks > 2 * this.cfg.electionTimeoutTicks) {
-        // Chunks or their acks were lost: start over with a fresh probe.
+      if (!ss) continue;
+      ss.idleTicks++;
+      if (ss.idleTicks > 4 * this.cfg.electionTimeoutTicks) {
+        // No progress for long: start over (possibly with a newer snapshot).
         pr.pendingSnapshot = 0;
         pr.becomeProbe();
         this.sendAppend(id, true);
+      } else if (ss.idleTicks % this.cfg.electionTimeoutTicks === 0) {
+        // Chunks or acks were lost: resend from what the follower confirmed.
+        ss.sent = ss.acked;
+        this.sendSnapshotChunks(id, pr);
       }
     }
     if (this.electionElapsed >= this.cfg.electionTimeoutTicks) {
@@ -691,7 +697,7 @@ export class RaftCore {
     const r = this.snapRecv.receive(m);
     if (r.kind === 'ignore') return;
     if (r.kind === 'reject') {
-      this.send({ type: MessageType.InstallSnapshotResponse, to: m.from, reject: true, chunkOffset: 0 });
+      this.send({ type: MessageType.InstallSnapshotResponse, to: m.from, reject: true, chunkOffset: r.received });
       return;
     }
     if (r.kind === 'partial') {
@@ -777,8 +783,12 @@ export class RaftCore {
     const ss = pr.snapshotSend;
     if (!ss) return;
     const chunk = Math.max(1, this.cfg.snapshotChunkBytesMax);
-    // A few chunks in flight even when Appends are strictly one at a time.
-    const windowBytes = chunk * Math.max(snapshotChunksInflightMin, this.cfg.inflightMessagesMax);
+    // Bytes in flight are bounded like Appends (inflightBytesMax), but always allow a
+    // few chunks even when Appends go strictly one at a time.
+    const windowBytes = Math.max(
+      chunk * snapshotChunksInflightMin,
+      this.cfg.inflightBytesMax > 0 ? this.cfg.inflightBytesMax : chunk * this.cfg.inflightMessagesMax,
+    );
     const total = ss.snapshot.data.length;
     do {
       if (ss.sent > total || (ss.sent === total && total > 0)) break;
@@ -798,16 +808,26 @@ export class RaftCore {
   private handleSnapshotAck(m: Message, pr: Progress): void {
     const ss = pr.snapshotSend;
     if (pr.state !== ProgressState.Snapshot || !ss) return;
+    const off = Math.min(m.chunkOffset ?? 0, ss.snapshot.data.length);
     if (m.reject) {
-      pr.pendingSnapshot = 0;
-      pr.becomeProbe();
-      this.sendAppend(m.from, true);
+      // A gap: the follower has `off` bytes (0 if it lost the transfer, e.g. restarted).
+      // Go back to there; a stale gap report (below what was acknowledged since) only
+      // rewinds to the acknowledged offset.
+      const at = off === 0 ? 0 : Math.max(ss.acked, off);
+      // Chunks overtaken by others each report the same gap: go back once per gap.
+      if (at === ss.rewoundAt) return;
+      ss.rewoundAt = at;
+      ss.acked = at;
+      ss.sent = at;
+      ss.idleTicks = 0;
+      this.sendSnapshotChunks(m.from, pr);
       return;
     }
-    const off = m.chunkOffset ?? 0;
     if (off > ss.acked) {
       ss.acked = off;
       ss.idleTicks = 0;
+      // The follower kept what it had from an earlier attempt: resume after it.
+      if (off > ss.sent && off < ss.snapshot.data.length) ss.sent = off;
     }
     // Once the last chunk is in, the follower's AppendResponse moves us on.
     if (!m.chunkLast) this.sendSnapshotChunks(m.from, pr);

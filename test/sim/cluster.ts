@@ -25,6 +25,8 @@ interface SimNode {
   sm: string[];
   tickRate: number;
   removed: boolean;
+  /** A Ready being written (slow disk); lost if the node crashes first. */
+  writing?: { rd: Ready; early: boolean; doneAt: number } | undefined;
 }
 
 interface InFlight {
@@ -43,6 +45,9 @@ interface Faults {
   confChange: number;
   snapshot: number;
   transfer: number;
+  /** Ticks a Ready's write may take (0: synchronous). */
+  diskDelayMax: number;
+  parallelAppend: boolean;
 }
 
 export class Sim {
@@ -116,6 +121,8 @@ export class Sim {
         confChange: 0,
         snapshot: 0.005,
         transfer: 0.01,
+        diskDelayMax: r.pick([0, 0, 2]),
+        parallelAppend: r.chance(0.5),
       };
     }
     return {
@@ -129,6 +136,8 @@ export class Sim {
       confChange: r.pick([0, 0.005, 0.02]),
       snapshot: r.pick([0, 0.01, 0.05]),
       transfer: r.pick([0, 0.003, 0.01]),
+      diskDelayMax: r.pick([0, 0, 1, 3]),
+      parallelAppend: r.chance(0.5),
     };
   }
 
@@ -161,20 +170,42 @@ export class Sim {
   private crash(n: SimNode, why: string): void {
     this.count(`crash.${why}`);
     n.core = undefined;
+    n.writing = undefined;
     this.log(`crash ${n.id} (${why})`);
   }
 
   // ---- the runtime's Ready loop ----
 
+  /**
+   * Takes a Ready like the runtime does. With a slow disk the write completes some
+   * ticks later while the core keeps stepping messages; with parallel append a
+   * leader's Appends/Heartbeats leave before its own fsync (as src/engine does).
+   */
   private handleReady(n: SimNode): void {
     const core = n.core;
-    if (!core || !core.hasReady()) return;
+    if (!core || n.writing || !core.hasReady()) return;
     const rd: Ready = core.ready();
     const s = n.storage;
     if (rd.softState || (rd.hardState && (rd.hardState.term !== s.hard.term || rd.hardState.vote !== s.hard.vote))) {
       const st = core.basicStatus();
       this.log(`node ${n.id} ${st.role} term=${st.term} vote=${rd.hardState?.vote ?? s.hard.vote} leader=${st.leader} last=${core.log.lastIndex()}@${core.log.lastTerm()} commit=${st.commit}`);
     }
+    const early =
+      this.faults.parallelAppend &&
+      !rd.snapshot &&
+      (!rd.hardState || (rd.hardState.term === s.hard.term && rd.hardState.vote === s.hard.vote)) &&
+      rd.messages.length > 0 &&
+      rd.messages.every((m) => m.type === MessageType.Append || m.type === MessageType.Heartbeat);
+    if (early) for (const m of rd.messages) this.sendMsg(m);
+    const delay = this.faults.diskDelayMax > 0 ? this.rng.int(0, this.faults.diskDelayMax) : 0;
+    if (delay === 0) this.completeReady(n, rd, early);
+    else n.writing = { rd, early, doneAt: this.now + delay };
+  }
+
+  private completeReady(n: SimNode, rd: Ready, early: boolean): void {
+    const core = n.core!;
+    const s = n.storage;
+    n.writing = undefined;
     if (this.rng.chance(this.faults.tornWrite) && (rd.entries.length > 0 || rd.hardState)) {
       // Crash during the write: nothing was fsynced; a prefix of the entries may be on disk
       // (the last record torn off), the hard state file was not renamed into place.
@@ -204,7 +235,7 @@ export class Sim {
       this.crash(n, 'after fsync, before send');
       return;
     }
-    for (const m of rd.messages) this.sendMsg(m);
+    if (!early) for (const m of rd.messages) this.sendMsg(m);
     if (rd.snapshot) {
       n.sm = decodeSm(rd.snapshot.data);
       this.count('snapshot.installed');
@@ -386,6 +417,7 @@ export class Sim {
       if (n && !n.removed) {
         n.removed = true;
         n.core = undefined;
+        n.writing = undefined;
         this.log(`retire ${n.id}`);
       }
     }
@@ -417,6 +449,12 @@ export class Sim {
     if (this.rng.chance(f.snapshot)) {
       const n = this.rng.pick([...this.nodes.values()]);
       this.takeSnapshot(n);
+    }
+    for (const n of this.nodes.values()) {
+      if (n.core && n.writing && n.writing.doneAt <= this.now) {
+        this.completeReady(n, n.writing.rd, n.writing.early);
+        this.afterStep(n);
+      }
     }
     if (this.rng.chance(f.propose)) this.propose();
     if (this.rng.chance(f.propose / 3)) this.read();
