@@ -46,14 +46,19 @@ export class Checker {
     }
   }
 
-  /** Entries about to overwrite a node's log: a committed entry it holds must never be replaced. */
+  /**
+   * Entries about to overwrite a node's log: an entry at or below the node's own durable
+   * commit index must never be replaced. (Above it, even a globally committed entry may
+   * be replaced on a node that never learned of the commit, by a stale leader of an
+   * older term; Raft only promises it to every later leader, checked in role().)
+   */
   beforeAppend(node: number, storage: MemStorage, ents: readonly Entry[]): void {
     for (const e of ents) {
+      if (e.index > storage.hard.commit) break;
       const old = storage.entry(e.index);
-      if (!old) continue;
+      if (old && entryKey(e) !== entryKey(old)) fail(`node ${node} overwrote entry ${e.index} (${entryKey(old)}) at or below its commit ${storage.hard.commit} with ${entryKey(e)}`);
       const c = this.committed.get(e.index);
-      const oldKey = entryKey(old);
-      if (c !== undefined && c === oldKey && entryKey(e) !== oldKey) fail(`committed entry ${e.index} (${c}) overwritten on node ${node} by ${entryKey(e)}`);
+      if (c !== undefined && c !== entryKey(e)) fail(`node ${node} writes ${entryKey(e)} at committed index ${e.index} (${c})`);
     }
   }
 
