@@ -43,6 +43,8 @@ export interface AuthContext {
   sha2Cache: Map<string, Sha2CacheEntry>;
   /** Host shown in "Access denied for user 'u'@'host'". */
   clientHost: string;
+  /** Plugin named with `scramble` (handshake or last auth switch): a token for another plugin was not computed for us. */
+  scramblePlugin: string;
 }
 
 export type AuthOutcome =
@@ -77,10 +79,14 @@ export async function authenticateClient(
   const effectivePlugin = plugin === null || plugin === '' ? AUTH_NATIVE : plugin;
   if (effectivePlugin !== AUTH_NATIVE && effectivePlugin !== AUTH_CACHING_SHA2) {
     // e.g. mysql_clear_password or sha256_password: ask for mysql_native_password instead
-    ctx.channel.write(encodeAuthSwitchRequest({ pluginName: AUTH_NATIVE, pluginData: ctx.scramble }), seq);
-    const p = await ctx.channel.readSeq(seq + 1);
-    return authenticateClient(ctx, user, AUTH_NATIVE, p.payload, seq + 2);
+    return switchPlugin(ctx, user, AUTH_NATIVE, seq);
   }
+  // libmariadb and libmysqlclient give the scramble only to the plugin the server named: a client
+  // whose own plugin differs (`--default-auth=caching_sha2_password` against a handshake naming
+  // mysql_native_password) sends an empty token and waits for an AuthSwitchRequest, as MySQL 8
+  // and MariaDB send. The switch keeps the scramble; after it the plugins agree, so at most one.
+  // (An empty token for the plugin that was named means an empty password, as in MariaDB.)
+  if (effectivePlugin !== ctx.scramblePlugin) return switchPlugin(ctx, user, effectivePlugin, seq);
   if (effectivePlugin === AUTH_NATIVE) {
     for (let attempt = 0; attempt < 2; attempt++) {
       const stage2 = storedStage2(account);
@@ -95,6 +101,13 @@ export async function authenticateClient(
     return denied(user, ctx, token.length > 0, seq);
   }
   return cachingSha2(ctx, account, user, token, seq);
+}
+
+/** AuthSwitchRequest(plugin, same scramble), then authenticate the token the client answers with. */
+async function switchPlugin(ctx: AuthContext, user: string, pluginName: string, seq: number): Promise<AuthOutcome> {
+  ctx.channel.write(encodeAuthSwitchRequest({ pluginName, pluginData: ctx.scramble }), seq);
+  const p = await ctx.channel.readSeq(seq + 1);
+  return authenticateClient({ ...ctx, scramblePlugin: pluginName }, user, pluginName, p.payload, p.lastSeq + 1);
 }
 
 /** SHA1(SHA1(pw)) from the stored hash; null = empty password; undefined = unreadable. */

@@ -158,7 +158,7 @@ export class Session {
     }
     this.phase = 'authenticating';
     this.capabilities = resp.capabilities & serverCaps & ~CLIENT_SSL;
-    const auth: AuthContext = this.authContext(channel, scramble);
+    const auth: AuthContext = this.authContext(channel, scramble, o.defaultAuthPlugin ?? AUTH_NATIVE);
     const outcome = await authenticateClient(auth, resp.username, resp.authPluginName, resp.authResponse, p.lastSeq + 1);
     if (this.isClosing()) return; // the client left (or timed out) while we looked it up
     if (!outcome.ok) {
@@ -196,10 +196,11 @@ export class Session {
     });
   }
 
-  private authContext(channel: PacketChannel, scramble: Buffer): AuthContext {
+  private authContext(channel: PacketChannel, scramble: Buffer, scramblePlugin: string): AuthContext {
     return {
       channel,
       scramble,
+      scramblePlugin,
       isTls: this.isTls,
       rsa: this.ctx.rsa,
       accounts: this.ctx.accounts,
@@ -255,14 +256,14 @@ export class Session {
     // Anything else gets an auth switch with a fresh scramble.
     let outcome =
       cu.authPluginName === null || cu.authPluginName === '' || cu.authPluginName === AUTH_NATIVE
-        ? await authenticateClient(this.authContext(channel, this.scramble), cu.username, AUTH_NATIVE, cu.authResponse, p.lastSeq + 1)
+        ? await authenticateClient(this.authContext(channel, this.scramble, AUTH_NATIVE), cu.username, AUTH_NATIVE, cu.authResponse, p.lastSeq + 1)
         : null;
     if (!outcome || !outcome.ok) {
       const scramble = newScramble();
       const plugin = cu.authPluginName === AUTH_CACHING_SHA2 ? AUTH_CACHING_SHA2 : AUTH_NATIVE;
       channel.write(encodeAuthSwitchRequest({ pluginName: plugin, pluginData: scramble }), p.lastSeq + 1);
       const answer = await channel.readSeq(p.lastSeq + 2);
-      outcome = await authenticateClient(this.authContext(channel, scramble), cu.username, plugin, answer.payload, answer.lastSeq + 1);
+      outcome = await authenticateClient(this.authContext(channel, scramble, plugin), cu.username, plugin, answer.payload, answer.lastSeq + 1);
     }
     if (!outcome.ok) {
       recallErrors.inc();
