@@ -35,6 +35,8 @@ export interface BackendLogin {
   capabilities: number;
   maxPacketSize: number;
   charset: number;
+  /** MariaDB extended capabilities the client chose (sent when the login lacks CLIENT_MYSQL). */
+  mariadbCapabilities?: number;
   username: string;
   /** SHA1(password), or null for the empty password. */
   stage1: Buffer | null;
@@ -121,6 +123,7 @@ export class BackendConnection {
       capabilities: caps,
       maxPacketSize: l.maxPacketSize,
       charset: l.charset,
+      mariadbCapabilities: (l.mariadbCapabilities ?? 0) & (this.handshake.mariadbCapabilities ?? 0),
       username: l.username,
       authResponse: nativeTokenFromStage1(l.stage1, this.handshake.authPluginData),
       database: l.database,

@@ -5,11 +5,13 @@ import tls from 'node:tls';
 import {
   AUTH_CACHING_SHA2,
   AUTH_NATIVE,
+  CLIENT_MYSQL,
   CLIENT_SSL,
   COM_CHANGE_USER,
   ER_HANDSHAKE_ERROR,
   ER_SERVER_SHUTDOWN,
   ER_UNKNOWN_COM_ERROR,
+  RECALL_MARIADB_CAPABILITIES,
 } from '../../protocol/mysql/constants.js';
 import { ProtocolError } from '../../protocol/mysql/errors.js';
 import { encodeErr } from '../../protocol/mysql/generic.js';
@@ -119,6 +121,8 @@ export class Session {
     this.backend.socket.on('close', () => this.onBackendClosed());
     const bh = this.backend.handshake;
     const serverCaps = this.ctx.serverCapabilities(bh.capabilities);
+    // MariaDB's extended capabilities the relay passes through (extended metadata: JSON/UUID/INET6 column info)
+    const serverExt = serverCaps & CLIENT_MYSQL ? 0 : (bh.mariadbCapabilities ?? 0) & RECALL_MARIADB_CAPABILITIES;
     const scramble = newScramble();
     this.scramble = scramble;
     let channel = new PacketChannel(this.client, HANDSHAKE_PACKET_BYTES_MAX);
@@ -132,6 +136,7 @@ export class Session {
         charset: bh.charset,
         statusFlags: bh.statusFlags,
         authPluginName: o.defaultAuthPlugin ?? AUTH_NATIVE,
+        mariadbCapabilities: serverExt,
       }),
       0,
     );
@@ -169,6 +174,7 @@ export class Session {
       capabilities: this.capabilities,
       maxPacketSize: resp.maxPacketSize,
       charset: resp.charset,
+      mariadbCapabilities: resp.capabilities & CLIENT_MYSQL ? 0 : (resp.mariadbCapabilities ?? 0) & serverExt,
       username: resp.username,
       stage1: outcome.stage1,
       database: resp.database,

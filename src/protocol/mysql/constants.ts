@@ -5,7 +5,7 @@
 // Column types:     https://dev.mysql.com/doc/dev/mysql-server/latest/field__types_8h.html
 // Error codes:      https://mariadb.com/kb/en/mariadb-error-codes/
 
-/** Capability flags (lower 32 bits; MariaDB's extended capabilities are never advertised). */
+/** Capability flags (lower 32 bits; MariaDB's extended capabilities are below). */
 export const CLIENT_LONG_PASSWORD = 0x1;
 export const CLIENT_FOUND_ROWS = 0x2;
 export const CLIENT_LONG_FLAG = 0x4;
@@ -31,6 +31,28 @@ export const CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA = 0x200000;
 export const CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS = 0x400000;
 export const CLIENT_SESSION_TRACK = 0x800000;
 export const CLIENT_DEPRECATE_EOF = 0x1000000;
+/** MariaDB's name for bit 0: a server that leaves it unset is MariaDB and carries extended capabilities. */
+export const CLIENT_MYSQL = CLIENT_LONG_PASSWORD;
+
+/**
+ * MariaDB extended capabilities (bits 32.. of the capability set, sent as their own int4 in the
+ * handshake's filler and in HandshakeResponse41's filler when CLIENT_MYSQL is unset).
+ * https://mariadb.com/kb/en/connection/#capabilities
+ * Values here are the bits of that int4.
+ */
+export const MARIADB_CLIENT_PROGRESS = 1 << 0;
+export const MARIADB_CLIENT_COM_MULTI = 1 << 1;
+export const MARIADB_CLIENT_STMT_BULK_OPERATIONS = 1 << 2;
+export const MARIADB_CLIENT_EXTENDED_METADATA = 1 << 3;
+export const MARIADB_CLIENT_CACHE_METADATA = 1 << 4;
+export const MARIADB_CLIENT_BULK_UNIT_RESULTS = 1 << 5;
+
+/**
+ * Extended capabilities the relay passes through unchanged (intersected with the backend's).
+ * Only EXTENDED_METADATA: it adds bytes inside column definitions, which the relay counts but
+ * never reads. The others change where responses end (see src/frontend/mysql/DESIGN.md).
+ */
+export const RECALL_MARIADB_CAPABILITIES = MARIADB_CLIENT_EXTENDED_METADATA;
 
 /** What Recall is able to relay; intersected with the backend's capabilities at start. */
 export const RECALL_CAPABILITIES =

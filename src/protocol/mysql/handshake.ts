@@ -11,6 +11,7 @@ import {
   AUTH_SWITCH_HEADER,
   CLIENT_CONNECT_ATTRS,
   CLIENT_CONNECT_WITH_DB,
+  CLIENT_MYSQL,
   CLIENT_PLUGIN_AUTH,
   CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
   CLIENT_PROTOCOL_41,
@@ -32,6 +33,8 @@ export interface HandshakeV10 {
   charset: number;
   statusFlags: number;
   authPluginName: string;
+  /** MariaDB extended capabilities; sent only when `capabilities` lacks CLIENT_MYSQL. */
+  mariadbCapabilities?: number;
 }
 
 export function encodeHandshakeV10(h: HandshakeV10): Buffer {
@@ -40,7 +43,9 @@ export function encodeHandshakeV10(h: HandshakeV10): Buffer {
   w.fixed(h.authPluginData.subarray(0, 8)).int1(0);
   w.int2(h.capabilities & 0xffff).int1(h.charset).int2(h.statusFlags).int2((h.capabilities >>> 16) & 0xffff);
   w.int1(h.capabilities & CLIENT_PLUGIN_AUTH ? h.authPluginData.length + 1 : 0);
-  w.zeros(10);
+  w.zeros(6);
+  if (h.capabilities & CLIENT_MYSQL) w.zeros(4);
+  else w.int4(h.mariadbCapabilities ?? 0);
   if (h.capabilities & CLIENT_SECURE_CONNECTION) {
     const part2 = h.authPluginData.subarray(8);
     w.fixed(part2);
@@ -65,12 +70,15 @@ export function decodeHandshakeV10(payload: Buffer): HandshakeV10 {
   let authDataLen = 0;
   let part2: Buffer = Buffer.alloc(0);
   let authPluginName = '';
+  let mariadbCapabilities = 0;
   if (!r.atEnd()) {
     charset = r.int1();
     statusFlags = r.int2();
     capabilities = (capabilities | (r.int2() << 16)) >>> 0;
     authDataLen = r.int1();
-    r.skip(10);
+    r.skip(6);
+    const ext = r.int4();
+    if (!(capabilities & CLIENT_MYSQL)) mariadbCapabilities = ext;
     if (capabilities & CLIENT_SECURE_CONNECTION) {
       const n = Math.max(13, authDataLen - 8);
       part2 = r.fixed(Math.min(n, r.remaining()));
@@ -88,6 +96,7 @@ export function decodeHandshakeV10(payload: Buffer): HandshakeV10 {
     charset,
     statusFlags,
     authPluginName,
+    mariadbCapabilities,
   };
 }
 
@@ -95,6 +104,8 @@ export interface SslRequest {
   capabilities: number;
   maxPacketSize: number;
   charset: number;
+  /** MariaDB extended capabilities (offset 28), present only when `capabilities` lacks CLIENT_MYSQL. */
+  mariadbCapabilities?: number;
 }
 
 export interface HandshakeResponse41 extends SslRequest {
@@ -116,12 +127,15 @@ export function decodeSslRequest(payload: Buffer): SslRequest {
   const capabilities = r.int4();
   const maxPacketSize = r.int4();
   const charset = r.int1();
-  r.skip(23);
-  return { capabilities, maxPacketSize, charset };
+  r.skip(19);
+  const ext = r.int4();
+  return { capabilities, maxPacketSize, charset, mariadbCapabilities: capabilities & CLIENT_MYSQL ? 0 : ext };
 }
 
 export function encodeSslRequest(s: SslRequest): Buffer {
-  return Buffer.from(new PacketWriter(32).int4(s.capabilities | CLIENT_SSL).int4(s.maxPacketSize).int1(s.charset).zeros(23).payload());
+  const w = new PacketWriter(32).int4(s.capabilities | CLIENT_SSL).int4(s.maxPacketSize).int1(s.charset).zeros(19);
+  w.int4(s.capabilities & CLIENT_MYSQL ? 0 : (s.mariadbCapabilities ?? 0));
+  return Buffer.from(w.payload());
 }
 
 function readAuthResponse(r: PacketReader, capabilities: number): Buffer {
@@ -156,7 +170,9 @@ export function decodeHandshakeResponse41(payload: Buffer): HandshakeResponse41 
   if (!(capabilities & CLIENT_PROTOCOL_41)) throw new ProtocolError('client does not speak protocol 4.1');
   const maxPacketSize = r.int4();
   const charset = r.int1();
-  r.skip(23);
+  r.skip(19);
+  const ext = r.int4();
+  const mariadbCapabilities = capabilities & CLIENT_MYSQL ? 0 : ext;
   const username = r.nullTerminatedString();
   const authResponse = readAuthResponse(r, capabilities);
   // Trailing fields are optional in practice (old clients set the flag and omit them): be lenient as MySQL is.
@@ -166,14 +182,15 @@ export function decodeHandshakeResponse41(payload: Buffer): HandshakeResponse41 
   if (capabilities & CLIENT_PLUGIN_AUTH && !r.atEnd()) authPluginName = r.nullTerminatedOrRest().toString('utf8');
   let attributes: Array<[string, string]> = [];
   if (capabilities & CLIENT_CONNECT_ATTRS && !r.atEnd()) attributes = readAttributes(r);
-  return { capabilities, maxPacketSize, charset, username, authResponse, database, authPluginName, attributes };
+  return { capabilities, maxPacketSize, charset, mariadbCapabilities, username, authResponse, database, authPluginName, attributes };
 }
 
 export function encodeHandshakeResponse41(h: HandshakeResponse41): Buffer {
   let caps = h.capabilities;
   if (h.database === null) caps &= ~CLIENT_CONNECT_WITH_DB;
   const w = new PacketWriter(128);
-  w.int4(caps).int4(h.maxPacketSize).int1(h.charset).zeros(23).nullTerminated(h.username);
+  w.int4(caps).int4(h.maxPacketSize).int1(h.charset).zeros(19);
+  w.int4(caps & CLIENT_MYSQL ? 0 : (h.mariadbCapabilities ?? 0)).nullTerminated(h.username);
   if (caps & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) w.lenencBytes(h.authResponse);
   else if (caps & CLIENT_SECURE_CONNECTION) w.int1(h.authResponse.length).fixed(h.authResponse);
   else w.nullTerminated(h.authResponse);

@@ -37,7 +37,7 @@ import {
   verifyNativeToken,
   xor,
 } from '../../../src/protocol/mysql/auth.js';
-import { CLIENT_PROTOCOL_41, CLIENT_SESSION_TRACK, COM_CHANGE_USER, PACKET_PAYLOAD_MAX } from '../../../src/protocol/mysql/constants.js';
+import { CLIENT_PROTOCOL_41, CLIENT_SESSION_TRACK, COM_CHANGE_USER, MARIADB_CLIENT_EXTENDED_METADATA, PACKET_PAYLOAD_MAX } from '../../../src/protocol/mysql/constants.js';
 import { publicEncrypt, constants as cryptoConstants } from 'node:crypto';
 
 const fixturesDir = path.join(process.cwd(), 'fixtures', 'mysql');
@@ -100,6 +100,9 @@ describe('captured fixtures', () => {
     assert.match(hs.serverVersion, /MariaDB/);
     assert.equal(hs.authPluginData.length, 20);
     assert.equal(hs.authPluginName, 'mysql_native_password');
+    // MariaDB leaves CLIENT_MYSQL unset and advertises extended capabilities, among them extended metadata
+    assert.equal(hs.capabilities & 1, 0);
+    assert.ok((hs.mariadbCapabilities ?? 0) & MARIADB_CLIENT_EXTENDED_METADATA, `extended caps ${hs.mariadbCapabilities}`);
     const resp = decodeHandshakeResponse41(payloadOf(captured[1]!.client[0]!));
     assert.equal(resp.username, 'root');
     assert.equal(resp.database, 'fx');
@@ -206,17 +209,23 @@ describe('generic packets and handshake round trips', () => {
   test('HandshakeV10, HandshakeResponse41, SSLRequest, AuthSwitchRequest, COM_CHANGE_USER', () => {
     const hs = {
       protocolVersion: 10, serverVersion: '5.5.5-10.11.19-MariaDB', connectionId: 42, authPluginData: Buffer.from('abcdefghijklmnopqrst'),
-      capabilities: 0x81fff7ff, charset: 45, statusFlags: 2, authPluginName: 'mysql_native_password',
+      capabilities: 0x81fff7fe, charset: 45, statusFlags: 2, authPluginName: 'mysql_native_password', mariadbCapabilities: 0x1d,
     };
     assert.deepEqual(decodeHandshakeV10(encodeHandshakeV10(hs)), hs);
+    // with CLIENT_MYSQL (bit 0) set, the 4 bytes are filler: nothing extended is sent or read
+    assert.equal(decodeHandshakeV10(encodeHandshakeV10({ ...hs, capabilities: hs.capabilities | 1 })).mariadbCapabilities, 0);
     const resp = {
-      capabilities: 0x01bfa68d, maxPacketSize: 1 << 24, charset: 224, username: 'app', authResponse: Buffer.alloc(20, 7), database: 'db',
+      capabilities: 0x01bfa68c, maxPacketSize: 1 << 24, charset: 224, mariadbCapabilities: 8, username: 'app', authResponse: Buffer.alloc(20, 7), database: 'db',
       authPluginName: 'caching_sha2_password', attributes: [['_client_name', 'x'], ['k', 'v'.repeat(300)]] as Array<[string, string]>,
     };
-    assert.deepEqual(decodeHandshakeResponse41(encodeHandshakeResponse41(resp)), resp);
-    const ssl = encodeSslRequest({ capabilities: resp.capabilities, maxPacketSize: 1 << 24, charset: 45 });
+    const respBytes = encodeHandshakeResponse41(resp);
+    assert.deepEqual(decodeHandshakeResponse41(respBytes), resp);
+    assert.equal(respBytes.readUInt32LE(28), 8, 'MariaDB extended capabilities at offset 28 of HandshakeResponse41');
+    assert.equal(decodeHandshakeResponse41(encodeHandshakeResponse41({ ...resp, capabilities: resp.capabilities | 1 })).mariadbCapabilities, 0);
+    const ssl = encodeSslRequest({ capabilities: resp.capabilities, maxPacketSize: 1 << 24, charset: 45, mariadbCapabilities: 8 });
     assert.ok(isSslRequest(ssl));
     assert.equal(decodeSslRequest(ssl).charset, 45);
+    assert.equal(decodeSslRequest(ssl).mariadbCapabilities, 8);
     const sw = { pluginName: 'mysql_native_password', pluginData: Buffer.from('01234567890123456789') };
     assert.deepEqual(decodeAuthSwitchRequest(encodeAuthSwitchRequest(sw)), sw);
     const cu = { username: 'u', authResponse: Buffer.alloc(20, 1), database: 'd', charset: 45, authPluginName: 'mysql_native_password', attributes: [['a', 'b']] as Array<[string, string]> };
