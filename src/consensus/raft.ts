@@ -69,7 +69,7 @@ export interface TestingKnobs {
 }
 
 const readRequestsMax = 4096;
-const snapshotChunksInflightMin = 4;
+const snapshotChunksInflightMin = 16;
 type CampaignKind = 'pre' | 'elect' | 'transfer';
 
 export class RaftCore {
