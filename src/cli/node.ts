@@ -90,6 +90,8 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
           adminPassword: dsn.password,
         },
         tls: cfg.tls ? { cert: readFileSync(cfg.tls.cert, 'utf8'), key: readFileSync(cfg.tls.key, 'utf8') } : undefined,
+        tlsRequired: cfg.tlsRequired,
+        defaultAuthPlugin: cfg.defaultAuthPlugin,
         maxConnections: cfg.maxConnections,
         maxPacketBytes: cfg.maxPacketBytes,
         connectTimeoutMs: cfg.connectTimeoutMs,

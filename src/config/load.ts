@@ -27,6 +27,10 @@ export interface RecallConfig {
   /** Absent: readable on a terminal, JSON otherwise. */
   logFormat?: 'text' | 'json';
   tls?: { cert: string; key: string };
+  /** Refuse MySQL clients that do not upgrade to TLS (only with tls). */
+  tlsRequired: boolean;
+  /** Plugin named in the MySQL handshake. */
+  defaultAuthPlugin: 'mysql_native_password' | 'caching_sha2_password';
   maxConnections: number;
   maxPacketBytes: number;
   connectTimeoutMs: number;
@@ -47,6 +51,7 @@ export const configDefaults = {
   maxPacketBytes: 64 << 20,
   connectTimeoutMs: 10000,
   netReadTimeoutMs: 30000,
+  defaultAuthPlugin: 'mysql_native_password',
 } as const;
 
 export interface ConfigSources {
@@ -183,6 +188,8 @@ function validate(values: Map<string, KeyValue>, origin: Map<string, string>, cw
     syncCmd: get<string>('syncCmd'),
     debug: get<boolean>('debug') ?? false,
     logFormat: get<'text' | 'json'>('logFormat'),
+    tlsRequired: get<boolean>('tls.required') ?? false,
+    defaultAuthPlugin: get<'mysql_native_password' | 'caching_sha2_password'>('defaultAuthPlugin') ?? d.defaultAuthPlugin,
     maxConnections: get<number>('maxConnections') ?? d.maxConnections,
     maxPacketBytes: get<number>('maxPacketBytes') ?? d.maxPacketBytes,
     connectTimeoutMs: get<number>('connectTimeoutMs') ?? d.connectTimeoutMs,
@@ -216,6 +223,7 @@ function validate(values: Map<string, KeyValue>, origin: Map<string, string>, cw
     }
     cfg.tls = { cert, key };
   }
+  if (cfg.tlsRequired && !cfg.tls) fail('tls.required', 'needs tls.cert and tls.key (there is no TLS to require)');
 
   // Two listeners on one address would fail at bind time with a less helpful message.
   const seen = new Map<string, string>();

@@ -50,6 +50,8 @@ describe('config defaults', () => {
     assert.equal(c.debug, false);
     assert.equal(c.dsn, undefined);
     assert.equal(c.tls, undefined);
+    assert.equal(c.tlsRequired, false);
+    assert.equal(c.defaultAuthPlugin, 'mysql_native_password');
   });
 
   test('a dsn turns managed mode off by default; hook commands too', () => {
@@ -151,7 +153,7 @@ describe('precedence flag > env > file > default', () => {
       'listen.postgres': 'off', 'listen.peer': '127.0.0.1:3', 'listen.admin': '127.0.0.1:4', dataDir: '/tmp/x',
       'managed.enabled': 'false', 'managed.binary': '/usr/sbin/mariadbd', 'managed.port': '3333', 'managed.extraArgs': '--a --b',
       stopServer: 'stop', startServer: 'start', syncPath: '/d', syncCmd: 'ssh', debug: 'true', logFormat: 'json', 'tls.cert': pem,
-      'tls.key': pem, maxConnections: '7', maxPacketBytes: '2048', connectTimeoutMs: '5', netReadTimeoutMs: '6', clusterSecret: 's', clusterId: 'c',
+      'tls.key': pem, 'tls.required': 'true', defaultAuthPlugin: 'caching_sha2_password', maxConnections: '7', maxPacketBytes: '2048', connectTimeoutMs: '5', netReadTimeoutMs: '6', clusterSecret: 's', clusterId: 'c',
     };
     assert.deepEqual(Object.keys(samples).sort(), keySpecs.map((s) => s.path).sort());
     const env: Record<string, string> = {};
@@ -169,6 +171,8 @@ describe('precedence flag > env > file > default', () => {
       assert.equal(c.listen.postgres, 'off');
       assert.equal(c.debug, true);
       assert.deepEqual(c.tls, { cert: pem, key: pem });
+      assert.equal(c.tlsRequired, true);
+      assert.equal(c.defaultAuthPlugin, 'caching_sha2_password');
       assert.equal(c.maxPacketBytes, 2048);
       assert.equal(c.netReadTimeoutMs, 6);
       assert.equal(c.clusterSecret, 's');
@@ -176,6 +180,8 @@ describe('precedence flag > env > file > default', () => {
     }
     assert.equal(envName(keySpecs.find((s) => s.path === 'listen.mysql')!), 'RECALL_LISTEN_MYSQL');
     assert.equal(flagName(keySpecs.find((s) => s.path === 'nodeId')!), 'node-id');
+    assert.equal(flagName(keySpecs.find((s) => s.path === 'defaultAuthPlugin')!), 'default-auth-plugin');
+    assert.equal(envName(keySpecs.find((s) => s.path === 'tls.required')!), 'RECALL_TLS_REQUIRED');
   });
 });
 
@@ -195,6 +201,8 @@ describe('validation errors name the key, the problem and an example', () => {
     ['maxPacketBytes', { RECALL_MAX_PACKET_BYTES: '12 parsecs' }, /maxPacketBytes: "12 parsecs" is not a size in bytes/],
     ['debug', { RECALL_DEBUG: 'maybe' }, /debug: "maybe" is not true or false/],
     ['tls.key', { RECALL_TLS_CERT: '/etc/hostname' }, /tls\.key: tls\.cert and tls\.key must be given together/],
+    ['tls.required', { RECALL_TLS_REQUIRED: 'true' }, /tls\.required: needs tls\.cert and tls\.key/],
+    ['defaultAuthPlugin', { RECALL_DEFAULT_AUTH_PLUGIN: 'sha256_password' }, /defaultAuthPlugin: "sha256_password" is not one of mysql_native_password, caching_sha2_password/],
     ['tls.cert', { RECALL_TLS_CERT: '/nonexistent.crt', RECALL_TLS_KEY: '/etc/hostname' }, /tls\.cert: file \/nonexistent\.crt does not exist/],
     ['listen.admin', { RECALL_LISTEN_ADMIN: '127.0.0.1:8500' }, /listen\.admin: 127\.0\.0\.1:8500 is also used by listen\.mysql/],
     ['startServer', { RECALL_START_SERVER: 'x', RECALL_MANAGED: 'true' }, /startServer: hook commands need managed mode off/],
