@@ -1,7 +1,8 @@
 // Reads the local database's accounts (user, host, plugin, stored hash) over an admin
-// connection, the way ProxySQL does, so Recall can verify clients itself. Refreshed on a
-// miss or a failed verification (rate limited) and periodically, so new users and changed
-// passwords are picked up without a restart.
+// connection, the way ProxySQL does, so Recall can verify clients itself. All accounts are
+// read at start; an unknown user or a failed verification re-reads that user's rows only (one
+// indexed query, no waiting), so new users and changed passwords are picked up without a
+// restart and a wrong password is refused as fast as by MariaDB itself.
 import mysql from 'mysql2/promise';
 import type { BackendTarget } from './connection.js';
 
@@ -19,7 +20,6 @@ export interface AccountsOptions extends BackendTarget {
   adminPassword: string;
   /** Host names the backend sees for Recall's own connections (for account matching). */
   localHosts: string[];
-  refreshMinIntervalMs?: number;
 }
 
 interface GlobalPrivAlt {
@@ -79,12 +79,11 @@ export function matchAccount(accounts: Account[], user: string, hosts: string[])
 export class Accounts {
   private list: Account[] = [];
   private pool: mysql.Pool;
-  private lastRefresh = 0;
   private refreshing: Promise<void> | null = null;
-  private readonly refreshMinIntervalMs: number;
+  /** Per-user re-reads in flight, so a burst of failures for one user costs one query. */
+  private readonly userReads = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: AccountsOptions) {
-    this.refreshMinIntervalMs = opts.refreshMinIntervalMs ?? 500;
     this.pool = mysql.createPool({
       ...(opts.socketPath ? { socketPath: opts.socketPath } : { host: opts.host ?? '127.0.0.1', port: opts.port ?? 3306 }),
       user: opts.adminUser,
@@ -95,47 +94,56 @@ export class Accounts {
     });
   }
 
-  /** Re-read accounts now (coalesced with a refresh already running). */
+  /** Re-read all accounts now (coalesced with a refresh already running). */
   refresh(): Promise<void> {
-    if (!this.refreshing) {
-      this.refreshing = this.load().finally(() => {
-        this.lastRefresh = Date.now();
-        this.refreshing = null;
-      });
-    }
+    if (!this.refreshing) this.refreshing = this.load(null).finally(() => (this.refreshing = null));
     return this.refreshing;
   }
 
-  private async load(): Promise<void> {
+  /** Re-read the rows of `user` and of the anonymous user (which may shadow it). */
+  private refreshUser(user: string): Promise<void> {
+    let p = this.userReads.get(user);
+    if (!p) {
+      p = this.load([user, '']).finally(() => this.userReads.delete(user));
+      this.userReads.set(user, p);
+    }
+    return p;
+  }
+
+  /** Read accounts: all of them (`users` null) or only those users' rows, replacing what we had. */
+  private async load(users: string[] | null): Promise<void> {
+    const where = users ? ' WHERE User IN (?)' : '';
+    let read: Account[];
     try {
-      const [rows] = await this.pool.query('SELECT User AS user, Host AS host, Priv AS priv FROM mysql.global_priv');
-      this.list = (rows as Array<{ user: string; host: string; priv: string | object }>).map((r) =>
+      const [rows] = await this.pool.query(`SELECT User AS user, Host AS host, Priv AS priv FROM mysql.global_priv${where}`, [users]);
+      read = (rows as Array<{ user: string; host: string; priv: string | object }>).map((r) =>
         accountFromGlobalPriv(String(r.user), String(r.host), r.priv),
       );
     } catch (e) {
       // MySQL 8 has no global_priv: its mysql.user carries plugin and authentication_string.
       if ((e as { errno?: number }).errno !== 1146) throw e;
       const [rows] = await this.pool.query(
-        'SELECT User AS user, Host AS host, plugin, authentication_string AS auth FROM mysql.user',
+        `SELECT User AS user, Host AS host, plugin, authentication_string AS auth FROM mysql.user${where}`,
+        [users],
       );
-      this.list = (rows as Array<{ user: string; host: string; plugin: string; auth: string | null }>).map((r) => ({
+      read = (rows as Array<{ user: string; host: string; plugin: string; auth: string | null }>).map((r) => ({
         user: String(r.user),
         host: String(r.host),
         plugin: r.plugin || 'mysql_native_password',
         authString: r.auth === null ? '' : String(r.auth),
       }));
     }
+    this.list = users ? [...this.list.filter((a) => !users.includes(a.user)), ...read] : read;
   }
 
-  /** Account for a user; refreshes once (rate limited) when the user is unknown or `stale` is set. */
+  /**
+   * Account for a user. An unknown user (maybe a new one) or `stale` (a failed verification: maybe
+   * a changed password) re-reads that user's rows first; the client never waits for a timer.
+   */
   async lookup(user: string, stale = false): Promise<Account | null> {
     let a = matchAccount(this.list, user, this.opts.localHosts);
     if (a === null || stale) {
-      // An unknown user may be a new one and a failed password a changed one: wait out the
-      // rate limit (bounded by refreshMinIntervalMs) rather than refuse wrongly.
-      const wait = this.lastRefresh + this.refreshMinIntervalMs - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      await this.refresh();
+      await this.refreshUser(user);
       a = matchAccount(this.list, user, this.opts.localHosts);
     }
     return a;
