@@ -12,6 +12,9 @@ import mysql from 'mysql2/promise';
 import { startCompatEnv, rootSql, type CompatEnv, type Target } from './env.js';
 import { show, fieldMeta, pluginRewriter, assertSame } from './compare.js';
 import { typesTable, typesRows, typesSelect, procedure, failing, readerGrants } from './content.js';
+import net from 'node:net';
+import { startRecall } from '../harness/recall.js';
+import { decodeHandshakeV10 } from '../../src/protocol/mysql/handshake.js';
 
 const user = 'app';
 const password = 'app-secret-1';
@@ -374,4 +377,41 @@ describe('mysql2 through Recall vs direct', { timeout: 240_000 }, () => {
       });
     }
   }
+
+  test('Recall started with --default-auth-plugin caching_sha2_password: mysql2 connects as it is (TLS off and on)', async () => {
+    // No plugin-rewriting relay: Recall's own handshake names caching_sha2_password.
+    const sha2 = await startRecall({
+      dsn: `mysql://root@localhost/?socket=${encodeURIComponent(env.socketPath)}`,
+      extraArgs: ['--tls-cert', env.cert.certFile, '--tls-key', env.cert.keyFile, '--default-auth-plugin', 'caching_sha2_password'],
+    });
+    try {
+      const greeting = await new Promise<Buffer>((resolve, reject) => {
+        const s = net.connect(sha2.mysqlPort, '127.0.0.1');
+        let got = Buffer.alloc(0);
+        s.on('data', (d: Buffer) => {
+          got = Buffer.concat([got, d]);
+          if (got.length >= 4 && got.length >= 4 + got.readUIntLE(0, 3)) {
+            s.destroy();
+            resolve(got.subarray(4, 4 + got.readUIntLE(0, 3)));
+          }
+        });
+        s.on('error', reject);
+      });
+      assert.equal(decodeHandshakeV10(greeting).authPluginName, 'caching_sha2_password');
+      // TLS off first: the cache is empty, so full authentication over RSA; then TLS; then the fast path.
+      for (const tls of [false, true, false]) {
+        const c = await connect(env, env.recall, { tls, port: sha2.mysqlPort });
+        try {
+          const [rows] = await c.query('SELECT CURRENT_USER() AS u, DATABASE() AS d');
+          assert.deepEqual(rows, [{ u: `${user}@localhost`, d: env.recall.db }]);
+        } finally {
+          await c.end().catch(() => c.destroy());
+        }
+        const bad = await errOf(connect(env, env.recall, { tls, port: sha2.mysqlPort, password: 'nope' }));
+        assert.match(JSON.stringify(bad), /"errno":1045/);
+      }
+    } finally {
+      await sha2.stop();
+    }
+  });
 });
