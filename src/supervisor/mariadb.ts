@@ -305,6 +305,10 @@ export class ManagedMariaDB extends EventEmitter {
         '--no-defaults',
         `--datadir=${this.dataDir}`,
         '--auth-root-authentication-method=normal',
+        // Also what keeps the anonymous accounts (''@localhost, ''@<hostname>) out: mariadb-install-db
+        // creates them only with the test database (mysql_test_db.sql). They would shadow every
+        // 'user'@'%' account for local connections, which is what all of Recall's backend
+        // sessions are (checked: after this bootstrap mysql.global_priv holds only root and mariadb.sys).
         '--skip-test-db',
         // Avoids a hostname lookup during bootstrap; root@127.0.0.1 is created on first start.
         '--skip-name-resolve',
