@@ -25,10 +25,13 @@ export interface RunOptions {
 
 export function runSeed(seed: number, o: RunOptions = {}): SeedResult {
   const nodes = o.nodes ?? new Prng(seed ^ 0x5eed).pick([3, 3, 5]);
+  const safetyTicks = o.safetyTicks ?? 200;
   const sim = new Sim(seed, {
     nodes,
-    safetyTicks: o.safetyTicks ?? 200,
-    livenessTicks: o.livenessTicks ?? 400,
+    safetyTicks,
+    // Catching up scales with the backlog a long faulty phase leaves behind (some
+    // seeds replicate one entry per round trip), so the bound scales with it too.
+    livenessTicks: o.livenessTicks ?? Math.max(400, 2 * safetyTicks),
     ...(o.knobs ? { knobs: o.knobs } : {}),
     traceMax: o.traceMax ?? 0,
   });
