@@ -119,12 +119,13 @@ function storedStage2(a: Account): Buffer | null | undefined {
   }
 }
 
-async function cachingSha2(ctx: AuthContext, account: Account, user: string, token: Buffer, seq: number): Promise<AuthOutcome> {
+async function cachingSha2(ctx: AuthContext, initial: Account, user: string, token: Buffer, seq: number): Promise<AuthOutcome> {
+  let account = initial;
   const stage2 = storedStage2(account);
   if (stage2 === undefined) return denied(user, ctx, token.length > 0, seq, 'the stored password hash is not readable');
   // An empty token means an empty password: no exchange, straight to OK.
   if (token.length === 0) return stage2 === null ? { ok: true, stage1: null, nextSeq: seq, account } : denied(user, ctx, false, seq);
-  const key = accountKey(account);
+  const key = accountKey(initial);
   const cached = ctx.sha2Cache.get(key);
   if (cached && cached.authString !== account.authString) ctx.sha2Cache.delete(key);
   else if (cached && verifyCachingSha2Token(token, ctx.scramble, cached.digest)) {
@@ -151,8 +152,16 @@ async function cachingSha2(ctx: AuthContext, account: Account, user: string, tok
     }
   }
   const stage1 = password.length === 0 ? null : sha1(password);
-  const ok = stage2 === null ? stage1 === null : stage1 !== null && timingSafeEqual(sha1(stage1), stage2);
-  if (!ok) return denied(user, ctx, true, seq);
-  ctx.sha2Cache.set(key, { authString: account.authString, digest: cachingSha2Digest(password), stage1 });
+  const matches = (s2: Buffer | null | undefined): boolean =>
+    s2 === null ? stage1 === null : s2 !== undefined && stage1 !== null && timingSafeEqual(sha1(stage1), s2);
+  if (!matches(stage2)) {
+    // maybe the password changed since we read it: re-read this user once, as for native
+    const fresh = await ctx.accounts.lookup(user, true);
+    if (!fresh || fresh.authString === account.authString || fresh.plugin !== AUTH_NATIVE || !matches(storedStage2(fresh))) {
+      return denied(user, ctx, true, seq);
+    }
+    account = fresh;
+  }
+  ctx.sha2Cache.set(accountKey(account), { authString: account.authString, digest: cachingSha2Digest(password), stage1 });
   return { ok: true, stage1, nextSeq: seq, account };
 }

@@ -6,18 +6,21 @@ import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
 import type { TestMariaDB } from '../../harness/mariadb.js';
 import type { MysqlFrontend } from '../../../src/frontend/mysql/server.js';
-import { startDb, startFrontend } from './helpers.js';
+import { selfSignedCert, startDb, startFrontend } from './helpers.js';
 
 let db: TestMariaDB;
 let fe: { frontend: MysqlFrontend; port: number };
+let sha2: { frontend: MysqlFrontend; port: number };
 
 before(async () => {
   db = await startDb();
   fe = await startFrontend(db);
+  sha2 = await startFrontend(db, { tls: selfSignedCert(), defaultAuthPlugin: 'caching_sha2_password' });
 });
 
 after(async () => {
   await fe?.frontend.close();
+  await sha2?.frontend.close();
   await db?.stop();
 });
 
@@ -54,6 +57,24 @@ test('right after refusals, a changed password and a new user work at once', asy
     assert.ok((await refusalMs('app-pw')) < 1000, 'the old password is refused');
   } finally {
     await root.query("ALTER USER 'app'@'localhost' IDENTIFIED BY 'app-pw'").catch(() => undefined);
+    await root.end();
+  }
+});
+
+test('caching_sha2_password: a password changed in the database is honoured at once', async () => {
+  const root = await mysql.createConnection({ socketPath: db.socketPath, user: 'root' });
+  const login = async (password: string): Promise<void> => {
+    const c = await mysql.createConnection({ host: '127.0.0.1', port: sha2.port, user: 'other', password, ssl: { rejectUnauthorized: false } });
+    await c.end();
+  };
+  try {
+    await login('other-pw'); // full authentication, then cached
+    await login('other-pw'); // fast path
+    await root.query("ALTER USER 'other'@'localhost' IDENTIFIED BY 'other-pw-2'");
+    await login('other-pw-2');
+    await assert.rejects(login('other-pw'), (e: { errno?: number }) => e.errno === 1045);
+  } finally {
+    await root.query("ALTER USER 'other'@'localhost' IDENTIFIED BY 'other-pw'").catch(() => undefined);
     await root.end();
   }
 });
