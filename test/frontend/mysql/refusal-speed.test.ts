@@ -36,12 +36,13 @@ async function refusalMs(password: string): Promise<number> {
   assert.fail('a wrong password was accepted');
 }
 
-test('wrong passwords in a row are each refused without waiting for a refresh timer', async () => {
+test('wrong passwords in a row are each refused without waiting for a refresh timer', async (t) => {
   const times: number[] = [];
   for (let i = 0; i < 10; i++) times.push(await refusalMs(`wrong-${i}`));
   times.sort((a, b) => a - b);
   const median = times[5]!;
-  assert.ok(median < 200, `median refusal ${median.toFixed(0)} ms (all: ${times.map((t) => t.toFixed(0)).join(', ')})`);
+  t.diagnostic(`refusal ms: ${times.map((x) => x.toFixed(0)).join(', ')}`);
+  assert.ok(median < 250, `median refusal ${median.toFixed(0)} ms (all: ${times.map((t) => t.toFixed(0)).join(', ')})`);
 });
 
 test('right after refusals, a changed password and a new user work at once', async () => {
