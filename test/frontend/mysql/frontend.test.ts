@@ -218,10 +218,11 @@ describe('limits and failures', () => {
     const bystander = await connect(plain.port);
     const root = await mysql.createConnection({ socketPath: db.socketPath, user: 'root' });
     try {
-      const sleeping = victim.query('SELECT SLEEP(5)');
+      // The handler is attached at once: the error can reach the victim before root's KILL is answered.
+      const sleeping = refusal(victim.query('SELECT SLEEP(5)'));
       await new Promise((r) => setTimeout(r, 200));
       await root.query(`KILL CONNECTION ${victim.threadId}`);
-      const e = await refusal(sleeping);
+      const e = await sleeping;
       // MariaDB's own 1927 "Connection was killed" relayed, or Recall's 1053 when the socket closed first
       // (mysql2 then may report it by code only), or a plain lost connection
       const code = (e as unknown as { code?: string }).code;
