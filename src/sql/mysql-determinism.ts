@@ -4,7 +4,7 @@
 
 import type { Token } from './mysql-lexer.js';
 import type { ClassifiedStatement } from './mysql-classify.js';
-import { ddlObject, isCall, isOp, skipParens, w } from './mysql-tokens.js';
+import { ddlObject, hasTopLevelComma, isCall, isOp, skipParens, w } from './mysql-tokens.js';
 import {
   type Finding, NON_TRANSACTIONAL_ENGINES, SERVER_VARIABLES, TIME_FUNCTIONS, TIME_WORDS, UNSAFE_FUNCTIONS,
 } from './mysql-unsafe.js';
@@ -134,7 +134,7 @@ function scanRange(ts: readonly Token[], from: number, to: number, place: Place,
     const rule = UNSAFE_FUNCTIONS.get(name);
     if (rule === undefined || seen.has(name)) continue;
     seen.add(name);
-    if (name === 'ENCRYPT' && hasComma(ts, k + 1)) continue;
+    if (name === 'ENCRYPT' && hasTopLevelComma(ts, k + 1)) continue;
     const finding: Finding = { construct: `${name}()${PLACE_SUFFIX[place]}`, reason: rule.reason + PLACE_REASON[place], workaround: rule.workaround };
     if (rule.warnOnly) {
       report.warnings.push(finding);
@@ -150,18 +150,6 @@ function add(report: DeterminismReport, f: Finding, rewritable: boolean): void {
   report.unsafe.push(f);
 }
 
-function hasComma(ts: readonly Token[], open: number): boolean {
-  const end = skipParens(ts, open);
-  let depth = 0;
-  for (let k = open; k < end; k++) {
-    const t = ts[k];
-    if (t.type !== 'op') continue;
-    if (t.text === '(') depth++;
-    else if (t.text === ')') depth--;
-    else if (t.text === ',' && depth === 1) return true;
-  }
-  return false;
-}
 
 /** Statement forms that are unsafe whatever the functions: files on the server, LIMIT without
  * ORDER BY, SKIP LOCKED, server-local schemas, events. */

@@ -10,7 +10,7 @@
 
 import type { Token } from './mysql-lexer.js';
 import { isTrivia } from './mysql-lexer.js';
-import { ddlObject, isOp, skipParens, w } from './mysql-tokens.js';
+import { ddlObject, hasTopLevelComma, isOp, skipParens, w } from './mysql-tokens.js';
 
 export interface RawStatement {
   /** span in the input: first token (leading comments included) to last token before ';' */
@@ -46,16 +46,7 @@ function compoundDepth(ts: readonly Token[]): number {
 /** IF at i followed by '(' is the IF(a, b, c) function when its parentheses hold a
  * top-level comma; IF (cond) THEN never does. */
 function ifIsFunction(ts: readonly Token[], i: number): boolean {
-  const end = skipParens(ts, i + 1);
-  let depth = 0;
-  for (let k = i + 1; k < end; k++) {
-    const t = ts[k];
-    if (t.type !== 'op') continue;
-    if (t.text === '(') depth++;
-    else if (t.text === ')') depth--;
-    else if (t.text === ',' && depth === 1) return true;
-  }
-  return false;
+  return hasTopLevelComma(ts, i + 1);
 }
 
 class BlockTracker {

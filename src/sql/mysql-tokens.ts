@@ -34,6 +34,20 @@ export function skipParens(ts: readonly Token[], i: number): number {
 }
 
 /** Skip consecutive words in `words` starting at i. */
+/** Whether the parenthesised group opening at `open` holds a comma at its own top level. */
+export function hasTopLevelComma(ts: readonly Token[], open: number): boolean {
+  const end = skipParens(ts, open);
+  let depth = 0;
+  for (let k = open; k < end; k++) {
+    const t = ts[k];
+    if (t.type !== 'op') continue;
+    if (t.text === '(') depth++;
+    else if (t.text === ')') depth--;
+    else if (t.text === ',' && depth === 1) return true;
+  }
+  return false;
+}
+
 export function skipWords(ts: readonly Token[], i: number, words: ReadonlySet<string>): number {
   while (i < ts.length && words.has(w(ts, i))) i++;
   return i;
