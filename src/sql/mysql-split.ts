@@ -10,7 +10,7 @@
 
 import type { Token } from './mysql-lexer.js';
 import { isTrivia } from './mysql-lexer.js';
-import { ddlObject, hasTopLevelComma, isOp, skipParens, w } from './mysql-tokens.js';
+import { ddlObject, hasTopLevelComma, isOp, w } from './mysql-tokens.js';
 
 export interface RawStatement {
   /** span in the input: first token (leading comments included) to last token before ';' */
