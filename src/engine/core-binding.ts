@@ -2,7 +2,7 @@
 // (src/consensus). The runtime depends only on the narrow ConsensusCore view below.
 import type { ConfChange, ConfState, CoreConfig, Message, NodeId, Ready, Role, Storage } from '../consensus/types.js';
 import { RaftCore } from '../consensus/raft.js';
-import { encodeMessage as encode, decodeMessage as decode } from '../consensus/codec.js';
+import { encodeMessage as encode, decodeMessage as decode, decodeConfChange as decodeCc } from '../consensus/codec.js';
 
 export type ProposeResult = { ok: true; index: number; term: number } | { ok: false; reason: string; leader: NodeId };
 
@@ -42,3 +42,9 @@ export function encodeMessage(m: Message): Uint8Array {
 export function decodeMessage(b: Uint8Array): Message {
   return decode(b);
 }
+
+export function decodeConfChange(b: Uint8Array): ConfChange {
+  return decodeCc(b);
+}
+
+export { applyConfChange } from '../consensus/membership.js';

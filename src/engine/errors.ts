@@ -38,3 +38,11 @@ export class NodeClosedError extends Error {
     this.name = 'NodeClosedError';
   }
 }
+
+/** A membership change refused or abandoned: not leader, another change pending, invalid, or a learner that did not catch up. */
+export class MembershipError extends Error {
+  constructor(readonly reason: 'pending' | 'invalid' | 'not-caught-up' | 'no-snapshot', detail: string) {
+    super(`membership change refused (${reason}): ${detail}`);
+    this.name = 'MembershipError';
+  }
+}

@@ -11,17 +11,20 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import type { ConfChange, Entry, HardState, Message, NodeId, Ready, Snapshot } from '../consensus/types.js';
-import { EntryType, MessageType, Role } from '../consensus/types.js';
+import { ConfChangeType, EntryType, MessageType, Role } from '../consensus/types.js';
 import { DurableLog } from '../log/durable-log.js';
 import { Transport, type TransportOptions } from '../transport/transport.js';
 import { logger, type Logger } from '../util/log.js';
-import { createCore, decodeMessage, encodeMessage, type ConsensusCore } from './core-binding.js';
+import { createCore, decodeConfChange, decodeMessage, encodeMessage, type ConsensusCore } from './core-binding.js';
 import { coalesceMessages } from './coalesce.js';
+import { ConfHistory } from './conf-history.js';
 import { raftBatchEntries, raftMessagesDroppedTotal, raftProposalsTotal, raftSyncSeconds } from './metrics.js';
-import { LostLeadershipError, NodeClosedError, NotLeaderError, ProposalDroppedError, TimeoutError } from './errors.js';
+import { LostLeadershipError, MembershipError, NodeClosedError, NotLeaderError, ProposalDroppedError, TimeoutError } from './errors.js';
 
 /** Transport channel of consensus messages; user channels start at CHANNEL_USER_MIN. */
 export const CHANNEL_RAFT = 0;
+/** Transport channel on which a leader announces a new member's address to the other members. */
+export const CHANNEL_MEMBERS = 1;
 export const CHANNEL_USER_MIN = 16;
 
 export interface RaftNodeOptions {
@@ -32,6 +35,15 @@ export interface RaftNodeOptions {
   readonly clusterId: string;
   readonly secret: string | Uint8Array;
   readonly listen?: string;
+  /**
+   * Join an existing cluster instead of bootstrapping one: the node starts with no
+   * voters (so it never campaigns) and learns the membership from the snapshot the
+   * leader sends once it has added this node as a learner (addLearner). `peers` then
+   * holds the existing members' addresses and this node's own.
+   */
+  readonly join?: boolean;
+  /** Address of a member this node has no address for (e.g. added while it was down); see DESIGN.md. */
+  readonly addressOf?: (id: NodeId) => string | undefined;
   /** One tick every tickMs; timeouts below are counted in ticks. */
   readonly tickMs?: number;
   readonly electionTimeoutTicks?: number;
@@ -89,6 +101,9 @@ export interface NodeStatus {
   readonly firstIndex: number;
   readonly lastIndex: number;
   readonly peers: readonly PeerStatus[];
+  /** The membership as the core sees it now (applied ConfChanges included). */
+  readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
 }
 
 interface PendingProposal {
@@ -106,6 +121,9 @@ interface PendingRead {
   readonly timer: NodeJS.Timeout;
   index: number; // -1 until the read state arrives
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ConfChangeNames: Record<number, string> = { [ConfChangeType.AddLearner]: 'add-learner', [ConfChangeType.PromoteLearner]: 'promote', [ConfChangeType.RemoveNode]: 'remove' };
 
 /** A small seeded PRNG (mulberry32) for the core's randomised timeouts. */
 function seededRandom(seed: number): () => number {
@@ -141,6 +159,7 @@ export class RaftNode {
   private readonly addresses: Map<NodeId, string>;
   private readonly onFatal: (e: Error) => void;
   private readonly mergedBytesMax: number;
+  private readonly confs: ConfHistory;
   /** The last local compaction, so that a received snapshot waits for it. */
   private compaction: Promise<unknown> = Promise.resolve();
 
@@ -160,6 +179,9 @@ export class RaftNode {
     this.term = hs.term;
     this.commit = hs.commit;
     this.applied = Math.max(storage.snapshot().meta.index, Math.min(opts.appliedIndex ?? 0, storage.lastIndex()));
+    const snap = storage.snapshot().meta;
+    this.confs = new ConfHistory(snap.index, snap.conf);
+    if (this.applied > snap.index) this.confs.apply(storage.entries(snap.index + 1, this.applied + 1, Number.MAX_SAFE_INTEGER));
     this.onFatal =
       opts.onFatal ??
       ((e) => {
@@ -169,6 +191,7 @@ export class RaftNode {
         });
       });
     transport.onMessage(CHANNEL_RAFT, (from, payload) => this.onPeerMessage(from, payload));
+    transport.onMessage(CHANNEL_MEMBERS, (from, payload) => this.onMemberAnnounce(from, payload));
     transport.onUnreachable((peer) => {
       raftMessagesDroppedTotal.inc();
       this.core.reportUnreachable(peer);
@@ -178,10 +201,12 @@ export class RaftNode {
 
   static async open(opts: RaftNodeOptions): Promise<RaftNode> {
     const voters = [...opts.peers.keys()].sort((a, b) => a - b);
-    if (!voters.includes(opts.id)) throw new Error(`node ${opts.id} is not among the peers ${voters.join(',')}`);
-    const listen = opts.listen ?? opts.peers.get(opts.id)!;
+    const listen = opts.listen ?? opts.peers.get(opts.id);
+    if (!listen) throw new Error(`node ${opts.id} has no listen address (not among the peers ${voters.join(',')})`);
+    // A joining node must not count itself (or anyone) as a voter before the leader's
+    // snapshot tells it the real membership: it would elect itself alone.
     const storage = DurableLog.open(path.join(opts.dataDir, 'raft'), {
-      bootstrapConf: { voters, learners: [] },
+      bootstrapConf: opts.join ? { voters: [], learners: [] } : { voters, learners: [] },
       segmentBytesMax: opts.segmentBytesMax,
       nodeId: opts.id,
     });
@@ -248,6 +273,60 @@ export class RaftNode {
     return this.track(() => this.core.proposeConfChange(cc), opts.timeoutMs ?? this.opts.proposalTimeoutMs ?? 5000);
   }
 
+  /**
+   * Leader only: add `id` (listening at `address`) as a non-voting learner. Resolves once
+   * the change is committed and applied. The learner receives a snapshot first (it
+   * carries the membership), so a log still starting at index 1 is compacted here,
+   * which needs a snapshotProvider.
+   */
+  async addLearner(id: NodeId, address: string, opts: { timeoutMs?: number } = {}): Promise<{ index: number; term: number }> {
+    this.requireLeader();
+    if (!Number.isSafeInteger(id) || id <= 0 || id === this.id) throw new MembershipError('invalid', `bad node id ${id}`);
+    const conf = this.core.status().conf;
+    if (conf && (conf.voters.includes(id) || conf.learners.includes(id))) throw new MembershipError('invalid', `node ${id} is already a member`);
+    if (this.storage.firstIndex() <= 1) {
+      // The bootstrap membership is not in the log: without a snapshot the learner would
+      // replay the log from index 1 and end up with a membership that lacks the founders.
+      const provider = this.opts.snapshotProvider;
+      if (!provider) throw new MembershipError('no-snapshot', 'the log was never compacted and no snapshotProvider is set');
+      const index = this.applied;
+      await this.snapshot(index, await provider(index));
+    }
+    this.addPeer(id, address);
+    this.announce(id, address);
+    return this.changeConf({ type: ConfChangeType.AddLearner, node: id }, opts.timeoutMs);
+  }
+
+  /** Leader only: wait until learner `id` holds everything committed, then make it a voter. */
+  async promote(id: NodeId, opts: { timeoutMs?: number } = {}): Promise<{ index: number; term: number }> {
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const end = performance.now() + timeoutMs;
+    for (;;) {
+      this.requireLeader();
+      const st = this.core.status();
+      if (!st.conf?.learners.includes(id)) throw new MembershipError('invalid', `node ${id} is not a learner (voters ${st.conf?.voters.join(',')})`);
+      const match = st.progress?.get(id)?.match ?? 0;
+      if (match >= st.commit) {
+        try {
+          return await this.changeConf({ type: ConfChangeType.PromoteLearner, node: id }, Math.max(1, end - performance.now()));
+        } catch (e) {
+          // The commit index may have moved past the learner in between: wait and retry.
+          if (!(e instanceof MembershipError && e.reason === 'invalid')) throw e;
+        }
+      }
+      if (performance.now() > end) throw new MembershipError('not-caught-up', `learner ${id} at ${match}, commit ${st.commit}, after ${timeoutMs} ms`);
+      await sleep(20);
+    }
+  }
+
+  /**
+   * Leader only: remove voter or learner `id`. Removing this node itself steps it down
+   * once applied; the others elect a leader after an election timeout.
+   */
+  removeNode(id: NodeId, opts: { timeoutMs?: number } = {}): Promise<{ index: number; term: number }> {
+    return this.changeConf({ type: ConfChangeType.RemoveNode, node: id }, opts.timeoutMs);
+  }
+
   /** A linearizable read point: resolves with an index once this node has applied up to it. */
   readIndex(opts: { timeoutMs?: number } = {}): Promise<number> {
     if (this.closed || this.failed) return Promise.reject(this.failed ?? new NodeClosedError());
@@ -306,16 +385,19 @@ export class RaftNode {
       firstIndex: this.storage.firstIndex(),
       lastIndex: last,
       peers,
+      voters: s.conf?.voters ?? [],
+      learners: s.conf?.learners ?? [],
     };
   }
 
   /** Store a snapshot of the user state at an applied `index` and compact the log below it. */
   async snapshot(index: number, data: Uint8Array): Promise<void> {
     if (index > this.applied) throw new Error(`snapshot at ${index} beyond applied index ${this.applied}`);
-    const conf = this.core.status().conf ?? this.storage.snapshot().meta.conf;
+    const conf = this.confs.at(index);
     const op = this.compaction.then(() => this.storage.compact({ meta: { index, term: this.storage.term(index), conf }, data }));
     this.compaction = op.catch(() => undefined);
     await op;
+    this.confs.prune(index);
     this.log.info('log compacted', { index, term: this.term, firstIndex: this.storage.firstIndex() });
   }
 
@@ -340,6 +422,74 @@ export class RaftNode {
   }
 
   // ---- internals ----
+
+  private requireLeader(): void {
+    if (this.closed || this.failed) throw this.failed ?? new NodeClosedError();
+    const s = this.core.status();
+    if (s.role !== Role.Leader) throw new NotLeaderError(s.leader, s.leader ? this.addresses.get(s.leader) : undefined);
+  }
+
+  /** Propose cc, retrying while an earlier change (or the new leader's no-op) is not yet applied. */
+  private async changeConf(cc: ConfChange, timeoutMs = this.opts.proposalTimeoutMs ?? 5000): Promise<{ index: number; term: number }> {
+    const end = performance.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await this.proposeConfChange(cc, { timeoutMs: Math.max(1, end - performance.now()) });
+      } catch (e) {
+        if (!(e instanceof ProposalDroppedError)) throw e;
+        const conf = this.core.status().conf;
+        const what = `${ConfChangeNames[cc.type]} ${cc.node} (voters ${conf?.voters.join(',')}; learners ${conf?.learners.join(',')})`;
+        if (e.message.includes('conf-change-invalid')) throw new MembershipError('invalid', what);
+        if (!e.message.includes('conf-change-pending')) throw e;
+        if (performance.now() > end) throw new MembershipError('pending', `another change is not yet applied: ${what}`);
+        await sleep(10);
+      }
+    }
+  }
+
+  /** Tell the other members where a new node listens, so they accept and reach it. */
+  private announce(id: NodeId, address: string): void {
+    const payload = Buffer.from(JSON.stringify({ id, address }));
+    for (const peer of this.addresses.keys()) if (peer !== this.id && peer !== id) this.transport.send(peer, CHANNEL_MEMBERS, payload);
+  }
+
+  private onMemberAnnounce(from: NodeId, payload: Buffer): void {
+    if (this.closed) return;
+    let m: unknown;
+    try {
+      m = JSON.parse(payload.toString('utf8'));
+    } catch {
+      m = undefined;
+    }
+    const { id, address } = (m ?? {}) as { id?: unknown; address?: unknown };
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0 || typeof address !== 'string' || !/^[^:\s]+:\d{1,5}$/.test(address)) {
+      this.log.warn('bad member announcement from peer', { peer: from });
+      return;
+    }
+    if (id === this.id) return;
+    this.log.info('member address announced', { peer: from, node: id, address });
+    this.addPeer(id, address);
+  }
+
+  /** Keep the transport in step with a committed membership change. */
+  private onConfChangeApplied(e: Entry): void {
+    let cc: ConfChange;
+    try {
+      cc = decodeConfChange(e.data);
+    } catch {
+      return; // the core applied it already; an undecodable one it would have refused
+    }
+    this.log.info('membership change applied', { change: ConfChangeNames[cc.type], node: cc.node, index: e.index });
+    if (cc.node === this.id) return;
+    if (cc.type === ConfChangeType.RemoveNode) {
+      this.removePeer(cc.node);
+      return;
+    }
+    if (this.transport.peerStatus().some((p) => p.id === cc.node)) return;
+    const address = this.addresses.get(cc.node) ?? this.opts.addressOf?.(cc.node);
+    if (address) this.addPeer(cc.node, address);
+    else this.log.warn('no address for new member; it cannot be reached from here', { node: cc.node });
+  }
 
   private track(
     fn: () => { ok: true; index: number; term: number } | { ok: false; reason: string; leader: NodeId },
@@ -464,6 +614,7 @@ export class RaftNode {
       this.log.info('installing snapshot from leader', { index: rd.snapshot.meta.index, term: rd.snapshot.meta.term });
       await this.opts.snapshotInstaller?.(rd.snapshot);
       this.applied = Math.max(this.applied, rd.snapshot.meta.index);
+      this.confs.reset(rd.snapshot.meta.index, rd.snapshot.meta.conf);
     }
     if (rd.committedEntries.length > 0) await this.apply(rd.committedEntries);
     if (rd.softState) this.onSoftState(rd.softState.role, rd.softState.leader);
@@ -477,6 +628,8 @@ export class RaftNode {
 
   private async apply(entries: readonly Entry[]): Promise<void> {
     if (this.committedCb) await this.committedCb(entries as Entry[]);
+    this.confs.apply(entries);
+    for (const e of entries) if (e.type === EntryType.ConfChange) this.onConfChangeApplied(e);
     for (const e of entries) {
       const p = this.pending.get(e.index);
       if (!p) continue;
