@@ -197,6 +197,14 @@ export class RaftNode {
       this.core.reportUnreachable(peer);
     });
     this.tickTimer = setInterval(() => this.onTick(), opts.tickMs ?? 10);
+    // Members added after `peers` was written (a restart after a membership change).
+    const conf = core.status().conf;
+    for (const m of conf ? [...conf.voters, ...conf.learners] : []) {
+      if (m === id || this.addresses.has(m)) continue;
+      const address = opts.addressOf?.(m);
+      if (address) this.addPeer(m, address);
+      else this.log.warn('no address for a member; it cannot be reached from here', { node: m });
+    }
   }
 
   static async open(opts: RaftNodeOptions): Promise<RaftNode> {

@@ -46,6 +46,8 @@ describe('RaftNode membership changes', () => {
         for (const [i, d] of JSON.parse(Buffer.from(s.data).toString()) as [number, string][]) sm.set(i, d);
       },
     });
+    // An in-memory state machine: restore it from the local snapshot (the log below it is gone).
+    for (const [i, d] of JSON.parse(Buffer.from(n.storage.snapshot().data).toString() || '[]') as [number, string][]) sm.set(i, d);
     n.onCommitted((es) => {
       for (const e of es) if (e.type === EntryType.Normal) sm.set(e.index, Buffer.from(e.data).toString());
     });
@@ -163,6 +165,23 @@ describe('RaftNode membership changes', () => {
     assert.ok(acked.length > 50, `only ${acked.length} proposals acknowledged`);
     await waitVoters([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]);
     await checkAll([1, 2, 3, 4, 5]);
+  });
+
+  test('a joined node and a founder restart with the membership from disk', async () => {
+    for (const [id, join] of [[4, true], [1, false]] as const) {
+      await stop(id);
+      await open(id, join);
+      // From its snapshot and log (the ConfChanges are re-applied with the committed entries).
+      await waitVoters([id], [1, 2, 3, 4, 5]);
+    }
+    await checkAll([1, 2, 3, 4, 5]);
+    // The founder, restarted with the founders' addresses only, reaches the added nodes.
+    const n1 = nodes.get(1)!;
+    for (let i = 0; i < 300 && n1.status().peers.filter((p) => p.connected).length < 4; i++) await sleep(10);
+    assert.deepEqual(
+      n1.status().peers.filter((p) => p.connected).map((p) => p.id).sort(),
+      [2, 3, 4, 5],
+    );
   });
 
   test('shrinks 5 -> 3, removing a follower and then the leader', async () => {
