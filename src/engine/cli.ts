@@ -11,6 +11,11 @@
 //   read <id>                    -> read <id> <index> | err ...
 //   bench <id> <proposers> <bytes> <ms> -> bench <id> <json {count, ms, p50Ms, p99Ms, errors}>
 //   transfer <id>                -> transfer <id> <true|false>
+//   add-learner <id> <node> <host:port> | promote <id> <node> | remove <id> <node>
+//                                -> ok <id> <index> <term> | err ...   (membership, on the leader)
+// --join starts a node that joins an existing cluster (--peers: its members and itself);
+// the leader then adds it with add-learner. The snapshot a learner receives is the
+// recorded applied list (--record) or empty; the log is compacted only for that.
 import net from 'node:net';
 import readline from 'node:readline';
 import { EntryType, type Entry } from '../consensus/types.js';
@@ -71,16 +76,28 @@ async function main(): Promise<void> {
   configureLogging({ debug: flag('debug'), format: 'json', silent: flag('quiet') });
   const id = Number(arg('id'));
   const record = flag('record');
+  const applied: [number, number, string][] = [];
+  const peers = parsePeers(arg('peers'));
   const node = await RaftNode.open({
+    join: flag('join'),
+    addressOf: (peer) => peers.get(peer),
+    compactEntriesMin: Number.MAX_SAFE_INTEGER,
+    snapshotProvider: (index) => Buffer.from(JSON.stringify(record ? applied.filter((a) => a[0] <= index) : [])),
+    snapshotInstaller: (s) => {
+      applied.length = 0;
+      if (record) applied.push(...(JSON.parse(Buffer.from(s.data).toString('utf8') || '[]') as [number, number, string][]));
+    },
     id,
-    peers: parsePeers(arg('peers')),
+    peers,
     dataDir: arg('data'),
     clusterId: arg('cluster', 'recall-test'),
     secret: process.env.RECALL_SECRET ?? arg('secret', 'test-secret'),
     tickMs: Number(arg('tick-ms', '10')),
     inflightMessagesMax: process.argv.includes('--inflight-max') ? Number(arg('inflight-max')) : undefined,
   });
-  const applied: [number, number, string][] = [];
+  if (record && node.storage.snapshot().meta.index > 0) {
+    applied.push(...(JSON.parse(Buffer.from(node.storage.snapshot().data).toString('utf8') || '[]') as [number, number, string][]));
+  }
   node.onCommitted((entries: Entry[]) => {
     if (!record) return;
     for (const e of entries) if (e.type === EntryType.Normal) applied.push([e.index, e.term, Buffer.from(e.data).toString('utf8')]);
@@ -116,6 +133,15 @@ async function main(): Promise<void> {
           break;
         case 'bench':
           runBench(node, Number(rest[0]), Number(rest[1]), Number(rest[2])).then((r) => out(`bench ${rid} ${JSON.stringify(r)}`), fail);
+          break;
+        case 'add-learner':
+          node.addLearner(Number(rest[0]), rest[1] ?? '').then((r) => out(`ok ${rid} ${r.index} ${r.term}`), fail);
+          break;
+        case 'promote':
+          node.promote(Number(rest[0])).then((r) => out(`ok ${rid} ${r.index} ${r.term}`), fail);
+          break;
+        case 'remove':
+          node.removeNode(Number(rest[0])).then((r) => out(`ok ${rid} ${r.index} ${r.term}`), fail);
           break;
         case 'transfer':
           node.transferLeadership().then((ok) => out(`transfer ${rid} ${ok}`), fail);
