@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RaftNode } from '../../src/engine/node.js';
+import { CHANNEL_MEMBERS, RaftNode } from '../../src/engine/node.js';
 import { MembershipError, NotLeaderError } from '../../src/engine/errors.js';
 import { EntryType, Role } from '../../src/consensus/types.js';
 import { configureLogging } from '../../src/util/log.js';
@@ -138,6 +138,23 @@ describe('RaftNode membership changes', () => {
     await assert.rejects(l.removeNode(9), (e) => e instanceof MembershipError && e.reason === 'invalid');
     await assert.rejects(l.promote(f.id), (e) => e instanceof MembershipError && e.reason === 'invalid');
     await assert.rejects(l.addLearner(f.id, addrs.get(f.id)!), (e) => e instanceof MembershipError && e.reason === 'invalid');
+    // Garbage member announcements from a peer are logged and ignored.
+    const peersBefore = l.status().peers.map((p) => p.id);
+    for (const junk of ['{', '{"id":-1,"address":"x:1"}', '{"id":5,"address":"no port"}', '[]']) f.transport.send(l.id, CHANNEL_MEMBERS, Buffer.from(junk));
+    await sleep(100);
+    assert.deepEqual(l.status().peers.map((p) => p.id), peersBefore);
+    assert.equal(l.status().role, Role.Leader);
+  });
+
+  test('a learner that never catches up is not promoted, and can be removed', async () => {
+    const l = await leader();
+    await l.addLearner(8, `127.0.0.1:${await freePort()}`); // nothing listens there
+    assert.deepEqual(l.status().learners, [8]);
+    await assert.rejects(l.promote(8, { timeoutMs: 300 }), (e) => e instanceof MembershipError && e.reason === 'not-caught-up');
+    await assert.rejects(l.addLearner(8, `127.0.0.1:${await freePort()}`), (e) => e instanceof MembershipError && e.reason === 'invalid' && /already a member/.test(e.message));
+    await l.removeNode(8);
+    assert.deepEqual(l.status().learners, []);
+    assert.deepEqual(l.status().voters, [1, 2, 3]);
   });
 
   test('a joining node does not campaign on its own', async () => {
