@@ -69,7 +69,7 @@ test('a process joins, is promoted, survives the leader kill -9 and the dead lea
   for (const n of live) {
     const byIndex = new Map((await n.applied()).map(([index, , text]) => [index, text]));
     for (const [payload, index] of acked) assert.equal(byIndex.get(index), payload, `node ${n.id}: acknowledged ${payload} at ${index}`);
-    const voters = ((await n.status()) as unknown as { voters: number[] }).voters;
+    const voters = (await n.status())?.voters;
     assert.deepEqual(voters, live.map((x) => x.id).sort(), `node ${n.id} voters`);
   }
   console.log(`# ${acked.size} acknowledged entries; node 4 joined and node ${old.id} (leader) was killed and removed`);

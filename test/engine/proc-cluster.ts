@@ -31,6 +31,8 @@ export interface NodeStatusLine {
   applied: number;
   lastIndex: number;
   peers: { id: number; match: number; lag: number; connected: boolean }[];
+  voters: number[];
+  learners: number[];
 }
 
 export class ProcNode {
