@@ -605,9 +605,11 @@ export class RaftNode {
       this.storage.append(rd.entries);
     }
     if (hs) this.storage.setHardState(hs);
-    if (rd.snapshot || rd.entries.length > 0 || hs) {
+    // A committed membership change makes the commit index durable before it is applied (see DurableLog.sync).
+    const confCommitted = rd.committedEntries.some((e) => e.type === EntryType.ConfChange);
+    if (rd.snapshot || rd.entries.length > 0 || hs || confCommitted) {
       const t0 = performance.now();
-      await this.storage.sync();
+      await this.storage.sync({ commitDurable: confCommitted });
       raftSyncSeconds.observe((performance.now() - t0) / 1000);
       if (rd.entries.length > 0) raftBatchEntries.observe(rd.entries.length);
     }

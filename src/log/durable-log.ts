@@ -200,8 +200,14 @@ export class DurableLog implements Storage {
     this.hs = hs;
   }
 
-  /** Make everything appended and the hard state durable (the one fsync of a Ready batch). */
-  async sync(): Promise<void> {
+  /**
+   * Make everything appended and the hard state durable (the one fsync of a Ready batch).
+   * commitDurable: write the commit index now, not lazily. The runtime asks for it when the
+   * batch commits a membership change, so a restarted node knows that change was committed
+   * and re-applies it before it votes (a node two changes behind could otherwise win an
+   * election with the votes of an old majority).
+   */
+  async sync(opts: { commitDurable?: boolean } = {}): Promise<void> {
     this.assertOpen();
     const fds = [...this.dirtyFds];
     this.dirtyFds.clear();
@@ -213,7 +219,7 @@ export class DurableLog implements Storage {
     const hs = this.hs;
     const d = this.hsDurable;
     const mustWrite = hs.term !== d.term || hs.vote !== d.vote;
-    const mayWrite = hs.commit !== d.commit && Date.now() - this.hsWrittenAt >= this.commitPersistIntervalMs;
+    const mayWrite = hs.commit !== d.commit && (opts.commitDurable === true || Date.now() - this.hsWrittenAt >= this.commitPersistIntervalMs);
     if (mustWrite || mayWrite) {
       await writeAtomic(path.join(this.dir, HARD_STATE_FILE), encodeHardState(hs));
       this.hsDurable = hs;

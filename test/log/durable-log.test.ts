@@ -75,6 +75,21 @@ describe('DurableLog', () => {
     await r.close();
   });
 
+  test('sync({commitDurable}) writes the commit index at once, inside the lazy interval', async () => {
+    const dir = freshDir();
+    const l = DurableLog.open(dir, { bootstrapConf: conf, commitPersistIntervalMs: 60_000 });
+    l.append(range(1, 11, 1));
+    l.setHardState({ term: 1, vote: 1, commit: 0 });
+    await l.sync();
+    l.setHardState({ term: 1, vote: 1, commit: 7 });
+    await l.sync({ commitDurable: true }); // e.g. the batch committed a membership change
+    // Simulate a crash: reopen without close; the commit must have survived.
+    const crashed = DurableLog.open(dir, { bootstrapConf: conf });
+    assert.deepEqual(crashed.initialState().hardState, { term: 1, vote: 1, commit: 7 });
+    await crashed.close();
+    await l.close();
+  });
+
   test('truncation of a conflicting suffix, also across segment boundaries', async () => {
     const dir = freshDir();
     const l = DurableLog.open(dir, { bootstrapConf: conf, segmentBytesMax: 300 });
