@@ -10,15 +10,7 @@ import mysql from 'mysql2/promise';
 import { startRecall, recallCommand, cleanEnv, repoRoot, waitExit } from '../harness/recall.js';
 import { startTestMariaDB } from '../harness/mariadb.js';
 import { tempDir } from '../harness/tmp.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { alive } from '../harness/process.js';
 
 async function waitGone(pid: number, ms = 10000): Promise<boolean> {
   const end = Date.now() + ms;

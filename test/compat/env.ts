@@ -109,6 +109,20 @@ export function rootSql(env: { socketPath: string }, sql: string): string {
   });
 }
 
+/**
+ * Creates each side's database and an account with all privileges on both, from any host and
+ * from localhost (the backend sees Recall's local connection).
+ */
+export function createSideDatabases(env: CompatEnv, user: string, password: string): void {
+  for (const t of [env.direct, env.recall]) {
+    rootSql(env, `CREATE DATABASE ${t.db} CHARACTER SET utf8mb4`);
+    for (const host of ['%', 'localhost']) {
+      rootSql(env, `CREATE USER IF NOT EXISTS '${user}'@'${host}' IDENTIFIED BY '${password}';
+        GRANT ALL ON ${t.db}.* TO '${user}'@'${host}'`);
+    }
+  }
+}
+
 /** Replaces a side's database name so two sides' outputs can be compared. */
 export function normalizeDb(text: string, t: Target): string {
   return text.split(t.db).join('<db>');

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCompatEnv, rootSql, normalizeDb, type CompatEnv, type Target } from './env.js';
+import { startCompatEnv, createSideDatabases, normalizeDb, type CompatEnv, type Target } from './env.js';
 import { typesTable, typesRows, typesSelect, procedure, failing } from './content.js';
 
 const user = 'cliuser';
@@ -61,13 +61,7 @@ describe('mariadb CLI through Recall vs direct', { timeout: 240_000 }, () => {
   before(async () => {
     env = await startCompatEnv('cli');
     tmp = mkdtempSync(join(tmpdir(), 'recall-cli-'));
-    for (const t of [env.direct, env.recall]) {
-      rootSql(env, `CREATE DATABASE ${t.db} CHARACTER SET utf8mb4`);
-      for (const host of ['%', 'localhost']) {
-        rootSql(env, `CREATE USER IF NOT EXISTS '${user}'@'${host}' IDENTIFIED BY '${password}';
-          GRANT ALL ON ${t.db}.* TO '${user}'@'${host}'`);
-      }
-    }
+    createSideDatabases(env, user, password);
   });
   after(async () => {
     await env?.stop();

@@ -4,7 +4,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { startCompatEnv, rootSql, type CompatEnv, type Target } from './env.js';
+import { startCompatEnv, createSideDatabases, type CompatEnv, type Target } from './env.js';
 import { assertSame } from './compare.js';
 import { typesTable, typesRows, typesSelect, procedure, failing } from './content.js';
 
@@ -116,13 +116,7 @@ describe('PyMySQL through Recall vs direct', { timeout: 240_000 }, () => {
     const probe = spawnSync(python, ['-c', 'import pymysql; print(pymysql.__version__)'], { encoding: 'utf8' });
     assert.equal(probe.status, 0, `PyMySQL missing for ${python} (apt-get install python3-pymysql): ${probe.stderr}`);
     env = await startCompatEnv('py');
-    for (const t of [env.direct, env.recall]) {
-      rootSql(env, `CREATE DATABASE ${t.db} CHARACTER SET utf8mb4`);
-      for (const host of ['%', 'localhost']) {
-        rootSql(env, `CREATE USER IF NOT EXISTS '${user}'@'${host}' IDENTIFIED BY '${password}';
-          GRANT ALL ON ${t.db}.* TO '${user}'@'${host}'`);
-      }
-    }
+    createSideDatabases(env, user, password);
   });
   after(async () => {
     await env?.stop();

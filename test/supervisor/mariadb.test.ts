@@ -9,15 +9,7 @@ import mysql from 'mysql2/promise';
 import { ManagedMariaDB, type ManagedState } from '../../src/supervisor/mariadb.js';
 import { tempDir } from '../harness/tmp.js';
 import { startTestMariaDB } from '../harness/mariadb.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { alive } from '../harness/process.js';
 
 async function rootQuery(opts: mysql.ConnectionOptions, sql: string): Promise<unknown[]> {
   const conn = await mysql.createConnection({ user: 'root', password: '', ...opts });
