@@ -47,12 +47,22 @@ export function configureLogging(opts: { debug?: boolean; format?: LogFormat; si
 
 /** A logger for one component; extra fields are attached to every line. */
 export function logger(component: string, fields: Record<string, unknown> = {}): Logger {
-  // Children are resolved lazily so that configureLogging after import still takes effect.
+  // Resolved lazily so that configureLogging after import still takes effect; the child is
+  // made once per configuration, not on every call (debug calls sit on hot paths).
+  let base: winston.Logger | undefined;
+  let child: winston.Logger | undefined;
+  const current = (): winston.Logger => {
+    if (base !== root || !child) {
+      base = root;
+      child = root.child({ component, ...fields });
+    }
+    return child;
+  };
   return new Proxy({} as winston.Logger, {
     get(_t, prop) {
-      const child = root.child({ component, ...fields });
-      const v = (child as unknown as Record<string | symbol, unknown>)[prop];
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(child) : v;
+      const c = current();
+      const v = (c as unknown as Record<string | symbol, unknown>)[prop];
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(c) : v;
     },
   });
 }
