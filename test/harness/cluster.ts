@@ -1,0 +1,434 @@
+// A real Recall cluster for tests: N `recall serve` processes on loopback, each with its
+// own managed mariadbd (reachable directly as root on its --managed-port) and data
+// directory, and a fault relay on every directed peer link.
+//
+// Why one relay per ordered pair: every node dials every peer and sends only on its own
+// outbound link (src/transport/transport.ts), so node i's traffic to j crosses relay (i->j)
+// and j's traffic to i crosses relay (j->i). Each node gets its own --replicas list in which
+// the other nodes' entries name the relays dedicated to it; cut(i) cuts every relay with i
+// at either end, which isolates i completely while the others still reach one another.
+//
+// Node indexes are 0-based everywhere in this API; node ids (--node-id) are index + 1.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mysql from 'mysql2/promise';
+import { FaultRelay, type CutMode } from './fault-relay.js';
+import { freePort } from './ports.js';
+import { alive } from './process.js';
+import { cleanEnv, recallCommand, repoRoot, waitExit } from './recall.js';
+import { tempDir } from './tmp.js';
+
+export interface StartClusterOptions {
+  /** Default 3. */
+  size?: number;
+  /** Extra `recall serve` flags for every node. */
+  extraArgs?: string[];
+  /** Extra flags for one node (0-based index). */
+  nodeArgs?: (index: number) => string[];
+  /** How long each start waits for /ready; default 120 s (3 mariadbd initialise on 2 cores). */
+  readyTimeoutMs?: number;
+}
+
+export interface PeerStatus {
+  id: number;
+  address: string;
+  match: number;
+  lag: number;
+  connected: boolean;
+}
+
+/** The `replication` part of GET /status (agreed interface of issue 3). */
+export interface ReplicationStatus {
+  role: 'leader' | 'follower' | 'candidate' | 'precandidate' | 'learner';
+  term: number;
+  leader: number;
+  leaderAddress?: string;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  diverged: boolean;
+  divergedReason?: string;
+  laneOpen: boolean;
+  peers: PeerStatus[];
+}
+
+export interface NodeStatus {
+  nodeId: number;
+  database: { mode: string; state?: string; port?: number; reachable: boolean; error?: string };
+  replication?: ReplicationStatus;
+  [key: string]: unknown;
+}
+
+export interface ClusterNode {
+  index: number;
+  nodeId: number;
+  mysqlPort: number;
+  adminPort: number;
+  /** Where this node's peer listener really listens (the relays forward here). */
+  peerPort: number;
+  /** The managed mariadbd's TCP port (root, empty password). */
+  dbPort: number;
+  dataDir: string;
+  /** Pid of the recall process while it runs. */
+  pid(): number | undefined;
+  /** Pid of the managed mariadbd, from its pid file, if that process is alive and ours. */
+  dbPid(): number | undefined;
+  running(): boolean;
+  /** Everything the recall process wrote (last 400 KB), across restarts. */
+  output(): string;
+}
+
+export type Row = Record<string, unknown>;
+
+export interface TestCluster {
+  nodes: ClusterNode[];
+  /** The relay carrying traffic from node index `from` to node index `to`. */
+  relay(from: number, to: number): FaultRelay;
+  status(i: number): Promise<NodeStatus>;
+  /** status(i), or undefined when the node does not answer. */
+  tryStatus(i: number): Promise<NodeStatus | undefined>;
+  /** Index of the leader that every running, uncut node agrees on. */
+  waitLeader(timeoutMs?: number): Promise<number>;
+  /** SIGKILL of node i's recall process (its mariadbd survives; the next start stops it). */
+  kill(i: number): Promise<void>;
+  /** SIGKILL of node i's managed mariadbd; resolves with the killed pid once it is gone. */
+  killDatabase(i: number): Promise<number>;
+  /** Starts node i again with the same data directory and ports; waits for /ready unless told not to. */
+  restart(i: number, opts?: { waitReady?: boolean; readyTimeoutMs?: number }): Promise<void>;
+  /** Waits until node i's /ready answers 200. */
+  waitReady(i: number, timeoutMs?: number): Promise<void>;
+  /** Isolates node i from every peer, both directions. */
+  cut(i: number, mode?: CutMode): void;
+  heal(i: number): void;
+  /** A query straight to node i's mariadbd as root (bypassing Recall). */
+  dbQuery(i: number, sql: string, params?: unknown[]): Promise<Row[]>;
+  /** Per node (the given indexes, default all with a reachable database): table -> CHECKSUM TABLE value, for every base table of `db`. */
+  checksums(db: string, which?: number[]): Promise<Record<string, string>[]>;
+  /** Until every running node applied the leader's commit index (and the leader too); resolves with the leader's index. */
+  waitConverged(timeoutMs?: number, which?: number[]): Promise<{ leader: number; commit: number }>;
+  /** Tail of every node's output and of its mariadbd log, for failure reports. */
+  dumpLogs(tailChars?: number): string;
+  /** Stops everything, removes the data, closes the relays. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One node's status in a few words, for timeout messages. */
+function describe(s: NodeStatus | undefined): string {
+  if (!s) return 'no answer';
+  const r = s.replication;
+  if (!r) return 'no replication in /status';
+  return `${r.role} t${r.term} L${r.leader} commit=${r.commit} applied=${r.applied} last=${r.lastIndex}${r.diverged ? ' DIVERGED' : ''}`;
+}
+const outputCharsMax = 400_000;
+
+interface NodeProc {
+  info: ClusterNode;
+  args: string[];
+  child: ChildProcess | undefined;
+  out: string;
+}
+
+async function distinctFreePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
+export async function startCluster(opts: StartClusterOptions = {}): Promise<TestCluster> {
+  const size = opts.size ?? 3;
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 120_000;
+  const root = tempDir('recall-cl-');
+  const relays = new Map<string, FaultRelay>();
+  const procs: NodeProc[] = [];
+  const cutSet = new Set<number>();
+  let stopped = false;
+  const secret = randomBytes(16).toString('hex');
+  const clusterId = `test-${randomBytes(4).toString('hex')}`;
+
+  const ports = await distinctFreePorts(size * 4);
+  const relayKey = (from: number, to: number) => `${from}->${to}`;
+  const relay = (from: number, to: number): FaultRelay => {
+    const r = relays.get(relayKey(from, to));
+    if (!r) throw new Error(`no relay ${from}->${to}`);
+    return r;
+  };
+
+  const dbPidOf = (dataDir: string): number | undefined => {
+    const dbDir = join(dataDir, 'mariadb');
+    const pidFile = join(dbDir, 'mysqld.pid');
+    if (!existsSync(pidFile)) return undefined;
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return undefined;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (!cmd.includes(`--datadir=${dbDir}`)) return undefined;
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))) return undefined;
+    } catch {
+      return undefined;
+    }
+    return pid;
+  };
+
+  for (let i = 0; i < size; i++) {
+    const [mysqlPort, adminPort, peerPort, dbPort] = ports.slice(i * 4, i * 4 + 4) as [number, number, number, number];
+    const dataDir = join(root.path, `n${i + 1}`);
+    mkdirSync(dataDir);
+    const p: NodeProc = {
+      args: [],
+      child: undefined,
+      out: '',
+      info: {
+        index: i,
+        nodeId: i + 1,
+        mysqlPort,
+        adminPort,
+        peerPort,
+        dbPort,
+        dataDir,
+        pid: () => (p.child && p.child.exitCode === null && p.child.signalCode === null ? p.child.pid : undefined),
+        dbPid: () => dbPidOf(dataDir),
+        running: () => !!p.child && p.child.exitCode === null && p.child.signalCode === null,
+        output: () => p.out,
+      },
+    };
+    procs.push(p);
+  }
+  for (let from = 0; from < size; from++) {
+    for (let to = 0; to < size; to++) {
+      if (from === to) continue;
+      relays.set(relayKey(from, to), await FaultRelay.start({ targetPort: procs[to]!.info.peerPort, name: `${from + 1}->${to + 1}` }));
+    }
+  }
+  for (const p of procs) {
+    const i = p.info.index;
+    const replicas = procs.map((q) => (q === p ? `127.0.0.1:${p.info.peerPort}` : relay(i, q.info.index).address));
+    p.args = [
+      ...recallCommand(),
+      'serve',
+      '--node-id', String(p.info.nodeId),
+      '--replicas', replicas.join(','),
+      '--listen-peer', `127.0.0.1:${p.info.peerPort}`,
+      '--listen-mysql', `127.0.0.1:${p.info.mysqlPort}`,
+      '--listen-admin', `127.0.0.1:${p.info.adminPort}`,
+      '--listen-postgres', 'off',
+      '--data-dir', p.info.dataDir,
+      '--managed-port', String(p.info.dbPort),
+      '--cluster-secret', secret,
+      '--cluster-id', clusterId,
+      '--log-format', 'json',
+      ...(opts.extraArgs ?? []),
+      ...(opts.nodeArgs?.(i) ?? []),
+    ];
+  }
+
+  const spawnNode = (p: NodeProc) => {
+    const child = spawn(process.execPath, p.args, { cwd: repoRoot(), env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    p.child = child;
+    p.out += `\n--- ${new Date().toISOString()} start pid ${child.pid}\n`;
+    const keep = (b: Buffer) => {
+      p.out = (p.out + b.toString()).slice(-outputCharsMax);
+      if (process.env.RECALL_TEST_VERBOSE) process.stderr.write(`[n${p.info.nodeId}] ${b.toString()}`);
+    };
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    child.once('exit', (code, signal) => {
+      p.out += `\n--- ${new Date().toISOString()} pid ${child.pid} exited code=${code} signal=${signal}\n`;
+    });
+  };
+
+  const waitReady = async (i: number, timeoutMs = readyTimeoutMs): Promise<void> => {
+    const p = procs[i]!;
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      if (!p.info.running()) throw new Error(`node ${i + 1} exited before it was ready:\n${p.out.slice(-4000)}`);
+      try {
+        const r = await fetch(`http://127.0.0.1:${p.info.adminPort}/ready`, { signal: AbortSignal.timeout(3000) });
+        if (r.status === 200) return;
+        last = await r.text();
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      if (Date.now() > deadline) throw new Error(`node ${i + 1} not ready within ${timeoutMs} ms (last: ${last.trim()})`);
+      await sleep(150);
+    }
+  };
+
+  const status = async (i: number): Promise<NodeStatus> => {
+    const r = await fetch(`http://127.0.0.1:${procs[i]!.info.adminPort}/status`, { signal: AbortSignal.timeout(3000) });
+    if (r.status !== 200) throw new Error(`node ${i + 1} /status answered ${r.status}`);
+    return (await r.json()) as NodeStatus;
+  };
+  const tryStatus = (i: number) => (procs[i]!.info.running() ? status(i).catch(() => undefined) : Promise.resolve(undefined));
+
+  const waitLeader = async (timeoutMs = 20_000): Promise<number> => {
+    const deadline = Date.now() + timeoutMs;
+    let seen = '';
+    for (;;) {
+      const idx = procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running() && !cutSet.has(i));
+      const sts = await Promise.all(idx.map((i) => tryStatus(i)));
+      const leaders = idx.filter((_, k) => sts[k]?.replication?.role === 'leader');
+      // Highest term wins: an isolated old leader may still believe it leads.
+      leaders.sort((a, b) => sts[idx.indexOf(b)]!.replication!.term - sts[idx.indexOf(a)]!.replication!.term);
+      const l = leaders[0];
+      if (l !== undefined && sts.every((s) => s?.replication?.leader === l + 1)) return l;
+      seen = idx.map((i, k) => `n${i + 1}:${describe(sts[k])}`).join(' ');
+      if (Date.now() > deadline) throw new Error(`no agreed leader within ${timeoutMs} ms (${seen})`);
+      await sleep(100);
+    }
+  };
+
+  const kill = async (i: number) => {
+    const c = procs[i]!.child;
+    if (!c || !procs[i]!.info.running()) return;
+    c.kill('SIGKILL');
+    await waitExit(c, 10_000);
+  };
+
+  const killDatabase = async (i: number): Promise<number> => {
+    const pid = procs[i]!.info.dbPid();
+    if (!pid) throw new Error(`node ${i + 1}: no running mariadbd found`);
+    process.kill(pid, 'SIGKILL');
+    const deadline = Date.now() + 10_000;
+    while (procs[i]!.info.dbPid() === pid && Date.now() < deadline) await sleep(10);
+    return pid;
+  };
+
+  const restart = async (i: number, o: { waitReady?: boolean; readyTimeoutMs?: number } = {}) => {
+    const p = procs[i]!;
+    if (p.info.running()) throw new Error(`node ${i + 1} is still running`);
+    spawnNode(p);
+    if (o.waitReady !== false) await waitReady(i, o.readyTimeoutMs);
+  };
+
+  const applyCuts = (mode: CutMode) => {
+    for (const [key, r] of relays) {
+      const [from, to] = key.split('->').map(Number) as [number, number];
+      const shouldCut = cutSet.has(from) || cutSet.has(to);
+      if (shouldCut && !r.isCut) r.cut(mode);
+      else if (!shouldCut && r.isCut) r.heal();
+    }
+  };
+  const cut = (i: number, mode: CutMode = 'reset') => {
+    cutSet.add(i);
+    applyCuts(mode);
+  };
+  const heal = (i: number) => {
+    cutSet.delete(i);
+    applyCuts('reset');
+  };
+
+  const dbQuery = async (i: number, sql: string, params: unknown[] = []): Promise<Row[]> => {
+    const conn = await mysql.createConnection({ host: '127.0.0.1', port: procs[i]!.info.dbPort, user: 'root', password: '', connectTimeout: 5000, supportBigNumbers: true, bigNumberStrings: true });
+    try {
+      const [rows] = await conn.query(sql, params);
+      return Array.isArray(rows) ? (rows as Row[]) : [];
+    } finally {
+      await conn.end().catch(() => conn.destroy());
+    }
+  };
+
+  const checksums = async (db: string, which?: number[]): Promise<Record<string, string>[]> => {
+    const idx = which ?? procs.map((p) => p.info.index);
+    return Promise.all(
+      idx.map(async (i) => {
+        const tables = await dbQuery(i, "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY 1", [db]);
+        const out: Record<string, string> = {};
+        if (tables.length === 0) return out;
+        const list = tables.map((r) => `\`${db}\`.\`${String(r.t)}\``).join(', ');
+        for (const r of await dbQuery(i, `CHECKSUM TABLE ${list} EXTENDED`)) out[String(r.Table).split('.').pop()!] = String(r.Checksum);
+        return out;
+      }),
+    );
+  };
+
+  const waitConverged = async (timeoutMs = 30_000, which?: number[]) => {
+    const deadline = Date.now() + timeoutMs;
+    let seen = '';
+    for (;;) {
+      const idx = which ?? procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running());
+      const sts = await Promise.all(idx.map((i) => tryStatus(i)));
+      const reps = sts.map((s) => s?.replication);
+      const k = reps.findIndex((r) => r?.role === 'leader');
+      if (k >= 0) {
+        const commit = reps[k]!.commit;
+        if (reps.every((r) => r && r.applied === commit && r.leader === idx[k]! + 1 && !r.diverged)) return { leader: idx[k]!, commit };
+      }
+      seen = idx.map((i, j) => `n${i + 1}:${describe(sts[j])}`).join(' ');
+      if (Date.now() > deadline) throw new Error(`not converged within ${timeoutMs} ms (${seen})`);
+      await sleep(100);
+    }
+  };
+
+  const dumpLogs = (tailChars = 6000): string =>
+    procs
+      .map((p) => {
+        const dbLog = join(p.info.dataDir, 'mariadb', 'mariadbd.log');
+        // Aborted-connection warnings (health pings) would bury the lines that matter.
+        const db = existsSync(dbLog)
+          ? readFileSync(dbLog, 'utf8')
+              .split('\n')
+              .filter((l) => !l.includes('Aborted connection'))
+              .join('\n')
+              .slice(-Math.min(tailChars, 3000))
+          : '(no mariadbd log)';
+        return `===== node ${p.info.nodeId} recall output (tail) =====\n${p.out.slice(-tailChars)}\n===== node ${p.info.nodeId} mariadbd.log (tail) =====\n${db}`;
+      })
+      .join('\n');
+
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(
+      procs.map(async (p) => {
+        if (p.child && p.info.running()) {
+          p.child.kill('SIGTERM');
+          await waitExit(p.child, 30_000);
+        }
+        // A mariadbd orphaned by a kill -9 of its recall is still ours to stop.
+        const pid = p.info.dbPid();
+        if (pid) {
+          process.kill(pid, 'SIGTERM');
+          const deadline = Date.now() + 15_000;
+          while (p.info.dbPid() === pid && Date.now() < deadline) await sleep(50);
+          if (p.info.dbPid() === pid) process.kill(pid, 'SIGKILL');
+        }
+      }),
+    );
+    await Promise.all([...relays.values()].map((r) => r.close()));
+    if (!process.env.RECALL_TEST_KEEP) root.remove();
+  };
+
+  const cluster: TestCluster = {
+    nodes: procs.map((p) => p.info),
+    relay,
+    status,
+    tryStatus,
+    waitLeader,
+    kill,
+    killDatabase,
+    restart,
+    waitReady,
+    cut,
+    heal,
+    dbQuery,
+    checksums,
+    waitConverged,
+    dumpLogs,
+    stop,
+  };
+
+  try {
+    for (const p of procs) spawnNode(p);
+    await Promise.all(procs.map((p) => waitReady(p.info.index)));
+  } catch (err) {
+    const logs = dumpLogs();
+    await stop();
+    throw new Error(`${(err as Error).message}\n${logs}`);
+  }
+  return cluster;
+}
