@@ -1,43 +1,241 @@
-// `recall status`: asks a replica's admin HTTP for /status and prints it.
-import { parseHostPort } from '../util/ports.js';
+// `recall status`: asks replicas' admin HTTP for /status and prints one row per replica:
+// node id, role, term, leader, commit and applied index, lag, diverged, connectivity.
+// Given one admin address, the other replicas are found from its replication peers: their
+// peer addresses, with the admin port at the same distance from the peer port as on the
+// asked replica (the demo and a fleet of hosts with the same ports both lay it out so).
+// Several --admin flags name the replicas explicitly and nothing is discovered.
+import { formatHostPort, parseHostPort } from '../util/ports.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-export async function statusCommand(args: { admin: string; json?: boolean; timeoutMs?: number }): Promise<number> {
-  const hp = parseHostPort(args.admin);
-  if (!hp) {
-    process.stderr.write(`status: --admin "${args.admin}" is not host:port (example: 127.0.0.1:8700)\n`);
-    return 2;
-  }
-  const url = `http://${hp.host.includes(':') ? `[${hp.host}]` : hp.host}:${hp.port}/status`;
-  let body: Json;
-  try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(args.timeoutMs ?? 5000) });
-    if (!r.ok) throw new Error(`HTTP ${r.status}`);
-    body = (await r.json()) as Json;
-  } catch (err) {
-    const c = (err as { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } }).cause;
-    const cause = c?.code ?? c?.errors?.[0]?.code ?? c?.message;
-    process.stderr.write(`status: cannot reach ${url}: ${cause ?? (err as Error).message} (is recall serve running with --listen-admin ${args.admin}?)\n`);
-    return 1;
-  }
-  process.stdout.write(args.json ? JSON.stringify(body, null, 2) + '\n' : formatStatus(body));
-  return 0;
+export interface PeerStatus {
+  id: number;
+  address: string;
+  match?: number;
+  lag?: number;
+  connected?: boolean;
 }
 
-/** Aligned "key: value" lines; nested objects as "a.b: value". */
-export function formatStatus(body: Json): string {
-  const lines: [string, string][] = [];
-  const walk = (prefix: string, v: Json) => {
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
-      const entries = Object.entries(v);
-      if (entries.length === 0) lines.push([prefix, '-']);
-      for (const [k, sub] of entries) walk(prefix ? `${prefix}.${k}` : k, sub);
-    } else {
-      lines.push([prefix, Array.isArray(v) ? v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(', ') : String(v)]);
-    }
+/** The agreed `replication` field of /status (absent while replication is not running). */
+export interface ReplicationStatus {
+  role: string;
+  term: number;
+  leader: number;
+  leaderAddress?: string;
+  commit: number;
+  applied: number;
+  lastIndex?: number;
+  diverged: boolean;
+  divergedReason?: string;
+  peers: PeerStatus[];
+}
+
+export interface ReplicaStatus {
+  nodeId: number;
+  database: { state?: string; reachable?: boolean; mode?: string };
+  replication?: ReplicationStatus;
+}
+
+/** One asked admin address: its parsed status and raw body, or why it did not answer. */
+export interface ReplicaReport {
+  admin: string;
+  status?: ReplicaStatus;
+  raw?: Json;
+  error?: string;
+}
+
+// Assumed when the asked replica does not say its own peer address: the default layout
+// (peer 8600+i, admin 8700+i).
+const adminMinusPeerDefault = 100;
+const askTimeoutMsDefault = 3000;
+
+const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** Reads a /status body defensively (it comes from the network); undefined if it is not one. */
+export function parseStatus(body: unknown): ReplicaStatus | undefined {
+  if (!isObj(body)) return undefined;
+  const nodeId = num(body.nodeId);
+  if (nodeId === undefined) return undefined;
+  const db = isObj(body.database) ? body.database : {};
+  const out: ReplicaStatus = {
+    nodeId,
+    database: { state: str(db.state), reachable: typeof db.reachable === 'boolean' ? db.reachable : undefined, mode: str(db.mode) },
   };
-  walk('', body);
-  const width = Math.max(...lines.map(([k]) => k.length));
-  return lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n';
+  const r = body.replication;
+  if (isObj(r)) {
+    const peers: PeerStatus[] = [];
+    for (const p of Array.isArray(r.peers) ? r.peers : []) {
+      if (!isObj(p) || num(p.id) === undefined || str(p.address) === undefined) continue;
+      peers.push({
+        id: num(p.id)!,
+        address: str(p.address)!,
+        match: num(p.match),
+        lag: num(p.lag),
+        connected: typeof p.connected === 'boolean' ? p.connected : undefined,
+      });
+    }
+    out.replication = {
+      role: str(r.role) ?? '?',
+      term: num(r.term) ?? 0,
+      leader: num(r.leader) ?? 0,
+      leaderAddress: str(r.leaderAddress),
+      commit: num(r.commit) ?? 0,
+      applied: num(r.applied) ?? 0,
+      lastIndex: num(r.lastIndex),
+      diverged: r.diverged === true,
+      divergedReason: str(r.divergedReason),
+      peers,
+    };
+  }
+  return out;
+}
+
+export async function askReplica(admin: string, timeoutMs = askTimeoutMsDefault): Promise<ReplicaReport> {
+  const hp = parseHostPort(admin);
+  if (!hp) return { admin, error: 'not host:port' };
+  const url = `http://${formatHostPort(hp)}/status`;
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!r.ok) return { admin, error: `HTTP ${r.status}` };
+    const raw = (await r.json()) as Json;
+    const status = parseStatus(raw);
+    return status ? { admin, status, raw } : { admin, raw, error: 'answer is not a recall /status' };
+  } catch (err) {
+    const c = (err as { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } }).cause;
+    return { admin, error: c?.code ?? c?.errors?.[0]?.code ?? c?.message ?? (err as Error).message };
+  }
+}
+
+/** Admin addresses of the other replicas, from one replica's peer list. */
+export function discoverAdmins(admin: string, st: ReplicaStatus): string[] {
+  const hp = parseHostPort(admin);
+  const peers = st.replication?.peers ?? [];
+  if (!hp) return [];
+  const selfPeer = peers.find((p) => p.id === st.nodeId);
+  const selfPeerPort = selfPeer ? parseHostPort(selfPeer.address)?.port : undefined;
+  const delta = selfPeerPort !== undefined ? hp.port - selfPeerPort : adminMinusPeerDefault;
+  const out: string[] = [];
+  for (const p of [...peers].sort((a, b) => a.id - b.id)) {
+    if (p.id === st.nodeId) continue;
+    const php = parseHostPort(p.address);
+    if (!php || php.port + delta < 1 || php.port + delta > 65535) continue;
+    out.push(formatHostPort({ host: php.host, port: php.port + delta }));
+  }
+  return out;
+}
+
+/** Asks every address; with exactly one, also the replicas it names as peers. */
+export async function clusterStatus(admins: string[], timeoutMs = askTimeoutMsDefault): Promise<ReplicaReport[]> {
+  const reports = await Promise.all(admins.map((a) => askReplica(a, timeoutMs)));
+  if (admins.length === 1 && reports[0]!.status) {
+    const more = discoverAdmins(admins[0]!, reports[0]!.status).filter((a) => a !== admins[0]);
+    reports.push(...(await Promise.all(more.map((a) => askReplica(a, timeoutMs)))));
+  }
+  // By node id; a replica that did not answer keeps the place of its address (the demo
+  // lists addresses in node id order).
+  const key = (r: ReplicaReport, i: number) => r.status?.nodeId ?? i + 1;
+  return reports.map((r, i) => ({ r, k: key(r, i) })).sort((a, b) => a.k - b.k).map((x) => x.r);
+}
+
+export interface StatusRow {
+  node: string;
+  admin: string;
+  role: string;
+  term: string;
+  leader: string;
+  commit: string;
+  applied: string;
+  lag: string;
+  diverged: string;
+  connectivity: string;
+  database: string;
+}
+
+const header: StatusRow = {
+  node: 'node', admin: 'admin', role: 'role', term: 'term', leader: 'leader', commit: 'commit',
+  applied: 'applied', lag: 'lag', diverged: 'diverged', connectivity: 'connectivity', database: 'database',
+};
+
+/** The commit index lag is measured against: the leader's, else the highest seen. */
+function referenceCommit(reports: ReplicaReport[]): number | undefined {
+  const reps = reports.map((r) => r.status?.replication).filter((r): r is ReplicationStatus => !!r);
+  const leader = reports.find((r) => r.status?.replication?.role === 'leader')?.status?.replication;
+  if (leader) return leader.commit;
+  return reps.length ? Math.max(...reps.map((r) => r.commit)) : undefined;
+}
+
+export function statusRows(reports: ReplicaReport[]): StatusRow[] {
+  const ref = referenceCommit(reports);
+  return reports.map((rep) => {
+    const st = rep.status;
+    const r = st?.replication;
+    const dash = '-';
+    const db = st ? (st.database.state ?? (st.database.reachable === false ? 'unreachable' : st.database.reachable ? 'up' : dash)) : dash;
+    const others = r ? r.peers.filter((p) => p.id !== st!.nodeId) : [];
+    return {
+      node: st ? String(st.nodeId) : '?',
+      admin: rep.admin,
+      role: r ? r.role : st ? 'not running' : 'down',
+      term: r ? String(r.term) : dash,
+      leader: r ? (r.leader ? String(r.leader) : 'none') : dash,
+      commit: r ? String(r.commit) : dash,
+      applied: r ? String(r.applied) : dash,
+      lag: r && ref !== undefined ? String(Math.max(0, ref - r.applied)) : dash,
+      diverged: r ? (r.diverged ? `YES${r.divergedReason ? ` (${r.divergedReason})` : ''}` : 'no') : dash,
+      connectivity: st
+        ? r
+          ? `${others.filter((p) => p.connected).length}/${others.length} peers`
+          : 'admin ok'
+        : `no answer (${rep.error ?? 'unknown'})`,
+      database: db,
+    };
+  });
+}
+
+/** An aligned table, one row per replica, and a note when replication is not running. */
+export function formatTable(reports: ReplicaReport[]): string {
+  const rows = [header, ...statusRows(reports)];
+  const keys = Object.keys(header) as Array<keyof StatusRow>;
+  const width = Object.fromEntries(keys.map((k) => [k, Math.max(...rows.map((r) => r[k].length))])) as Record<keyof StatusRow, number>;
+  const lines = rows.map((r) => keys.map((k, i) => (i === keys.length - 1 ? r[k] : r[k].padEnd(width[k]))).join('  ').trimEnd());
+  const standalone = reports.filter((r) => r.status && !r.status.replication).map((r) => r.status!.nodeId);
+  if (standalone.length) lines.push(`replication: not running on node ${standalone.join(', ')} (each serves its own database alone)`);
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * What the demo redraws on: reachability, role, term, leader, divergence and whether a
+ * replica lags at all (not by how much, which changes with every write).
+ */
+export function tableSignature(reports: ReplicaReport[]): string {
+  return statusRows(reports)
+    .map((r) => [r.node, r.role, r.term, r.leader, r.diverged, r.lag === '0' || r.lag === '-' ? r.lag : '>0', r.connectivity, r.database].join('|'))
+    .join('\n');
+}
+
+export async function statusCommand(args: { admin: string | readonly string[]; json?: boolean; timeoutMs?: number }): Promise<number> {
+  const admins = (typeof args.admin === 'string' ? [args.admin] : [...args.admin]).flatMap((a) => a.split(',')).map((a) => a.trim()).filter(Boolean);
+  if (admins.length === 0) admins.push('127.0.0.1:8700');
+  const bad = admins.find((a) => !parseHostPort(a));
+  if (bad !== undefined) {
+    process.stderr.write(`status: --admin "${bad}" is not host:port (example: --admin 127.0.0.1:8700)\n`);
+    return 2;
+  }
+  const reports = await clusterStatus(admins, args.timeoutMs);
+  const answered = reports.filter((r) => r.status).length;
+  if (args.json) {
+    const out = reports.map((r) => (r.raw !== undefined && r.status ? { admin: r.admin, status: r.raw } : { admin: r.admin, error: r.error ?? 'no answer' }));
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  } else {
+    process.stdout.write(formatTable(reports));
+  }
+  if (answered === 0) {
+    for (const r of reports) {
+      process.stderr.write(`status: cannot reach http://${r.admin}/status: ${r.error} (is recall serve running with --listen-admin ${r.admin}?)\n`);
+    }
+    return 1;
+  }
+  return 0;
 }
