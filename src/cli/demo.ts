@@ -124,7 +124,7 @@ async function busyPort(args: DemoArgs): Promise<string | undefined> {
     for (const [name, port] of Object.entries(demoPorts(args.portBase, i))) {
       if (name === 'postgres') continue; // no PostgreSQL listener in this version
       const err = await portFree(port);
-      if (err) return `port ${port} (${name} of replica ${i + 1}) is not free: ${err}`;
+      if (err) return `port ${port} (${name} of replica ${i + 1}) is taken (${err})`;
     }
   }
   return undefined;
@@ -194,7 +194,7 @@ export async function demoCommand(args: DemoArgs): Promise<number> {
   }
   const busy = await busyPort(args);
   if (busy) {
-    process.stderr.write(`demo: ${busy} (EADDRINUSE: is another recall running? pick other ports with --port-base)\n`);
+    process.stderr.write(`demo: ${busy}; is another recall running? pick other ports with --port-base\n`);
     return 1;
   }
 
