@@ -1,0 +1,354 @@
+// Faults under load on 3 real recall processes with 3 real managed mariadbd (issue 3, "Must
+// show" 2 and 3), clients being plain mysql2 connections to the recall MySQL ports:
+//   - kill -9 of the leader's recall process during a concurrent insert stream;
+//   - kill -9 of the leader's mariadbd during the same kind of stream;
+//   - a follower cut off from both peers by the fault relays.
+// For the kills: every acknowledged insert is on every surviving replica, no insert that got
+// a clear error (anything but "outcome unknown" 1180 or a connection lost mid-statement) is
+// anywhere, writes resume within 3 s (last ack before the kill -> first ack of a statement
+// sent after it, on a surviving port), and the killed part rejoins with equal CHECKSUM TABLE.
+// For the cut: the isolated replica answers `local` reads, refuses writes with 1290 and
+// linearizable reads with an error, and after the heal holds what was written meanwhile.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import mysql from 'mysql2/promise';
+import { startCluster, type TestCluster } from '../harness/cluster.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const db = 'faults';
+const clientsCount = 4;
+const resumeMsMax = 3000;
+/** A statement still unanswered after this long counts as outcome unknown (and is reported). */
+const statementTimeoutMs = 15_000;
+
+type Outcome = 'ok' | 'failed' | 'unknown';
+interface Attempt {
+  key: string;
+  client: number;
+  node: number;
+  start: number;
+  end: number;
+  outcome: Outcome;
+  error?: string;
+}
+
+interface MysqlError {
+  errno?: number;
+  code?: string;
+  sqlState?: string;
+  message?: string;
+  fatal?: boolean;
+}
+
+function errText(e: unknown): string {
+  const x = e as MysqlError;
+  return `${x.errno ?? x.code ?? '?'} ${x.sqlState ?? ''} ${(x.message ?? String(e)).slice(0, 120)}`.replace(/\s+/g, ' ');
+}
+
+/** What a client may conclude from an error: the insert certainly did not happen, or it cannot know. */
+function classify(e: unknown): Outcome {
+  const x = e as MysqlError;
+  // A connection lost (or a client timeout) mid-statement: the statement may have committed.
+  if (x.fatal || typeof x.errno !== 'number' || x.errno < 0) return 'unknown';
+  if (x.errno === 1180) return 'unknown';
+  return 'failed';
+}
+
+/** Concurrent autocommit inserts with client-chosen unique keys, spread over all ports. */
+class InsertStream {
+  readonly attempts: Attempt[] = [];
+  private running = true;
+  private readonly clients: Promise<void>[] = [];
+
+  constructor(
+    private readonly c: TestCluster,
+    readonly phase: string,
+  ) {
+    for (let i = 0; i < clientsCount; i++) this.clients.push(this.client(i));
+  }
+
+  private async client(ci: number): Promise<void> {
+    let node = ci % this.c.nodes.length;
+    let conn: mysql.Connection | undefined;
+    for (let seq = 0; this.running; ) {
+      if (!conn) {
+        try {
+          conn = await mysql.createConnection({ host: '127.0.0.1', port: this.c.nodes[node]!.mysqlPort, user: 'root', database: db, connectTimeout: 2000 });
+          conn.on('error', () => undefined);
+        } catch {
+          // Nothing was sent: try the next port.
+          node = (node + 1) % this.c.nodes.length;
+          await sleep(50);
+          continue;
+        }
+      }
+      const key = `${this.phase}-c${ci}-${seq++}`;
+      const start = Date.now();
+      try {
+        await conn.query({ sql: 'INSERT INTO t (k, client, seq, phase, via) VALUES (?, ?, ?, ?, ?)', values: [key, ci, seq, this.phase, node + 1], timeout: statementTimeoutMs });
+        this.attempts.push({ key, client: ci, node, start, end: Date.now(), outcome: 'ok' });
+      } catch (e) {
+        const outcome = classify(e);
+        this.attempts.push({ key, client: ci, node, start, end: Date.now(), outcome, error: errText(e) });
+        if ((e as MysqlError).fatal) {
+          conn.destroy();
+          conn = undefined;
+          node = (node + 1) % this.c.nodes.length;
+        }
+        await sleep(20);
+      }
+    }
+    conn?.destroy();
+  }
+
+  acked(): Attempt[] {
+    return this.attempts.filter((a) => a.outcome === 'ok');
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.clients);
+  }
+
+  summary(): string {
+    const n = (o: Outcome) => this.attempts.filter((a) => a.outcome === o).length;
+    const errs = new Map<string, number>();
+    for (const a of this.attempts) if (a.error) errs.set(`${a.outcome}: ${a.error}`, (errs.get(`${a.outcome}: ${a.error}`) ?? 0) + 1);
+    const top = [...errs].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, v]) => `    ${v} x ${k}`);
+    return [`  ${this.phase}: ${this.attempts.length} attempts, ${n('ok')} ok, ${n('failed')} failed, ${n('unknown')} unknown`, ...top].join('\n');
+  }
+
+  /** Last ack at or before t, and the first ack of a statement sent at or after t on one of `nodes`. */
+  resumeGap(t: number, nodes: number[]): { lastBefore: number; firstAfter: number | undefined; gapMs: number | undefined } {
+    const acks = this.acked();
+    const lastBefore = Math.max(...acks.filter((a) => a.end <= t).map((a) => a.end));
+    const after = acks.filter((a) => a.start >= t && nodes.includes(a.node)).map((a) => a.end);
+    const firstAfter = after.length ? Math.min(...after) : undefined;
+    return { lastBefore, firstAfter, gapMs: firstAfter === undefined ? undefined : firstAfter - lastBefore };
+  }
+}
+
+let failed = false;
+function guard(fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await fn();
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  };
+}
+
+describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () => {
+  let c: TestCluster;
+  const fileStart = Date.now();
+  const timings: string[] = [];
+  const lap = (what: string, since: number) => timings.push(`  ${what}: ${Date.now() - since} ms`);
+
+  before(async () => {
+    const t0 = Date.now();
+    c = await startCluster();
+    await c.waitLeader(30_000);
+    lap('cluster start + leader', t0);
+    const conn = await mysql.createConnection({ host: '127.0.0.1', port: c.nodes[0]!.mysqlPort, user: 'root' });
+    try {
+      await conn.query(`CREATE DATABASE ${db}`);
+      await conn.query(`CREATE TABLE ${db}.t (k VARCHAR(64) PRIMARY KEY, client INT NOT NULL, seq INT NOT NULL, phase VARCHAR(16) NOT NULL, via INT NOT NULL) ENGINE=InnoDB`);
+    } finally {
+      await conn.end();
+    }
+    await c.waitConverged(30_000);
+  });
+
+  after(async () => {
+    if (c && failed) console.log(c.dumpLogs(12_000));
+    await c?.stop();
+    console.log(`# timings (whole file ${Date.now() - fileStart} ms):\n${timings.map((l) => `# ${l}`).join('\n')}`);
+  });
+
+  /** Keys of `phase` present in node i's database (read straight from its mariadbd). */
+  const keysOn = async (i: number, phase: string): Promise<Set<string>> =>
+    new Set((await c.dbQuery(i, `SELECT k FROM ${db}.t WHERE phase = ?`, [phase])).map((r) => String(r.k)));
+
+  const assertOutcomes = async (s: InsertStream, nodes: number[]) => {
+    const acked = s.acked();
+    const refused = s.attempts.filter((a) => a.outcome === 'failed');
+    for (const i of nodes) {
+      const have = await keysOn(i, s.phase);
+      const missing = acked.filter((a) => !have.has(a.key));
+      assert.equal(missing.length, 0, `node ${i + 1} lacks ${missing.length} acknowledged inserts, e.g. ${JSON.stringify(missing.slice(0, 3))}`);
+      const present = refused.filter((a) => have.has(a.key));
+      assert.equal(present.length, 0, `node ${i + 1} holds ${present.length} inserts reported as failed, e.g. ${JSON.stringify(present.slice(0, 3))}`);
+    }
+  };
+
+  const assertSameChecksums = async () => {
+    const sums = await c.checksums(db);
+    assert.ok(sums[0]!.t, `table ${db}.t has a checksum (${JSON.stringify(sums)})`);
+    for (let i = 1; i < sums.length; i++) assert.deepEqual(sums[i], sums[0], `CHECKSUM TABLE node ${i + 1} vs node 1: ${JSON.stringify(sums)}`);
+  };
+
+  /** Runs a stream, applies `fault` after 2.5 s, keeps writing until writes resumed (or 20 s). */
+  const streamAcross = async (phase: string, survivors: number[], fault: () => Promise<void>) => {
+    const s = new InsertStream(c, phase);
+    await sleep(2500);
+    assert.ok(s.acked().length >= 20, `inserts flow before the fault (${s.acked().length} acknowledged)\n${s.summary()}`);
+    const tKill = Date.now();
+    await fault();
+    const deadline = tKill + 20_000;
+    while (Date.now() < deadline && s.resumeGap(tKill, survivors).firstAfter === undefined) await sleep(100);
+    await sleep(1500);
+    await s.stop();
+    const g = s.resumeGap(tKill, survivors);
+    console.log(`# ${phase}: last ack ${tKill - g.lastBefore} ms before the kill, first ack after it ${g.firstAfter === undefined ? 'never' : `${g.firstAfter - tKill} ms after`}; gap ${g.gapMs ?? '∞'} ms\n${s.summary().replace(/^/gm, '# ')}`);
+    timings.push(`  ${phase}: writes resumed after a gap of ${g.gapMs ?? '∞'} ms`);
+    return { s, g };
+  };
+
+  test('kill -9 of the leader recall during an insert stream', { timeout: 180_000 }, guard(async () => {
+    const t0 = Date.now();
+    const leader = await c.waitLeader(20_000);
+    const survivors = [0, 1, 2].filter((i) => i !== leader);
+    const { s, g } = await streamAcross('kill-recall', survivors, () => c.kill(leader));
+    const newLeader = await c.waitLeader(20_000);
+    assert.notEqual(newLeader, leader);
+    await c.waitConverged(30_000, survivors);
+    await assertOutcomes(s, survivors);
+    assert.ok(g.gapMs !== undefined && g.gapMs < resumeMsMax, `writes resume within ${resumeMsMax} ms (gap ${g.gapMs ?? 'never'} ms)`);
+
+    const tr = Date.now();
+    await c.restart(leader, { readyTimeoutMs: 90_000 });
+    await c.waitConverged(60_000);
+    lap('kill-recall: restart of the killed node until converged', tr);
+    await assertOutcomes(s, [0, 1, 2]);
+    await assertSameChecksums();
+    lap('kill-recall test', t0);
+  }));
+
+  test('kill -9 of the leader mariadbd during an insert stream', { timeout: 180_000 }, guard(async () => {
+    const t0 = Date.now();
+    const leader = await c.waitLeader(20_000);
+    const before = c.nodes[leader]!.dbPid();
+    const { s, g } = await streamAcross('kill-db', [0, 1, 2], async () => {
+      await c.killDatabase(leader);
+    });
+    assert.ok(c.nodes[leader]!.running(), 'the recall process survives its database');
+    const tr = Date.now();
+    await c.waitConverged(60_000);
+    lap('kill-db: until converged', tr);
+    const afterPid = c.nodes[leader]!.dbPid();
+    assert.ok(afterPid && afterPid !== before, `the managed mariadbd was restarted (pid ${before} -> ${afterPid})`);
+    await assertOutcomes(s, [0, 1, 2]);
+    await assertSameChecksums();
+    assert.ok(g.gapMs !== undefined && g.gapMs < resumeMsMax, `writes resume within ${resumeMsMax} ms (gap ${g.gapMs ?? 'never'} ms)`);
+    lap('kill-db test', t0);
+  }));
+
+  test('a replica cut off from its peers: local reads yes, writes and linearizable reads no, converges after heal', { timeout: 180_000 }, guard(async () => {
+    const t0 = Date.now();
+    const leader = await c.waitLeader(20_000);
+    const f = (leader + 1) % 3;
+    const others = [0, 1, 2].filter((i) => i !== f);
+    const port = (i: number) => c.nodes[i]!.mysqlPort;
+    const open = async (i: number) => {
+      const conn = await mysql.createConnection({ host: '127.0.0.1', port: port(i), user: 'root', database: db, connectTimeout: 5000 });
+      conn.on('error', () => undefined);
+      return conn;
+    };
+    const pre = await open(leader);
+    for (let k = 0; k < 20; k++) await pre.query('INSERT INTO t VALUES (?, 0, ?, ?, ?)', [`pre-cut-${k}`, k, 'pre-cut', leader + 1]);
+    await pre.end();
+    await c.waitConverged(30_000);
+
+    // Sessions opened before the cut (a client does not reconnect just because peers vanish).
+    const localConn = await open(f);
+    await localConn.query(`SET @recall_consistency = 'local'`);
+    const linConn = await open(f);
+    await linConn.query(`SET @recall_consistency = 'linearizable'`);
+    const writeConn = await open(f);
+
+    const tc = Date.now();
+    c.cut(f);
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const st = await c.tryStatus(f);
+      if (st?.replication?.peers.every((p) => !p.connected)) break;
+      assert.ok(Date.now() < deadline, `node ${f + 1} still sees peers after the cut: ${JSON.stringify(st?.replication?.peers)}`);
+      await sleep(100);
+    }
+    lap('cut: until the replica sees no peer', tc);
+
+    // Writes go on meanwhile on every port: the majority's must succeed, the isolated
+    // replica's must be refused and never appear later.
+    const mid = new InsertStream(c, 'during-cut');
+    const majorityWrites: string[] = [];
+    const w = await open(others[0]!);
+    for (let k = 0; k < 30; k++) {
+      await w.query('INSERT INTO t VALUES (?, 9, ?, ?, ?)', [`maj-${k}`, k, 'majority', others[0]! + 1]);
+      majorityWrites.push(`maj-${k}`);
+    }
+    await w.end();
+
+    // local reads are served from the isolated replica's own database.
+    const [rows] = await localConn.query(`SELECT COUNT(*) AS n FROM t WHERE phase = 'pre-cut'`);
+    assert.equal(Number((rows as mysql.RowDataPacket[])[0]!.n), 20, 'local read on the isolated replica sees the data it had');
+    const fresh = await open(f);
+    await fresh.query(`SET @recall_consistency = 'local'`);
+    const [rows2] = await fresh.query(`SELECT COUNT(*) AS n FROM t WHERE phase = 'pre-cut'`);
+    assert.equal(Number((rows2 as mysql.RowDataPacket[])[0]!.n), 20, 'a new session on the isolated replica can read locally');
+    fresh.destroy();
+
+    // A write is refused with 1290 "Recall: no leader" (after the replica noticed, bounded).
+    const tw = Date.now();
+    let writeErr: MysqlError | undefined;
+    try {
+      await writeConn.query({ sql: 'INSERT INTO t VALUES (?, 7, 0, ?, ?)', values: ['cut-write', 'cut-write', f + 1], timeout: 20_000 });
+    } catch (e) {
+      writeErr = e as MysqlError;
+    }
+    const writeMs = Date.now() - tw;
+    console.log(`# write on the isolated replica answered in ${writeMs} ms: ${writeErr ? errText(writeErr) : 'OK (!)'}`);
+    assert.ok(writeErr, 'a write on the isolated replica fails');
+    assert.equal(writeErr.errno, 1290, `write refused with 1290 (got ${errText(writeErr)})`);
+    assert.match(writeErr.message ?? '', /^Recall: no leader/);
+
+    const tl = Date.now();
+    let linErr: MysqlError | undefined;
+    try {
+      await linConn.query({ sql: `SELECT COUNT(*) AS n FROM t`, timeout: 20_000 });
+    } catch (e) {
+      linErr = e as MysqlError;
+    }
+    const linMs = Date.now() - tl;
+    console.log(`# linearizable read on the isolated replica answered in ${linMs} ms: ${linErr ? errText(linErr) : 'rows (!)'}`);
+    assert.ok(linErr, 'a linearizable read on the isolated replica fails');
+    assert.ok(!linErr.fatal, `a clear error, not a dropped connection (${errText(linErr)})`);
+    assert.equal(linErr.errno, 1290, `linearizable read refused with 1290 (got ${errText(linErr)})`);
+    // The session survives the refusals and still reads locally.
+    const [rows3] = await localConn.query(`SELECT COUNT(*) AS n FROM t WHERE phase = 'pre-cut'`);
+    assert.equal(Number((rows3 as mysql.RowDataPacket[])[0]!.n), 20);
+
+    await mid.stop();
+    console.log(`# stream during the cut (all ports):\n${mid.summary().replace(/^/gm, '# ')}`);
+    assert.ok(mid.attempts.filter((a) => a.node !== f && a.outcome === 'ok').length > 0, 'the majority acknowledged writes during the cut');
+
+    const th = Date.now();
+    c.heal(f);
+    await c.waitConverged(60_000);
+    lap('heal: until converged', th);
+    await assertSameChecksums();
+    const onF = await keysOn(f, 'majority');
+    assert.deepEqual([...onF].sort(), [...majorityWrites].sort(), 'the healed replica has the writes made meanwhile');
+    await assertOutcomes(mid, [0, 1, 2]);
+    for (const i of [0, 1, 2]) assert.equal((await keysOn(i, 'cut-write')).size, 0, `the refused write is not on node ${i + 1}`);
+    // Through the healed replica's own port, with its default consistency.
+    const after = await open(f);
+    await after.query('INSERT INTO t VALUES (?, 8, 0, ?, ?)', ['after-heal', 'after-heal', f + 1]);
+    const [rows4] = await after.query(`SELECT COUNT(*) AS n FROM t WHERE phase IN ('majority', 'after-heal')`);
+    assert.equal(Number((rows4 as mysql.RowDataPacket[])[0]!.n), majorityWrites.length + 1);
+    after.destroy();
+    for (const conn of [localConn, linConn, writeConn]) conn.destroy();
+    lap('cut test', t0);
+  }));
+});
