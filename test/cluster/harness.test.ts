@@ -182,6 +182,9 @@ test('cluster harness: 3 nodes, leader, /status shape, cut and heal, restart, cl
   assert.equal(pids.length, 6, 'three recall and three mariadbd processes');
   const dirs = c.nodes.map((n) => n.dataDir);
   await c.stop();
+  // An orphan's zombie may linger a moment until init reaps it.
+  const gone = Date.now() + 5000;
+  while (pids.some(alive) && Date.now() < gone) await sleep(100);
   for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} stopped`);
   for (const d of dirs) assert.equal(existsSync(d), false, `${d} removed`);
 });
