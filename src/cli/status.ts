@@ -19,6 +19,8 @@ export interface PeerStatus {
 /** The agreed `replication` field of /status (absent while replication is not running). */
 export interface ReplicationStatus {
   role: string;
+  /** This replica's own peer address, when the replica says it. */
+  address?: string;
   term: number;
   leader: number;
   leaderAddress?: string;
@@ -78,6 +80,7 @@ export function parseStatus(body: unknown): ReplicaStatus | undefined {
     }
     out.replication = {
       role: str(r.role) ?? '?',
+      address: str(r.address),
       term: num(r.term) ?? 0,
       leader: num(r.leader) ?? 0,
       leaderAddress: str(r.leaderAddress),
@@ -113,8 +116,8 @@ export function discoverAdmins(admin: string, st: ReplicaStatus): string[] {
   const hp = parseHostPort(admin);
   const peers = st.replication?.peers ?? [];
   if (!hp) return [];
-  const selfPeer = peers.find((p) => p.id === st.nodeId);
-  const selfPeerPort = selfPeer ? parseHostPort(selfPeer.address)?.port : undefined;
+  const selfAddress = st.replication?.address ?? peers.find((p) => p.id === st.nodeId)?.address;
+  const selfPeerPort = selfAddress ? parseHostPort(selfAddress)?.port : undefined;
   const delta = selfPeerPort !== undefined ? hp.port - selfPeerPort : adminMinusPeerDefault;
   const out: string[] = [];
   for (const p of [...peers].sort((a, b) => a.id - b.id)) {

@@ -12,6 +12,7 @@ import { recallCommand, cleanEnv, repoRoot, waitExit } from '../harness/recall.j
 import { freePort } from '../harness/ports.js';
 import { tempDir } from '../harness/tmp.js';
 import { alive } from '../harness/process.js';
+import { discoverAdmins, formatTable, parseStatus, tableSignature, type ReplicaReport } from '../../src/cli/status.js';
 
 const replicas = 3;
 
@@ -120,6 +121,60 @@ interface StatusEntry {
   status?: { nodeId: number; replication?: { role: string; leader: number } };
   error?: string;
 }
+
+/** A /status body of the agreed shape (what the admin HTTP of a replicating node answers). */
+function body(nodeId: number, role: string, commit: number, applied: number, extra: Record<string, unknown> = {}): unknown {
+  const peers = [1, 2, 3].filter((i) => i !== nodeId).map((id) => ({ id, address: `127.0.0.1:${8599 + id}`, match: applied, lag: 0, connected: true }));
+  return {
+    nodeId,
+    engine: 'mysql',
+    database: { mode: 'managed', state: 'running', reachable: true },
+    replication: { role, term: 4, leader: 1, commit, applied, lastIndex: commit, diverged: false, laneOpen: role === 'leader', peers, ...extra },
+  };
+}
+
+function report(admin: string, raw: unknown): ReplicaReport {
+  const status = parseStatus(raw);
+  return status ? { admin, status } : { admin, error: 'bad' };
+}
+
+describe('recall status formatting', () => {
+  test('garbage from the network is not a status, bad peers are skipped', () => {
+    for (const b of [null, 7, 'x', [], {}, { nodeId: '1' }]) assert.equal(parseStatus(b), undefined);
+    const st = parseStatus({ nodeId: 2, replication: { role: 'follower', peers: [null, { id: 'x' }, { id: 1, address: '127.0.0.1:8600' }] } });
+    assert.deepEqual(st?.replication?.peers.map((p) => p.id), [1]);
+    assert.equal(parseStatus({ nodeId: 1 })?.replication, undefined);
+  });
+
+  test('one admin address finds the others from its peers', () => {
+    assert.deepEqual(discoverAdmins('127.0.0.1:8701', parseStatus(body(2, 'follower', 5, 5))!), ['127.0.0.1:8700', '127.0.0.1:8702']);
+    // when the replica says its own peer address, the admin port keeps the same distance from it
+    const st = parseStatus({ nodeId: 1, replication: { role: 'leader', address: '10.0.0.1:7000', peers: [{ id: 2, address: '10.0.0.2:7000' }] } })!;
+    assert.deepEqual(discoverAdmins('10.0.0.1:9000', st), ['10.0.0.2:9000']);
+  });
+
+  test('table: lag against the leader commit, diverged, down replicas; redraw only on changes that matter', () => {
+    const reports = [
+      report('127.0.0.1:8700', body(1, 'leader', 10, 10)),
+      report('127.0.0.1:8701', body(2, 'follower', 9, 7)),
+      report('127.0.0.1:8702', body(3, 'follower', 10, 10, { diverged: true, divergedReason: 'outcome mismatch at 8' })),
+    ];
+    const lines = formatTable(reports).trimEnd().split('\n');
+    assert.equal(lines.length, 4);
+    assert.match(lines[1]!, /^1\s+127\.0\.0\.1:8700\s+leader\s+4\s+1\s+10\s+10\s+0\s+no\s+2\/2 peers\s+running$/);
+    assert.match(lines[2]!, /^2\s+127\.0\.0\.1:8701\s+follower\s+4\s+1\s+9\s+7\s+3\s+no\s/);
+    assert.match(lines[3]!, /\sYES \(outcome mismatch at 8\)\s/);
+    const more = [reports[0]!, report('127.0.0.1:8701', body(2, 'follower', 9, 5)), reports[2]!];
+    assert.equal(tableSignature(more), tableSignature(reports), 'lag 3 -> 5 is not worth a redraw');
+    const caughtUp = [reports[0]!, report('127.0.0.1:8701', body(2, 'follower', 10, 10)), reports[2]!];
+    assert.notEqual(tableSignature(caughtUp), tableSignature(reports));
+    const down = [reports[0]!, { admin: '127.0.0.1:8701', error: 'ECONNREFUSED' }, reports[2]!];
+    assert.notEqual(tableSignature(down), tableSignature(reports));
+    assert.match(formatTable(down), /^\?\s+127\.0\.0\.1:8701\s+down\s.*no answer \(ECONNREFUSED\)/m);
+    assert.doesNotMatch(formatTable(reports), /replication: not running/);
+    assert.match(formatTable([report('a:1', { nodeId: 1, database: { state: 'running' } })]), /not running.*\nreplication: not running on node 1 /);
+  });
+});
 
 describe('recall demo and recall status', () => {
   test('3-replica demo: progress, mariadb on all three ports, status rows, Ctrl-C stops all, restart reuses the data', async (t) => {
