@@ -180,6 +180,12 @@ export async function demoCommand(args: DemoArgs): Promise<number> {
     say('second Ctrl-C: killing the replicas without a clean shutdown');
     for (const r of replicas) r.killNow();
   });
+  // The terminal closing stops the demo like Ctrl-C (the replicas run in their own process
+  // groups and would otherwise outlive it); a crash of the demo itself kills them at once.
+  process.on('SIGHUP', () => process.kill(process.pid, 'SIGTERM'));
+  process.on('exit', () => {
+    for (const r of replicas) r.killNow();
+  });
   let interrupted = false;
   void signal.then(() => {
     interrupted = true;
