@@ -12,6 +12,9 @@ import { managedServerRestartsTotal, managedServerUp } from '../admin/metrics.js
 import { logger } from '../util/log.js';
 import { recallVersion } from './version.js';
 import { startMysqlFrontend, type ClientListener } from './frontends.js';
+import { Replicator } from '../replication/replicator.js';
+import { sha1 } from '../protocol/mysql/auth.js';
+import crypto from 'node:crypto';
 
 export interface RunningNode {
   nodeId: number;
@@ -22,6 +25,7 @@ export interface RunningNode {
   database: LocalDatabase;
   /** How Recall reaches the local database. */
   dsn: Dsn;
+  replicator?: Replicator;
   stop(): Promise<void>;
 }
 
@@ -59,7 +63,33 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
     const dsn = db.dsn;
     if (!db.managed) log.info('local database reachable', { dsn: redactDsn(cfg.dsn!), mode: db.mode });
 
-    // 2. Admin HTTP.
+    // 2. Replication: the Raft node on the peer listener, the applier, the write lane.
+    let replicator: Replicator | undefined;
+    if (cfg.listen.peer !== 'off' && cfg.replicas.length > 0) {
+      if (cfg.replicas.length > 1 && !cfg.clusterSecret) {
+        throw new Error('clusterSecret is required with more than one replica (it authenticates the peer links)');
+      }
+      const target = dsn.socketPath ? { socketPath: dsn.socketPath } : { host: dsn.host ?? '127.0.0.1', port: dsn.port ?? 3306 };
+      replicator = await Replicator.start({
+        nodeId: cfg.nodeId,
+        peers: new Map(cfg.replicas.map((a, i) => [i + 1, a] as [number, string])),
+        listen: cfg.listen.peer,
+        dataDir: cfg.dataDir,
+        clusterId: cfg.clusterId ?? 'recall',
+        secret: cfg.clusterSecret ?? crypto.randomBytes(32).toString('hex'),
+        target,
+        admin: { user: dsn.user, stage1: dsn.password ? sha1(Buffer.from(dsn.password, 'utf8')) : null },
+        payloadBytesMax: cfg.maxPacketBytes,
+        connectTimeoutMs: cfg.connectTimeoutMs,
+        laneTimeoutMs: cfg.laneTimeoutMs,
+        leaderWaitMs: cfg.leaderWaitMs,
+        readWaitMs: cfg.readWaitMs,
+      });
+      const rep = replicator;
+      cleanups.push(() => rep.close());
+    }
+
+    // 3. Admin HTTP.
     let adminPort = 0;
     const adminAddr = listenAddress(cfg.listen.admin);
     if (adminAddr) {
@@ -71,12 +101,18 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         version: recallVersion(),
         pingDatabase: () => db.ping(2000),
         databaseMode: () => db.status(),
+        ...(replicator
+          ? {
+              readyChecks: [async () => replicator.readiness()],
+              extraStatus: () => ({ replication: replicator.status() }),
+            }
+          : {}),
       });
       adminPort = await admin.listen();
       cleanups.push(() => admin.close());
     }
 
-    // 3. Client listeners.
+    // 4. Client listeners.
     let mysqlPort = 0;
     const mysqlAddr = listenAddress(cfg.listen.mysql);
     if (mysqlAddr) {
@@ -96,6 +132,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         maxPacketBytes: cfg.maxPacketBytes,
         connectTimeoutMs: cfg.connectTimeoutMs,
         netReadTimeoutMs: cfg.netReadTimeoutMs,
+        ...(replicator ? { writes: replicator, nodeId: cfg.nodeId } : {}),
       });
       mysqlPort = fe.port;
       // Listeners close before the database stops, so clients get a clean close.
@@ -110,6 +147,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
       managed: db.managed,
       database: db,
       dsn,
+      replicator,
       stop: stopAll,
     };
   } catch (err) {

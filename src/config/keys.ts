@@ -51,6 +51,9 @@ export const keySpecs: readonly KeySpec[] = [
   { path: 'maxPacketBytes', kind: 'bytes', min: 1024, max: 1 << 30, example: '64MiB', describe: 'largest client payload (a statement or row) accepted' },
   { path: 'connectTimeoutMs', kind: 'int', min: 1, example: '10000', describe: 'time a client has to finish the handshake' },
   { path: 'netReadTimeoutMs', kind: 'int', min: 1, example: '30000', describe: 'time a client may stall in the middle of a packet' },
+  { path: 'laneTimeoutMs', kind: 'int', min: 10, example: '10000', describe: 'longest a transaction may hold the write lane, and a write may wait for it (error 1205 after)' },
+  { path: 'leaderWaitMs', kind: 'int', min: 0, example: '2000', describe: 'how long a write waits for a leader to be elected before it is refused (error 1290)' },
+  { path: 'readWaitMs', kind: 'int', min: 1, example: '5000', describe: "how long a read waits for this replica to apply the session's last write (session and linearizable consistency)" },
   { path: 'clusterSecret', kind: 'string', secret: true, example: 'a-long-random-string', describe: 'shared secret that authenticates peer links' },
   { path: 'clusterId', kind: 'string', example: 'prod-eu-1', describe: 'name of the cluster; peers of another cluster are refused' },
 ];

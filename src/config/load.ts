@@ -35,6 +35,9 @@ export interface RecallConfig {
   maxPacketBytes: number;
   connectTimeoutMs: number;
   netReadTimeoutMs: number;
+  laneTimeoutMs: number;
+  leaderWaitMs: number;
+  readWaitMs: number;
   clusterSecret?: string;
   clusterId?: string;
   /** The config file that was read, if any. */
@@ -51,6 +54,9 @@ export const configDefaults = {
   maxPacketBytes: 64 << 20,
   connectTimeoutMs: 10000,
   netReadTimeoutMs: 30000,
+  laneTimeoutMs: 10000,
+  leaderWaitMs: 2000,
+  readWaitMs: 5000,
   defaultAuthPlugin: 'mysql_native_password',
 } as const;
 
@@ -194,6 +200,9 @@ function validate(values: Map<string, KeyValue>, origin: Map<string, string>, cw
     maxPacketBytes: get<number>('maxPacketBytes') ?? d.maxPacketBytes,
     connectTimeoutMs: get<number>('connectTimeoutMs') ?? d.connectTimeoutMs,
     netReadTimeoutMs: get<number>('netReadTimeoutMs') ?? d.netReadTimeoutMs,
+    laneTimeoutMs: get<number>('laneTimeoutMs') ?? d.laneTimeoutMs,
+    leaderWaitMs: get<number>('leaderWaitMs') ?? d.leaderWaitMs,
+    readWaitMs: get<number>('readWaitMs') ?? d.readWaitMs,
     clusterSecret: get<string>('clusterSecret'),
     clusterId: get<string>('clusterId'),
     configFile,

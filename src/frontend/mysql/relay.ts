@@ -52,7 +52,18 @@ export interface RelayHooks {
   clientGone(): void;
   /** The backend went away; `responseStarted` tells whether part of a response already reached the client. */
   backendGone(pendingCommands: number, responseStarted: boolean): void;
+  /** Routing: given a whole COM_QUERY / COM_STMT_EXECUTE payload, take it over (intercept) or relay it. */
+  decide?(cmd: number, payload: Buffer): { intercept: boolean; kind: StatementKind };
+  /** A statement was prepared on the backend (its text, for routing its executes). */
+  prepared?(stmtId: number, params: number, text: Buffer): void;
+  /** COM_STMT_CLOSE / COM_STMT_SEND_LONG_DATA / COM_STMT_RESET relayed for this statement. */
+  statementCommand?(cmd: number, stmtId: number): void;
+  /** A command that changes the session's context was relayed (COM_INIT_DB, COM_RESET_CONNECTION). */
+  contextCommand?(cmd: number): void;
 }
+
+/** Commands whose whole payload routing looks at. */
+const ROUTED = new Set<number>([COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE]);
 
 /** Commands relayed to the backend as they are. */
 const RELAYED = new Set<number>([
@@ -116,7 +127,10 @@ export class Relay {
   private pendingCmd: number[] = [];
   private pendingKind: StatementKind[] = [];
   private pendingT0: number[] = [];
+  private pendingText: Array<Buffer | null> = [];
   private stmtKinds = new Map<number, StatementKind>();
+  /** relay the next command without asking decide() (the session already handled its routing) */
+  private bypassNext = false;
 
   /** Status flags of the last OK/EOF seen (in transaction, autocommit): for routing later. */
   statusFlags = 0;
@@ -192,7 +206,8 @@ export class Relay {
   }
 
   /** After an intercepted command: the client socket may be new (never in practice) and leftovers are fed back. */
-  resume(clientLeftover: Buffer, backendLeftover: Buffer): void {
+  resume(clientLeftover: Buffer, backendLeftover: Buffer, bypass = false): void {
+    this.bypassNext = bypass;
     this.attach(clientLeftover, backendLeftover);
   }
 
@@ -294,7 +309,27 @@ export class Relay {
       }
       if (len > this.payloadBytesMax) return this.tooLarge(buf, fwdStart, startOfPacket, seq);
       const cmd = len === 0 ? -1 : buf[pos]!;
-      if (!RELAYED.has(cmd)) {
+      let intercept = !RELAYED.has(cmd);
+      let kind: StatementKind | null = null;
+      if (!intercept && this.hooks.decide && ROUTED.has(cmd)) {
+        if (len >= PACKET_PAYLOAD_MAX) intercept = cmd !== COM_STMT_PREPARE && !this.bypassNext;
+        else if (n - pos < len) {
+          // routing needs the whole statement: wait for the rest of the packet
+          this.forward(buf, fwdStart, startOfPacket);
+          this.cCarry = Buffer.from(buf.subarray(startOfPacket));
+          fwdStart = n;
+          break;
+        } else if (cmd !== COM_STMT_PREPARE) {
+          if (this.bypassNext) this.bypassNext = false;
+          else {
+            const d = this.hooks.decide(cmd, buf.subarray(pos, pos + len));
+            intercept = d.intercept;
+            kind = d.kind;
+          }
+        }
+      }
+      this.bypassNext = false;
+      if (intercept) {
         // COM_CHANGE_USER and unknown commands: answered by the session once nothing is pending
         this.forward(buf, fwdStart, startOfPacket);
         this.held = Buffer.from(buf.subarray(startOfPacket));
@@ -305,7 +340,7 @@ export class Relay {
       this.cCont = len === PACKET_PAYLOAD_MAX;
       this.cLogicalBytes = len;
       this.cNextSeq = 1;
-      this.beginCommand(cmd, buf, pos, Math.min(n, pos + len));
+      this.beginCommand(cmd, buf, pos, Math.min(n, pos + len), kind);
       this.cRemaining = len;
       if (cmd === COM_QUIT) {
         this.quitForwarded = true;
@@ -336,15 +371,21 @@ export class Relay {
     if (!ok) this.pause(1, this.client);
   }
 
-  private beginCommand(cmd: number, buf: Buffer, payloadStart: number, end: number): void {
+  private beginCommand(cmd: number, buf: Buffer, payloadStart: number, end: number, decided: StatementKind | null): void {
+    if ((cmd === COM_STMT_SEND_LONG_DATA || cmd === COM_STMT_CLOSE || cmd === COM_STMT_RESET) && end - payloadStart >= 5) {
+      this.hooks.statementCommand?.(cmd, buf.readUInt32LE(payloadStart + 1));
+    }
+    if (cmd === COM_INIT_DB || cmd === COM_RESET_CONNECTION) this.hooks.contextCommand?.(cmd);
     if (cmd === COM_STMT_SEND_LONG_DATA || cmd === COM_STMT_CLOSE || cmd === COM_QUIT) {
       if (cmd === COM_STMT_CLOSE && end - payloadStart >= 5) this.stmtKinds.delete(buf.readUInt32LE(payloadStart + 1));
       return; // no response
     }
     let kind: StatementKind = KIND_UNKNOWN;
+    let text: Buffer | null = null;
     if (cmd === COM_QUERY || cmd === COM_STMT_PREPARE) {
-      kind = classifyStatement(buf, payloadStart + 1, end);
+      kind = decided ?? classifyStatement(buf, payloadStart + 1, end);
       if (cmd === COM_QUERY) stmtCounters.get(kind)!.inc();
+      if (cmd === COM_STMT_PREPARE && this.hooks.prepared) text = Buffer.from(buf.subarray(payloadStart + 1, end));
     } else if (cmd === COM_STMT_EXECUTE) {
       // a truncated COM_STMT_EXECUTE is the database's to refuse; here it only has no kind
       kind = end - payloadStart >= 5 ? (this.stmtKinds.get(buf.readUInt32LE(payloadStart + 1)) ?? KIND_UNKNOWN) : KIND_UNKNOWN;
@@ -353,6 +394,7 @@ export class Relay {
     if (this.pendingCmd.length === 0) this.startResponse(cmd);
     this.pendingCmd.push(cmd);
     this.pendingKind.push(kind);
+    this.pendingText.push(text);
     this.pendingT0.push(performance.now());
   }
 
@@ -423,6 +465,8 @@ export class Relay {
             this.stmtKinds.set(stmtId, this.pendingKind[0]!);
             this.prepCols = buf.readUInt16LE(off + 5);
             const params = buf.readUInt16LE(off + 7);
+            const text = this.pendingText[0];
+            if (text) this.hooks.prepared?.(stmtId, params, text);
             if (params > 0) {
               this.state = R_PREP_PARAMS;
               this.count = params;
@@ -514,6 +558,7 @@ export class Relay {
     this.finishing = false;
     const isError = this.finishingError;
     const kind = this.pendingKind.shift()!;
+    this.pendingText.shift();
     const t0 = this.pendingT0.shift()!;
     const cmd = this.pendingCmd.shift()!;
     if (isError) dbErrors.inc();

@@ -12,6 +12,8 @@ import { clientConnections, clientConnectionsTotal } from '../../admin/metrics.j
 import { Session } from './session.js';
 import type { FrontendContext } from './context.js';
 import type { Sha2CacheEntry } from './authenticate.js';
+import type { WriteService } from './router.js';
+import crypto from 'node:crypto';
 
 export interface MysqlFrontendOptions {
   host: string;
@@ -29,6 +31,9 @@ export interface MysqlFrontendOptions {
   /** Plugin named in Recall's handshake (MySQL's default_authentication_plugin); default mysql_native_password.
    * Clients such as mysql2 answer with the plugin the server names, so this is how caching_sha2_password is chosen. */
   defaultAuthPlugin?: 'mysql_native_password' | 'caching_sha2_password';
+  /** Replication (write lane, forwarding, consistency); absent: a plain relay to the local database. */
+  writes?: WriteService;
+  nodeId?: number;
 }
 
 export const MYSQL_FRONTEND_DEFAULTS = {
@@ -74,6 +79,8 @@ export class MysqlFrontend {
       sha2Cache: new Map<string, Sha2CacheEntry>(),
       secureContext,
       log: this.log,
+      writes: o.writes ?? null,
+      sessionPrefix: `${o.nodeId ?? 0}:${crypto.randomBytes(4).toString('hex')}:`,
       serverCapabilities: (backendCaps) => (RECALL_CAPABILITIES & backendCaps) | (secureContext ? CLIENT_SSL : 0),
     };
     const server = net.createServer((socket) => this.accept(socket));

@@ -29,6 +29,14 @@ import { authenticateClient, type AuthContext } from './authenticate.js';
 import { Relay } from './relay.js';
 import type { FrontendContext } from './context.js';
 import { errorsTotal } from '../../admin/metrics.js';
+import { decodeOk } from '../../protocol/mysql/generic.js';
+import { COM_QUERY, COM_STMT_EXECUTE, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA, COM_STMT_RESET, COM_RESET_CONNECTION } from '../../protocol/mysql/constants.js';
+import { classifyMysql } from '../../sql/mysql-classify.js';
+import { Router } from './router.js';
+import { runRouted, type RoutedSession } from './routed.js';
+import type { SysContext } from '../../replication/entry.js';
+
+let sessionSeq = 0;
 
 export type SessionState = 'handshake' | 'authenticating' | 'ready' | 'inCommand' | 'closing';
 
@@ -49,12 +57,21 @@ export class Session {
   private connectTimer: NodeJS.Timeout | null = null;
   /** The scramble of the handshake: COM_CHANGE_USER tokens are computed against it. */
   private scramble: Buffer = Buffer.alloc(0);
+  private stage1: Buffer | null = null;
+  private loginOk: Buffer = Buffer.alloc(0);
+  private charset = 45;
+  private mariadbCaps = 0;
+  private router: Router | null = null;
+  private readonly key: string;
+  private routedCtx: { sys: SysContext; isolation: string } | null = null;
 
   constructor(
     private client: Socket,
     private readonly ctx: FrontendContext,
     private readonly onClosed: (s: Session) => void,
   ) {
+    this.key = ctx.sessionPrefix + String(++sessionSeq);
+    if (ctx.writes) this.router = new Router(ctx.writes);
     const addr = client.remoteAddress ?? 'localhost';
     this.clientHost = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
     client.setNoDelay(true);
@@ -186,6 +203,10 @@ export class Session {
       return this.close(false);
     }
     this.username = resp.username;
+    this.stage1 = outcome.stage1;
+    this.charset = resp.charset;
+    this.mariadbCaps = resp.capabilities & CLIENT_MYSQL ? 0 : (resp.mariadbCapabilities ?? 0) & serverExt;
+    this.loginOk = login.payload;
     channel.write(login.payload, outcome.nextSeq);
     if (this.connectTimer) clearTimeout(this.connectTimer);
     this.connectTimer = null;
@@ -221,6 +242,11 @@ export class Session {
     this.relay = new Relay(this.client, backend.socket, this.capabilities, this.ctx.opts.maxPacketBytes, this.ctx.opts.netReadTimeoutMs, {
       intercept: (held) => {
         this.phase = 'intercept';
+        if (this.router && held.length > 4 && (held[4] === COM_QUERY || held[4] === COM_STMT_EXECUTE)) {
+          // routed: bounded by the lane and read timeouts, not by the handshake timer
+          this.routed(held).catch((e: unknown) => this.failHandshake(e, 1));
+          return;
+        }
         // a client that stalls in the middle of a change-user exchange is cut off like one in the handshake
         const timer = setTimeout(() => this.close(), this.ctx.opts.connectTimeoutMs);
         this.intercepted(held)
@@ -233,12 +259,78 @@ export class Session {
       },
       clientGone: () => this.close(),
       backendGone: (pending, started) => this.backendGone(pending, started),
+      ...(this.router ? this.routingHooks(this.router) : {}),
     });
+    try {
+      this.relay.statusFlags = decodeOk(this.loginOk, this.capabilities).statusFlags;
+    } catch {
+      this.relay.statusFlags = 0x0002; // autocommit
+    }
     this.relay.attach(clientLeftover, backendLeftover);
+  }
+
+  private routingHooks(router: Router) {
+    return {
+      decide: (cmd: number, payload: Buffer) => {
+        const f = this.relay?.statusFlags ?? 0;
+        return router.decide(cmd, payload, (f & 0x0001) !== 0 || (f & 0x0002) === 0);
+      },
+      prepared: (stmtId: number, params: number, text: Buffer) => {
+        router.prepared.set(stmtId, { text, params, stmts: classifyMysql(text.toString('latin1')), types: null, longData: false });
+      },
+      statementCommand: (cmd: number, stmtId: number) => {
+        const info = router.prepared.get(stmtId);
+        if (cmd === COM_STMT_CLOSE) router.prepared.delete(stmtId);
+        else if (info && cmd === COM_STMT_SEND_LONG_DATA) info.longData = true;
+        else if (info && cmd === COM_STMT_RESET) info.longData = false;
+      },
+      contextCommand: (cmd: number) => {
+        router.contextDirty = true;
+        if (cmd === COM_RESET_CONNECTION) {
+          router.prepared.clear();
+          router.consistency = 'session';
+          router.lidStale = false;
+          router.lastInsertId = 0;
+        }
+      },
+    };
+  }
+
+  /** A command the router took over: run it, then hand the session back to the relay. */
+  private async routed(held: Buffer): Promise<void> {
+    const router = this.router!;
+    const action = router.last?.action ?? { do: 'local' as const };
+    router.last = null;
+    const channel = new PacketChannel(this.client, this.ctx.opts.maxPacketBytes, held);
+    const relay = this.relay!;
+    const backend = this.backend!;
+    const rs: RoutedSession = {
+      key: this.key,
+      client: this.client,
+      backendSocket: backend.socket,
+      backendCapabilities: backend.capabilities,
+      capabilities: this.capabilities,
+      mariadbCapabilities: this.mariadbCaps,
+      charset: this.charset,
+      user: this.username,
+      stage1: this.stage1,
+      payloadBytesMax: this.ctx.opts.maxPacketBytes,
+      router,
+      svc: this.ctx.writes!,
+      statusFlags: relay.statusFlags,
+      ctx: this.routedCtx,
+    };
+    const out = await runRouted(rs, channel, action);
+    this.routedCtx = rs.ctx;
+    relay.statusFlags = rs.statusFlags;
+    if (this.isClosing()) return;
+    this.phase = 'relay';
+    relay.resume(channel.detach(), Buffer.alloc(0), out.bypass);
   }
 
   /** COM_CHANGE_USER or an unknown command, with nothing pending on the backend. */
   private async intercepted(held: Buffer): Promise<void> {
+    if (this.router && held.length > 4 && (held[4] === COM_QUERY || held[4] === COM_STMT_EXECUTE)) return this.routed(held);
     const channel = new PacketChannel(this.client, this.ctx.opts.maxPacketBytes, held);
     const p = await channel.read();
     if (p.payload[0] !== COM_CHANGE_USER) {
@@ -289,6 +381,13 @@ export class Session {
       return this.close(false);
     }
     this.username = cu.username;
+    this.stage1 = outcome.stage1;
+    if (this.router) {
+      this.router.prepared.clear();
+      this.router.contextDirty = true;
+      this.router.lidStale = false;
+      this.router.consistency = 'session';
+    }
     channel.write(result.payload, outcome.nextSeq);
     this.phase = 'relay';
     this.relay!.resume(channel.detach(), this.backend!.detach());
@@ -325,6 +424,7 @@ export class Session {
     if (this.phase === 'closing') return;
     this.phase = 'closing';
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    if (this.router && this.ctx.writes) this.ctx.writes.endSession(this.key);
     const quitBackend = this.relay !== null && this.relay.idle();
     this.relay?.close();
     if (quitBackend && this.backend && !this.backend.socket.destroyed) {

@@ -1,0 +1,179 @@
+// Per-session routing (DESIGN.md "Data flow", "Reads"): which commands the raw relay passes to
+// the local database as they are, and which the session takes over — writes, DDL, locking
+// reads and everything inside a transaction that has written go to the leader's write lane;
+// reads that must wait for this replica to catch up wait first. The decision is made from the
+// statement text with the src/sql classifier, synchronously, before a byte is forwarded.
+import { classifyMysql, type ClassifiedStatement } from '../../sql/mysql-classify.js';
+import { checkDeterminism } from '../../sql/mysql-determinism.js';
+import { COM_QUERY, COM_STMT_EXECUTE } from '../../protocol/mysql/constants.js';
+import type { SqlError } from '../../backend/mysql/client.js';
+import type { LaneRequest, LaneResult } from '../../replication/lane.js';
+import { RecallErrors } from '../../replication/errors.js';
+import type { StatementKind } from './classify.js';
+
+export interface WriteService {
+  write(req: LaneRequest): Promise<LaneResult>;
+  endSession(session: string): void;
+  linearizableIndex(): Promise<number>;
+  waitApplied(index: number): Promise<void>;
+  readonly applied: number;
+  readonly diverged: string | null;
+}
+
+export type Consistency = 'local' | 'session' | 'linearizable';
+
+export type Action =
+  | { do: 'local' }
+  | { do: 'error'; error: SqlError }
+  /** wait for the replica to apply what the session needs, then run locally */
+  | { do: 'wait'; linearizable: boolean; syncLid: boolean }
+  | { do: 'lane'; mode: 'write' | 'ddl' | 'txn-read' | 'commit' | 'rollback' | 'end-then-local'; stmt: ClassifiedStatement | null; stmts: ClassifiedStatement[] };
+
+export interface PreparedInfo {
+  text: Buffer;
+  params: number;
+  stmts: ClassifiedStatement[];
+  /** parameter types of the last execute that bound them (2 bytes each) */
+  types: Buffer | null;
+  longData: boolean;
+}
+
+const WRITE_KINDS: ReadonlySet<string> = new Set(['write', 'ddl', 'locking-read', 'unsafe']);
+
+export class Router {
+  /** a transaction holds the write lane on the leader */
+  pinned = false;
+  lastWriteIndex = 0;
+  consistency: Consistency = 'session';
+  lastInsertId = 0;
+  /** the local session's LAST_INSERT_ID() is behind lastInsertId */
+  lidStale = false;
+  /** the cached session context must be read again from the local session */
+  contextDirty = true;
+  readonly prepared = new Map<number, PreparedInfo>();
+  /** the last decision, for the command the session is about to take over */
+  last: { payload: Buffer; action: Action } | null = null;
+
+  constructor(private readonly svc: WriteService) {}
+
+  /** Decide for one complete command payload; returns the metrics kind and whether to take it over. */
+  decide(cmd: number, payload: Buffer, localInTxn: boolean): { intercept: boolean; kind: StatementKind } {
+    let action: Action;
+    let kind: StatementKind = 'other';
+    if (cmd === COM_QUERY) {
+      const text = payload.toString('latin1', 1);
+      const stmts = classifyMysql(text);
+      kind = metricsKind(stmts);
+      action = this.forStatements(stmts, localInTxn);
+    } else if (cmd === COM_STMT_EXECUTE && payload.length >= 5) {
+      const info = this.prepared.get(payload.readUInt32LE(1));
+      if (!info) action = { do: 'local' }; // unknown id: the database answers with its own error
+      else {
+        kind = metricsKind(info.stmts);
+        action = this.forStatements(info.stmts, localInTxn);
+        if (action.do === 'lane' && info.longData) action = { do: 'error', error: RecallErrors.unsupported('COM_STMT_SEND_LONG_DATA for statements that write') };
+      }
+    } else action = { do: 'local' };
+    if (action.do === 'local') {
+      this.last = null;
+      return { intercept: false, kind };
+    }
+    this.last = { payload, action };
+    return { intercept: true, kind };
+  }
+
+  private forStatements(stmts: ClassifiedStatement[], localInTxn: boolean): Action {
+    if (stmts.length === 0) return { do: 'local' };
+    for (const st of stmts) this.observe(st);
+    const writes = stmts.filter((s) => WRITE_KINDS.has(s.kind));
+    const st = stmts[0]!;
+    if (stmts.length > 1) {
+      const awkward = stmts.some((s) => s.kind === 'transaction' || s.kind === 'ddl' || s.implicitCommit);
+      if (awkward && (writes.length > 0 || this.pinned)) {
+        return { do: 'error', error: RecallErrors.unsupported('multi-statement text mixing transaction control or DDL with other statements; send them one at a time') };
+      }
+    }
+    if (this.svc.diverged && stmts.some((s) => s.kind !== 'session')) return { do: 'error', error: RecallErrors.diverged(this.svc.diverged) };
+    for (const s of writes) {
+      const refused = this.refusal(s);
+      if (refused) return { do: 'error', error: refused };
+    }
+    if (this.pinned) {
+      if (st.kind === 'transaction') {
+        const a = st.transaction?.action;
+        if (a === 'commit') return { do: 'lane', mode: 'commit', stmt: st, stmts };
+        if (a === 'rollback') return { do: 'lane', mode: 'rollback', stmt: st, stmts };
+        if (a === 'begin') return { do: 'lane', mode: 'end-then-local', stmt: st, stmts };
+        if (a === 'autocommit' && st.transaction?.autocommit) return { do: 'lane', mode: 'end-then-local', stmt: st, stmts };
+        if (a === 'xa') return { do: 'error', error: RecallErrors.unsupported('XA transactions') };
+        return { do: 'lane', mode: 'txn-read', stmt: st, stmts }; // SAVEPOINT and friends run in the lane transaction
+      }
+      if (st.kind === 'session' && !st.implicitCommit) return { do: 'local' };
+      if (st.kind === 'ddl' || st.implicitCommit) return { do: 'lane', mode: 'ddl', stmt: st, stmts };
+      if (writes.length > 0) return { do: 'lane', mode: 'write', stmt: st, stmts };
+      return { do: 'lane', mode: 'txn-read', stmt: st, stmts };
+    }
+    if (st.kind === 'transaction' && st.transaction?.action === 'xa') return { do: 'error', error: RecallErrors.unsupported('XA transactions') };
+    if (writes.length > 0) {
+      const ddl = writes.find((s) => s.kind === 'ddl' || (s.nonTransactional && !s.temporary));
+      if (ddl) return { do: 'lane', mode: 'ddl', stmt: ddl, stmts };
+      return { do: 'lane', mode: 'write', stmt: writes[0]!, stmts };
+    }
+    // reads, session statements, transaction control, other: here
+    const reads = stmts.some((s) => s.kind === 'read' || s.kind === 'other');
+    if (!reads || this.consistency === 'local') return this.lidAction(stmts);
+    if (this.consistency === 'linearizable') return { do: 'wait', linearizable: true, syncLid: this.needsLid(stmts) };
+    if (this.lastWriteIndex > this.svc.applied) return { do: 'wait', linearizable: false, syncLid: this.needsLid(stmts) };
+    return this.lidAction(stmts);
+  }
+
+  private lidAction(stmts: ClassifiedStatement[]): Action {
+    return this.needsLid(stmts) ? { do: 'wait', linearizable: false, syncLid: true } : { do: 'local' };
+  }
+
+  private needsLid(stmts: ClassifiedStatement[]): boolean {
+    return this.lidStale && stmts.some((s) => s.sessionFunctions.includes('LAST_INSERT_ID'));
+  }
+
+  /** Session state the router follows: the consistency level, and when the context changes. */
+  private observe(st: ClassifiedStatement): void {
+    if (st.kind === 'session' || st.kind === 'other' || st.database !== undefined || st.command === 'CALL') this.contextDirty = true;
+    for (const v of st.variables ?? []) {
+      if (v.scope === 'user' && v.name.toLowerCase() === 'recall_consistency') {
+        const m = /^\s*['"]?\s*(local|session|linearizable)\s*['"]?\s*$/i.exec(v.value ?? '');
+        if (m) this.consistency = m[1]!.toLowerCase() as Consistency;
+      }
+    }
+  }
+
+  /** Why a write cannot be replicated, if it cannot. */
+  private refusal(st: ClassifiedStatement): SqlError | null {
+    if (st.kind === 'unsafe') return RecallErrors.unsafe(st.note ?? `${st.command} cannot be replicated`);
+    if (mentionsRecallSchema(st)) return RecallErrors.reserved();
+    const report = checkDeterminism(st);
+    // UUID() could be rewritten to a literal fixed by the leader; until then it is refused too
+    const unsafe = report.unsafe;
+    if (unsafe.length > 0) {
+      return RecallErrors.unsafe(unsafe.map((f) => `${f.construct}: ${f.reason}; instead, ${f.workaround}`).join('; '));
+    }
+    return null;
+  }
+}
+
+function mentionsRecallSchema(st: ClassifiedStatement): boolean {
+  if (st.target?.schema?.toLowerCase() === 'recall') return true;
+  if (st.target?.type === 'DATABASE' && st.target.name.toLowerCase() === 'recall') return true;
+  // recall.x anywhere in the code tokens
+  const ts = st.tokens;
+  for (let i = 0; i + 1 < ts.length; i++) {
+    if (ts[i]!.text.replace(/`/g, '').toLowerCase() === 'recall' && ts[i + 1]!.text === '.') return true;
+  }
+  return false;
+}
+
+function metricsKind(stmts: ClassifiedStatement[]): StatementKind {
+  const k = stmts[0]?.kind ?? 'other';
+  if (k === 'locking-read') return 'read';
+  if (k === 'unsafe') return 'write';
+  return k;
+}

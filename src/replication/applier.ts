@@ -1,0 +1,357 @@
+// The applier (DESIGN.md "Exactly-once apply"): applies committed entries to the local database
+// in log order, each in one transaction together with recall.applied, so a crash at any point
+// resumes at the right entry. It reads entries from the durable log itself, so a database that
+// went away and came back is caught up from whatever it last committed. Every statement's
+// outcome is compared with the leader's; a difference stops applying and marks the replica
+// diverged. Entries this node's own write lane executed are committed by the lane: the applier
+// waits for it and only applies them itself when the lane gave up.
+import { SqlClient, SqlError } from '../backend/mysql/client.js';
+import type { BackendTarget } from '../backend/mysql/connection.js';
+import { CLIENT_FOUND_ROWS, CLIENT_MULTI_RESULTS, CLIENT_PS_MULTI_RESULTS, CLIENT_PROTOCOL_41, CLIENT_TRANSACTIONS, CLIENT_LOCAL_FILES, CLIENT_LONG_FLAG, CLIENT_DEPRECATE_EOF } from '../protocol/mysql/constants.js';
+import type { ResponseAssembler } from '../protocol/mysql/response.js';
+import type { Entry } from '../consensus/types.js';
+import type { Logger } from '../util/log.js';
+import { ContextTracker, statementSet } from './context.js';
+import { decodeEntry, describeOutcome, entryChecksum, sameOutcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
+import { appliedUpdate, outcomeOf, sqlHex, type Expectation } from './lane.js';
+
+const ENTRY_NORMAL = 0;
+
+export interface ApplierDeps {
+  nodeId: number;
+  target: BackendTarget;
+  admin: { user: string; stage1: Buffer | null };
+  payloadBytesMax: number;
+  connectTimeoutMs: number;
+  log: Logger;
+  /** committed entries [lo, hi) from the durable log */
+  entries(lo: number, hi: number): Entry[];
+  commitIndex(): number;
+  onDiverged?(reason: string): void;
+}
+
+interface Expected {
+  state: 'pending' | 'committed' | 'failed';
+  index: number;
+  settled: Promise<void>;
+  settle: () => void;
+}
+
+interface ApplyConn {
+  client: SqlClient;
+  ctx: ContextTracker;
+  stmts: Map<string, number>;
+}
+
+const APPLY_BATCH_ENTRIES = 256;
+
+export class Applier {
+  /** highest index whose effects are in the local database (no-ops and membership changes included) */
+  applied = 0;
+  diverged: { index: number; reason: string } | null = null;
+  private readonly conns = new Map<number, ApplyConn>();
+  private readonly expected = new Map<number, Expected>();
+  private waiters: Array<{ index: number; resolve: () => void }> = [];
+  private running = false;
+  private wake = false;
+  private closed = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private lastError = '';
+
+  constructor(private readonly d: ApplierDeps) {}
+
+  /** Create Recall's bookkeeping schema if needed and read the applied index. */
+  async open(): Promise<void> {
+    const c = await this.conn(0);
+    await c.client.run('CREATE DATABASE IF NOT EXISTS recall');
+    await c.client.run(
+      'CREATE TABLE IF NOT EXISTS recall.applied (id TINYINT UNSIGNED PRIMARY KEY, idx BIGINT UNSIGNED NOT NULL, term BIGINT UNSIGNED NOT NULL, checksum INT UNSIGNED NOT NULL) ENGINE=InnoDB',
+    );
+    await c.client.run('INSERT IGNORE INTO recall.applied VALUES (1, 0, 0, 0)');
+    await c.client.run(
+      'CREATE TABLE IF NOT EXISTS recall.ddl (idx BIGINT UNSIGNED PRIMARY KEY, state VARCHAR(16) NOT NULL, errno INT NOT NULL DEFAULT 0, stmt LONGBLOB) ENGINE=InnoDB',
+    );
+    // The write lane records the applied index inside the client's own transaction, as the client's account.
+    const g = await c.client.query('GRANT SELECT, UPDATE ON recall.applied TO PUBLIC');
+    if (g.err) this.d.log.warn('could not grant UPDATE on recall.applied to PUBLIC; writes by accounts without it will fail on the leader', { error: g.err.message });
+    await this.readApplied();
+  }
+
+  private async readApplied(): Promise<void> {
+    const c = await this.conn(0);
+    const rows = SqlClient.rows(await c.client.run('SELECT idx FROM recall.applied WHERE id = 1'));
+    this.applied = Number(rows[0]?.[0] ?? 0);
+    const started = SqlClient.rows(await c.client.run("SELECT idx FROM recall.ddl WHERE state = 'started' ORDER BY idx LIMIT 1"));
+    if (started.length > 0 && !this.diverged) {
+      this.diverge(Number(started[0]![0]), `a DDL statement (log index ${started[0]![0]}) was interrupted by a crash; whether it took effect is unknown, so this replica needs a resync`);
+    }
+  }
+
+  /** The commit index advanced. */
+  notify(): void {
+    this.wake = true;
+    if (!this.running) void this.loop();
+  }
+
+  /** Resolves once `index` is applied locally (or rejects after timeoutMs). */
+  waitApplied(index: number, timeoutMs: number): Promise<boolean> {
+    if (this.applied >= index) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = { index, resolve: () => resolve(true) };
+      this.waiters.push(w);
+      setTimeout(() => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) {
+          this.waiters.splice(i, 1);
+          resolve(false);
+        }
+      }, timeoutMs).unref();
+    });
+  }
+
+  /** The lane is about to propose its entry with this sequence number. */
+  expect(seq: number): Expectation {
+    let settle!: () => void;
+    const settled = new Promise<void>((r) => (settle = r));
+    const e: Expected = { state: 'pending', index: 0, settled, settle };
+    this.expected.set(seq, e);
+    return {
+      committed: (index) => {
+        e.state = 'committed';
+        e.index = index;
+        if (index > this.applied) this.advance(index);
+        e.settle();
+      },
+      failed: () => {
+        e.state = 'failed';
+        e.settle();
+        // the entry may still be in the log: the loop applies it when it gets there
+        this.notify();
+      },
+    };
+  }
+
+  /** Recall's own statements in one transaction on the admin connection. */
+  async bookkeep(sqls: string[]): Promise<void> {
+    const c = await this.conn(0);
+    const rs = [c.client.query('BEGIN'), ...sqls.map((s) => c.client.query(s)), c.client.query('COMMIT')];
+    for (const r of await Promise.all(rs)) if (r.err) throw new SqlError(r.err.errno, r.err.sqlState, r.err.message);
+  }
+
+  status(): { applied: number; diverged: boolean; divergedReason?: string; lastError?: string } {
+    return {
+      applied: this.applied,
+      diverged: this.diverged !== null,
+      ...(this.diverged ? { divergedReason: this.diverged.reason } : {}),
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const c of this.conns.values()) c.client.close();
+    this.conns.clear();
+  }
+
+  // ---- the loop ----
+
+  private async loop(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.wake && !this.closed && !this.diverged) {
+        this.wake = false;
+        for (;;) {
+          const commit = this.d.commitIndex();
+          if (this.applied >= commit || this.closed || this.diverged) break;
+          const hi = Math.min(commit, this.applied + APPLY_BATCH_ENTRIES) + 1;
+          const entries = this.d.entries(this.applied + 1, hi);
+          if (entries.length === 0) break;
+          for (const e of entries) {
+            if (e.index !== this.applied + 1) break; // a concurrent lane commit moved us on
+            await this.applyOne(e);
+            if (this.diverged || this.closed) break;
+          }
+        }
+      }
+      this.lastError = '';
+    } catch (e) {
+      // The database went away (or refused): retry from what it has committed.
+      this.lastError = (e as Error).message;
+      this.d.log.warn('applier paused: local database error; retrying', { applied: this.applied, error: this.lastError });
+      for (const c of this.conns.values()) c.client.close();
+      this.conns.clear();
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.readApplied()
+          .then(() => this.notify())
+          .catch(() => {
+            this.wake = true;
+            this.running = false;
+            this.retryTimer = setTimeout(() => this.notify(), 500);
+          });
+      }, 500);
+      this.running = false;
+      return;
+    }
+    this.running = false;
+    if (this.wake && !this.closed && !this.diverged) void this.loop();
+  }
+
+  private advance(index: number): void {
+    this.applied = index;
+    if (this.waiters.length === 0) return;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) (w.index <= index ? w.resolve() : still.push(w));
+    this.waiters = still;
+  }
+
+  private async applyOne(e: Entry): Promise<void> {
+    if (e.type !== ENTRY_NORMAL || e.data.length === 0) return this.advance(e.index);
+    let entry: SqlEntry;
+    try {
+      entry = decodeEntry(e.data);
+    } catch (err) {
+      return this.diverge(e.index, `entry ${e.index} cannot be decoded: ${(err as Error).message}`);
+    }
+    if (entry.o.n === this.d.nodeId) {
+      const ex = this.expected.get(entry.o.s);
+      if (ex) {
+        await ex.settled;
+        this.expected.delete(entry.o.s);
+        if (ex.state === 'committed') {
+          if (ex.index > this.applied) this.advance(ex.index);
+          return;
+        }
+        // the lane rolled back but the entry is committed: apply it like any other
+      }
+    }
+    switch (entry.t) {
+      case 'w':
+        return this.applyWrite(e, entry);
+      case 'ddl':
+        return this.applyStatements(e, [`INSERT INTO recall.ddl (idx, state, stmt) VALUES (${e.index}, 'pending', ${sqlHex(entry.item.sql)})`]);
+      case 'ddlx':
+        return this.applyDdl(e, entry);
+    }
+  }
+
+  private async applyStatements(e: Entry, sqls: string[]): Promise<void> {
+    const c = await this.conn(0);
+    const rs = [c.client.query('BEGIN'), ...sqls.map((s) => c.client.query(s)), c.client.query(appliedUpdate(e.index, e.term, entryChecksum(e.data))), c.client.query('COMMIT')];
+    for (const r of await Promise.all(rs)) if (r.err) throw new SqlError(r.err.errno, r.err.sqlState, r.err.message);
+    this.advance(e.index);
+  }
+
+  private async applyWrite(e: Entry, entry: Extract<SqlEntry, { t: 'w' }>): Promise<void> {
+    const c = await this.conn(entry.fr);
+    const begin = c.client.query('BEGIN');
+    const results: Array<[StatementItem, Promise<ResponseAssembler>]> = [];
+    for (const item of entry.items) {
+      // a statement that failed on the leader changed nothing there (statement-level rollback)
+      if (item.out.e) continue;
+      results.push([item, this.send(c, item, entry.ctxs[item.c]!)]);
+    }
+    const b = await begin;
+    if (b.err) throw new SqlError(b.err.errno, b.err.sqlState, b.err.message);
+    for (const [n, [item, p]] of results.entries()) {
+      const r = await p;
+      const got = outcomeOf(r);
+      if (!sameOutcome(item.out, got)) {
+        // drain what is still in flight before rolling back
+        for (const [, rest] of results.slice(n + 1)) await rest.catch(() => undefined);
+        await c.client.query('ROLLBACK');
+        const detail = r.err ? `: ${r.err.message}` : '';
+        return this.diverge(
+          e.index,
+          `statement ${n + 1} of entry ${e.index} gave ${describeOutcome(got)}${detail} here but ${describeOutcome(item.out)} on the leader (node ${entry.o.n}): ${item.sql.slice(0, 200)}`,
+        );
+      }
+    }
+    const u = c.client.query(appliedUpdate(e.index, e.term, entryChecksum(e.data)));
+    const f = c.client.query('COMMIT');
+    const ur = await u;
+    const fr = await f;
+    if (ur.err) throw new SqlError(ur.err.errno, ur.err.sqlState, ur.err.message);
+    if (fr.err) throw new SqlError(fr.err.errno, fr.err.sqlState, fr.err.message);
+    this.advance(e.index);
+  }
+
+  private async applyDdl(e: Entry, x: Extract<SqlEntry, { t: 'ddlx' }>): Promise<void> {
+    const c0 = await this.conn(0);
+    const rows = SqlClient.rows(await c0.client.run(`SELECT state, errno FROM recall.ddl WHERE idx = ${x.at}`));
+    const state = rows[0]?.[0];
+    if (state === 'done' || state === 'skipped') {
+      // this node executed it as leader before: its own outcome must be the one the log settled on
+      const localErr = Number(rows[0]![1] ?? 0);
+      if (state === 'done' && localErr !== (x.out.e ?? 0)) {
+        return this.diverge(e.index, `DDL at index ${x.at} ended with error ${localErr} here but the cluster recorded ${describeOutcome(x.out)}`);
+      }
+      return this.applyStatements(e, []);
+    }
+    if (state !== 'pending') {
+      return this.diverge(e.index, `DDL completion for index ${x.at} found no pending intent here (state ${state ?? 'none'})`);
+    }
+    if (x.out.e) return this.applyStatements(e, [`UPDATE recall.ddl SET state = 'skipped', errno = ${x.out.e} WHERE idx = ${x.at}`]);
+    const [intent] = this.d.entries(x.at, x.at + 1);
+    if (!intent) return this.diverge(e.index, `the DDL intent at index ${x.at} is no longer in the log`);
+    const d = decodeEntry(intent.data);
+    if (d.t !== 'ddl') return this.diverge(e.index, `index ${x.at} is not a DDL intent`);
+    await c0.client.run(`UPDATE recall.ddl SET state = 'started' WHERE idx = ${x.at}`);
+    const c = await this.conn(d.fr);
+    const r = await this.send(c, d.item, d.ctxs[d.item.c]!);
+    const got = outcomeOf(r);
+    if (got.e) {
+      return this.diverge(e.index, `DDL at index ${x.at} failed here (${r.err?.message}) but succeeded on the leader: ${d.item.sql.slice(0, 200)}`);
+    }
+    return this.applyStatements(e, [`UPDATE recall.ddl SET state = 'done', errno = 0 WHERE idx = ${x.at}`]);
+  }
+
+  private async send(c: ApplyConn, item: StatementItem, ctx: SysContext): Promise<ResponseAssembler> {
+    const pre = c.ctx.apply(c.client, ctx);
+    pre.push(c.client.query(statementSet(item, item.out.i ?? null)));
+    for (const p of pre) void p.then((r) => (r.err ? c.ctx.reset() : undefined));
+    const sql = Buffer.from(item.sql, 'latin1');
+    const infile = item.infile ? Buffer.from(item.infile, 'base64') : undefined;
+    if (!item.params) return c.client.query(sql, { infile });
+    let id = c.stmts.get(item.sql);
+    if (id === undefined) {
+      const pr = await c.client.prepare(sql);
+      if (pr.err || !pr.prepared) return pr;
+      id = pr.prepared.stmtId;
+      c.stmts.set(item.sql, id);
+    }
+    return c.client.execute(id, Buffer.from(item.params, 'base64'));
+  }
+
+  private diverge(index: number, reason: string): void {
+    if (this.diverged) return;
+    this.diverged = { index, reason };
+    this.d.log.error('replica diverged: applying stopped', { index, reason });
+    this.d.onDiverged?.(reason);
+  }
+
+  private async conn(fr: 0 | 1): Promise<ApplyConn> {
+    const have = this.conns.get(fr);
+    if (have && !have.client.broken) return have;
+    const client = await SqlClient.connect(
+      this.d.target,
+      {
+        capabilities:
+          CLIENT_PROTOCOL_41 | CLIENT_TRANSACTIONS | CLIENT_MULTI_RESULTS | CLIENT_PS_MULTI_RESULTS | CLIENT_LOCAL_FILES | CLIENT_LONG_FLAG |
+          CLIENT_DEPRECATE_EOF | (fr ? CLIENT_FOUND_ROWS : 0),
+        maxPacketSize: this.d.payloadBytesMax,
+        charset: 45, // utf8mb4_general_ci
+        username: this.d.admin.user,
+        stage1: this.d.admin.stage1,
+        database: null,
+        attributes: [['_recall', 'applier']],
+      },
+      this.d.payloadBytesMax,
+      this.d.connectTimeoutMs,
+    );
+    const c: ApplyConn = { client, ctx: new ContextTracker(), stmts: new Map() };
+    this.conns.set(fr, c);
+    return c;
+  }
+}

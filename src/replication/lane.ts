@@ -1,0 +1,584 @@
+// The leader's write lane (DESIGN.md "Writes"): at most one write transaction open on the
+// local database. Concurrent autocommit writes of one account share a transaction and an entry
+// (group commit); an interactive transaction holds the lane until COMMIT/ROLLBACK or the lane
+// timeout; DDL is replicated first and executed after commit. Statements run with the client's
+// own account on a connection per (account, capabilities); the client gets its answer only
+// after the entry is committed by a majority and the local transaction committed.
+import { SqlClient, SqlError } from '../backend/mysql/client.js';
+import type { BackendTarget } from '../backend/mysql/connection.js';
+import { CLIENT_FOUND_ROWS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from '../protocol/mysql/constants.js';
+import type { ResponseAssembler } from '../protocol/mysql/response.js';
+import type { Logger } from '../util/log.js';
+import { ContextTracker, randomSeeds, StatementClock, statementSet } from './context.js';
+import { encodeEntry, entryChecksum, type Outcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
+import { LostLeadershipError, NotLeaderError, ProposalDroppedError, TimeoutError, NodeClosedError } from '../engine/errors.js';
+import { RecallErrors } from './errors.js';
+
+export interface Account {
+  user: string;
+  /** SHA1(password), null for the empty password */
+  stage1: Buffer | null;
+}
+
+export type LaneMode = 'auto' | 'txn' | 'commit' | 'rollback' | 'ddl';
+
+export interface LaneRequest {
+  session: string;
+  account: Account;
+  caps: number;
+  mcaps: number;
+  charset: number;
+  sys: SysContext;
+  mode: LaneMode;
+  /** txn statements: keep in the entry (false for plain reads) */
+  record?: boolean;
+  sql?: Buffer;
+  /** COM_STMT_EXECUTE body after the statement id, types always bound */
+  params?: Buffer;
+  vars?: string[];
+  lid?: number;
+  rand?: boolean;
+  infile?: Buffer;
+  /** the client session's AUTOCOMMIT status bit */
+  clientStatus: number;
+}
+
+export interface LaneResult {
+  packets: Buffer[];
+  /** log index that made the write durable (0: nothing replicated) */
+  index: number;
+  insertId: number;
+  /** the session is (still) inside a lane transaction */
+  inTxn: boolean;
+}
+
+export interface Expectation {
+  committed(index: number): void;
+  failed(): void;
+}
+
+export interface LaneDeps {
+  nodeId: number;
+  target: BackendTarget;
+  payloadBytesMax: number;
+  connectTimeoutMs: number;
+  laneTimeoutMs: number;
+  batchStatementsMax: number;
+  log: Logger;
+  propose(data: Buffer): Promise<{ index: number; term: number }>;
+  /** resolves when this node may execute writes (leader, caught up); throws SqlError otherwise */
+  ready(): Promise<void>;
+  /** the applier must wait for the lane on the entry with this sequence number */
+  expect(seq: number): Expectation;
+  /** run Recall's own bookkeeping statements as the admin account, in one transaction */
+  bookkeep(sqls: string[]): Promise<void>;
+}
+
+interface LaneConn {
+  key: string;
+  client: SqlClient;
+  stage1: string;
+  ctx: ContextTracker;
+  stmts: Map<string, { id: number; params: number }>;
+}
+
+interface Waiter {
+  req: LaneRequest;
+  resolve: (r: LaneResult) => void;
+  reject: (e: Error) => void;
+  deadline: number;
+}
+
+interface Holder {
+  session: string;
+  conn: LaneConn;
+  items: StatementItem[];
+  ctxs: SysContext[];
+  fr: 0 | 1;
+  timer: NodeJS.Timeout;
+  busy: boolean;
+}
+
+const KEEP_AUTO = ~(SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT) & 0xffff;
+const KEEP_TXN = ~SERVER_STATUS_AUTOCOMMIT & 0xffff;
+
+export class WriteLane {
+  private readonly conns = new Map<string, LaneConn>();
+  private readonly queue: Waiter[] = [];
+  private holder: Holder | null = null;
+  private busy = false;
+  private readonly expired = new Map<string, SqlError>();
+  private readonly clock = new StatementClock();
+  private seq: number;
+  private readonly sweep: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly d: LaneDeps) {
+    // unique across restarts of this node: a random high part
+    this.seq = Math.floor(Math.random() * 2 ** 20) * 2 ** 30;
+    this.sweep = setInterval(() => this.expireWaiters(), 100);
+    this.sweep.unref();
+  }
+
+  submit(req: LaneRequest): Promise<LaneResult> {
+    if (this.closed) return Promise.reject(RecallErrors.noLeader('this node is shutting down'));
+    const gone = this.expired.get(req.session);
+    if (gone && req.mode !== 'auto') {
+      this.expired.delete(req.session);
+      if (req.mode === 'rollback') return Promise.resolve(this.plainOk(req));
+      return Promise.reject(gone);
+    }
+    const h = this.holder;
+    if (h && h.session === req.session) return this.holderRequest(h, req);
+    if (req.mode === 'commit' || req.mode === 'rollback') {
+      // nothing held for this session (e.g. a transaction that never wrote): nothing to replicate
+      return Promise.resolve(this.plainOk(req));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ req, resolve, reject, deadline: performance.now() + this.d.laneTimeoutMs });
+      this.pump();
+    });
+  }
+
+  /** The client session ended: roll back what it holds, drop what it queued. */
+  endSession(session: string): void {
+    this.expired.delete(session);
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      if (this.queue[i]!.req.session === session) this.queue.splice(i, 1)[0]!.reject(new SqlError(1053, '08S01', 'session ended'));
+    }
+    const h = this.holder;
+    if (h && h.session === session) void this.release(h, 'ROLLBACK');
+  }
+
+  /** Leadership lost (or the database went away): roll back the held transaction. */
+  abort(reason: SqlError): void {
+    const h = this.holder;
+    if (h) {
+      this.expired.set(h.session, reason);
+      void this.release(h, 'ROLLBACK');
+    }
+    for (const w of this.queue.splice(0)) w.reject(reason);
+  }
+
+  holderSession(): string | null {
+    return this.holder?.session ?? null;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.sweep);
+    this.abort(RecallErrors.noLeader('this node is shutting down'));
+    for (const c of this.conns.values()) c.client.close();
+    this.conns.clear();
+  }
+
+  // ---- scheduling ----
+
+  private pump(): void {
+    if (this.busy || this.holder || this.queue.length === 0 || this.closed) return;
+    const head = this.queue[0]!;
+    if (head.req.mode === 'auto') {
+      const key = connKey(head.req);
+      const batch: Waiter[] = [];
+      for (let i = 0; i < this.queue.length && batch.length < this.d.batchStatementsMax; ) {
+        const w = this.queue[i]!;
+        if (w.req.mode === 'auto' && connKey(w.req) === key) {
+          batch.push(w);
+          this.queue.splice(i, 1);
+        } else i++;
+      }
+      this.run(() => this.runBatch(batch));
+    } else {
+      this.queue.shift();
+      if (head.req.mode === 'ddl') this.run(() => this.runDdl(head));
+      else this.run(() => this.acquire(head));
+    }
+  }
+
+  private run(fn: () => Promise<void>): void {
+    this.busy = true;
+    fn()
+      .catch((e: unknown) => this.d.log.error('write lane step failed', { error: (e as Error).message }))
+      .finally(() => {
+        this.busy = false;
+        this.pump();
+      });
+  }
+
+  private expireWaiters(): void {
+    const now = performance.now();
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const w = this.queue[i]!;
+      if (w.deadline <= now) {
+        this.queue.splice(i, 1);
+        w.reject(RecallErrors.laneWait(this.d.laneTimeoutMs));
+      }
+    }
+  }
+
+  // ---- connections ----
+
+  private async conn(req: LaneRequest): Promise<LaneConn> {
+    const key = connKey(req);
+    const stage1 = req.account.stage1?.toString('hex') ?? '';
+    let c = this.conns.get(key);
+    if (c && (c.client.broken || c.stage1 !== stage1)) {
+      c.client.close();
+      this.conns.delete(key);
+      c = undefined;
+    }
+    if (c) return c;
+    const client = await SqlClient.connect(
+      this.d.target,
+      {
+        capabilities: req.caps,
+        maxPacketSize: this.d.payloadBytesMax,
+        charset: req.charset,
+        mariadbCapabilities: req.mcaps,
+        username: req.account.user,
+        stage1: req.account.stage1,
+        database: null,
+        attributes: [['_recall', 'write-lane']],
+      },
+      this.d.payloadBytesMax,
+      this.d.connectTimeoutMs,
+    );
+    c = { key, client, stage1, ctx: new ContextTracker(), stmts: new Map() };
+    this.conns.set(key, c);
+    return c;
+  }
+
+  private dropConn(c: LaneConn): void {
+    c.client.close();
+    if (this.conns.get(c.key) === c) this.conns.delete(c.key);
+  }
+
+  // ---- statements ----
+
+  private newItem(req: LaneRequest, ctxs: SysContext[]): StatementItem {
+    let c = ctxs.findIndex((x) => sameCtx(x, req.sys));
+    if (c < 0) c = ctxs.push(req.sys) - 1;
+    const item: StatementItem = { sql: req.sql!.toString('latin1'), c, ts: this.clock.next(), out: {} };
+    if (req.rand) item.seeds = randomSeeds();
+    if (req.lid !== undefined) item.lid = req.lid;
+    if (req.vars && req.vars.length) item.vars = req.vars;
+    if (req.params) item.params = req.params.toString('base64');
+    if (req.infile) item.infile = req.infile.toString('base64');
+    return item;
+  }
+
+  /** Send the context and the statement (pipelined); resolves with the statement's response. */
+  private async send(c: LaneConn, req: LaneRequest, item: StatementItem): Promise<ResponseAssembler> {
+    const pre = c.ctx.apply(c.client, req.sys);
+    pre.push(c.client.query(statementSet(item, null)));
+    let stmt: Promise<ResponseAssembler>;
+    if (req.params) {
+      const text = req.sql!.toString('latin1');
+      let ps = c.stmts.get(text);
+      if (!ps) {
+        const pr = await c.client.prepare(req.sql!);
+        if (pr.err || !pr.prepared) {
+          await Promise.all(pre);
+          return pr; // the ERR packet answers the execute
+        }
+        ps = { id: pr.prepared.stmtId, params: pr.prepared.params };
+        c.stmts.set(text, ps);
+      }
+      stmt = c.client.execute(ps.id, req.params);
+    } else stmt = c.client.query(req.sql!, { infile: req.infile });
+    for (const r of await Promise.all(pre)) {
+      if (r.err) c.ctx.reset();
+      if (r.err) throw new SqlError(r.err.errno, r.err.sqlState, `Recall could not set the session context on the leader: ${r.err.message}`);
+    }
+    return stmt;
+  }
+
+  private async runBatch(batch: Waiter[]): Promise<void> {
+    let c: LaneConn;
+    try {
+      await this.d.ready();
+      c = await this.conn(batch[0]!.req);
+    } catch (e) {
+      for (const w of batch) w.reject(asSqlError(e));
+      return;
+    }
+    const ctxs: SysContext[] = [];
+    const items: StatementItem[] = [];
+    const answers: Array<ResponseAssembler | SqlError> = [];
+    try {
+      const begin = c.client.query('BEGIN');
+      for (const w of batch) {
+        const item = this.newItem(w.req, ctxs);
+        try {
+          const r = await this.send(c, w.req, item);
+          item.out = outcomeOf(r);
+          items.push(item);
+          answers.push(r);
+        } catch (e) {
+          if (!(e instanceof SqlError)) throw e;
+          answers.push(e);
+        }
+      }
+      const b = await begin;
+      if (b.err) throw new SqlError(b.err.errno, b.err.sqlState, b.err.message);
+    } catch (e) {
+      this.dropConn(c);
+      for (const w of batch) w.reject(RecallErrors.notApplied((e as Error).message));
+      return;
+    }
+    let index = 0;
+    // failed statements changed nothing (statement-level rollback): only successes need the log
+    if (items.some((i) => !i.out.e)) {
+      const fr: 0 | 1 = batch[0]!.req.caps & CLIENT_FOUND_ROWS ? 1 : 0;
+      const done = await this.replicate(c, { t: 'w', o: { n: this.d.nodeId, s: 0 }, fr, ctxs, items }, 'COMMIT');
+      if (done instanceof Error) {
+        for (const w of batch) w.reject(done);
+        return;
+      }
+      index = done.index;
+    } else {
+      await c.client.query('ROLLBACK').catch(() => undefined);
+    }
+    batch.forEach((w, i) => {
+      const a = answers[i]!;
+      if (a instanceof SqlError) return w.reject(a);
+      a.patchStatus(KEEP_AUTO, w.req.clientStatus & SERVER_STATUS_AUTOCOMMIT);
+      w.resolve({ packets: a.packets, index: a.err ? 0 : index, insertId: a.ok?.lastInsertId ?? 0, inTxn: false });
+    });
+  }
+
+  /**
+   * Propose the entry, and once a majority has it, record the applied index and end the local
+   * transaction with `finish` (COMMIT). Returns the finishing response, or the error for the client.
+   */
+  private async replicate(c: LaneConn, entry: SqlEntry, finish: string): Promise<{ index: number; response: ResponseAssembler } | SqlError> {
+    const seq = ++this.seq;
+    entry.o.s = seq;
+    const data = encodeEntry(entry);
+    const expectation = this.d.expect(seq);
+    let index: number;
+    let term: number;
+    try {
+      ({ index, term } = await this.d.propose(data));
+    } catch (e) {
+      expectation.failed();
+      await c.client.query('ROLLBACK').catch(() => this.dropConn(c));
+      if (e instanceof NotLeaderError || e instanceof ProposalDroppedError) return RecallErrors.notApplied(`not the leader any more (${e.message})`);
+      if (e instanceof LostLeadershipError || e instanceof TimeoutError || e instanceof NodeClosedError) return RecallErrors.outcomeUnknown(e.message);
+      return RecallErrors.outcomeUnknown((e as Error).message);
+    }
+    try {
+      const upd = c.client.query(appliedUpdate(index, term, entryChecksum(data)));
+      const fin = c.client.query(finish);
+      const u = await upd;
+      const f = await fin;
+      if (u.err) throw new SqlError(u.err.errno, u.err.sqlState, `recording the applied index: ${u.err.message}`);
+      if (f.err) throw new SqlError(f.err.errno, f.err.sqlState, f.err.message);
+      expectation.committed(index);
+      return { index, response: f };
+    } catch (e) {
+      // Committed in the log but not in the local database: the applier replays it from the log.
+      this.d.log.warn('local commit after quorum failed; the applier will replay the entry', { index, error: (e as Error).message });
+      this.dropConn(c);
+      expectation.failed();
+      return RecallErrors.outcomeUnknown(`the entry is committed at index ${index} but the local commit failed: ${(e as Error).message}`);
+    }
+  }
+
+  // ---- interactive transactions ----
+
+  private async acquire(w: Waiter): Promise<void> {
+    let c: LaneConn;
+    try {
+      await this.d.ready();
+      c = await this.conn(w.req);
+      const b = await c.client.query('BEGIN');
+      if (b.err) throw new SqlError(b.err.errno, b.err.sqlState, b.err.message);
+    } catch (e) {
+      w.reject(asSqlError(e));
+      return;
+    }
+    const h: Holder = {
+      session: w.req.session,
+      conn: c,
+      items: [],
+      ctxs: [],
+      fr: w.req.caps & CLIENT_FOUND_ROWS ? 1 : 0,
+      busy: false,
+      timer: setTimeout(() => {
+        if (this.holder !== h) return;
+        this.d.log.info('transaction held the write lane too long; rolled back', { session: h.session, laneTimeoutMs: this.d.laneTimeoutMs });
+        this.expired.set(h.session, RecallErrors.laneHeld(this.d.laneTimeoutMs));
+        void this.release(h, 'ROLLBACK');
+      }, this.d.laneTimeoutMs),
+    };
+    this.holder = h;
+    this.holderRequest(h, w.req).then(w.resolve, w.reject);
+  }
+
+  private async holderRequest(h: Holder, req: LaneRequest): Promise<LaneResult> {
+    if (h.busy) throw new SqlError(2014, 'HY000', 'Commands out of sync; you can\'t run this command now');
+    h.busy = true;
+    try {
+      if (req.mode === 'rollback') {
+        const r = await this.release(h, 'ROLLBACK');
+        return this.result(r, req, 0, false);
+      }
+      if (req.mode === 'commit') {
+        if (h.items.length === 0) {
+          const r = await this.release(h, 'COMMIT');
+          return this.result(r, req, 0, false);
+        }
+        const done = await this.replicate(h.conn, { t: 'w', o: { n: this.d.nodeId, s: 0 }, fr: h.fr, ctxs: h.ctxs, items: h.items }, 'COMMIT');
+        this.unhold(h);
+        if (done instanceof SqlError) throw done;
+        return this.result(done.response, req, done.index, false);
+      }
+      const item = this.newItem(req, h.ctxs);
+      const r = await this.send(h.conn, req, item);
+      item.out = outcomeOf(r);
+      if (req.record !== false) h.items.push(item);
+      return this.result(r, req, 0, true);
+    } catch (e) {
+      if (this.holder === h && !(e instanceof SqlError)) {
+        this.expired.set(h.session, RecallErrors.txnAborted((e as Error).message));
+        void this.release(h, 'ROLLBACK');
+      }
+      throw asSqlError(e);
+    } finally {
+      h.busy = false;
+    }
+  }
+
+  private result(r: ResponseAssembler | null, req: LaneRequest, index: number, inTxn: boolean): LaneResult {
+    if (!r) return this.plainOk(req);
+    r.patchStatus(KEEP_TXN, req.clientStatus & SERVER_STATUS_AUTOCOMMIT);
+    return { packets: r.packets, index, insertId: r.ok?.lastInsertId ?? 0, inTxn };
+  }
+
+  private plainOk(req: LaneRequest): LaneResult {
+    // an OK with the session's autocommit bit: encoded like the server's (no info)
+    const ok = Buffer.from([0x00, 0x00, 0x00, req.clientStatus & SERVER_STATUS_AUTOCOMMIT, 0x00, 0x00, 0x00]);
+    return { packets: [ok], index: 0, insertId: 0, inTxn: false };
+  }
+
+  private unhold(h: Holder): void {
+    clearTimeout(h.timer);
+    if (this.holder === h) {
+      this.holder = null;
+      setImmediate(() => this.pump());
+    }
+  }
+
+  private async release(h: Holder, how: 'COMMIT' | 'ROLLBACK'): Promise<ResponseAssembler | null> {
+    this.unhold(h);
+    try {
+      const r = await h.conn.client.query(how);
+      return r;
+    } catch {
+      this.dropConn(h.conn);
+      return null;
+    }
+  }
+
+  // ---- DDL: replicated first, executed after commit, with intent and completion records ----
+
+  private async runDdl(w: Waiter): Promise<void> {
+    const req = w.req;
+    let c: LaneConn;
+    try {
+      await this.d.ready();
+      c = await this.conn(req);
+    } catch (e) {
+      w.reject(asSqlError(e));
+      return;
+    }
+    const ctxs: SysContext[] = [];
+    const item = this.newItem(req, ctxs);
+    const fr: 0 | 1 = req.caps & CLIENT_FOUND_ROWS ? 1 : 0;
+    const intent = await this.proposeOwn({ t: 'ddl', o: { n: this.d.nodeId, s: 0 }, fr, ctxs, item }, (index) => [
+      `INSERT INTO recall.ddl (idx, state, stmt) VALUES (${index}, 'started', ${sqlHex(item.sql)})`,
+    ]);
+    if (intent instanceof SqlError) return w.reject(intent);
+    let r: ResponseAssembler;
+    try {
+      r = await this.send(c, req, item);
+    } catch (e) {
+      this.dropConn(c);
+      r = null as unknown as ResponseAssembler;
+      this.d.log.error('DDL execution failed on the leader', { index: intent, error: (e as Error).message });
+    }
+    const out: Outcome = r ? outcomeOf(r) : { e: 2013 };
+    const done = await this.proposeOwn({ t: 'ddlx', o: { n: this.d.nodeId, s: 0 }, at: intent, out }, () => [
+      `UPDATE recall.ddl SET state = 'done', errno = ${out.e ?? 0} WHERE idx = ${intent}`,
+    ]);
+    if (done instanceof SqlError) return w.reject(done);
+    if (!r) return w.reject(RecallErrors.outcomeUnknown('the local database connection was lost during DDL'));
+    r.patchStatus(KEEP_AUTO, req.clientStatus & SERVER_STATUS_AUTOCOMMIT);
+    w.resolve({ packets: r.packets, index: done, insertId: 0, inTxn: false });
+  }
+
+  /** Propose an entry that the lane itself applies with bookkeeping statements (admin account). */
+  private async proposeOwn(entry: SqlEntry, statements: (index: number) => string[]): Promise<number | SqlError> {
+    const seq = ++this.seq;
+    entry.o.s = seq;
+    const data = encodeEntry(entry);
+    const expectation = this.d.expect(seq);
+    let index: number;
+    let term: number;
+    try {
+      ({ index, term } = await this.d.propose(data));
+    } catch (e) {
+      expectation.failed();
+      if (e instanceof NotLeaderError || e instanceof ProposalDroppedError) return RecallErrors.notApplied(`not the leader any more (${e.message})`);
+      return RecallErrors.outcomeUnknown((e as Error).message);
+    }
+    try {
+      await this.d.bookkeep([...statements(index), appliedUpdate(index, term, entryChecksum(data))]);
+      expectation.committed(index);
+      return index;
+    } catch (e) {
+      expectation.failed();
+      return RecallErrors.outcomeUnknown(`bookkeeping for index ${index} failed: ${(e as Error).message}`);
+    }
+  }
+}
+
+export function appliedUpdate(index: number, term: number, checksum: number): string {
+  return `UPDATE recall.applied SET idx = ${index}, term = ${term}, checksum = ${checksum} WHERE id = 1`;
+}
+
+export function outcomeOf(r: ResponseAssembler): Outcome {
+  if (r.err) return { e: r.err.errno };
+  const out: Outcome = {};
+  if (r.ok) {
+    if (r.ok.affectedRows) out.a = r.ok.affectedRows;
+    if (r.ok.lastInsertId) out.i = r.ok.lastInsertId;
+    if (r.ok.warnings) out.w = r.ok.warnings;
+  }
+  if (r.hadRows) out.r = 1;
+  return out;
+}
+
+export function sqlHex(latin1: string): string {
+  const b = Buffer.from(latin1, 'latin1');
+  return b.length ? `X'${b.toString('hex')}'` : "''";
+}
+
+function connKey(req: LaneRequest): string {
+  return `${req.account.user}\u0000${req.caps}\u0000${req.mcaps}\u0000${req.charset}`;
+}
+
+function sameCtx(a: SysContext, b: SysContext): boolean {
+  return (
+    a.db === b.db && a.sqlMode === b.sqlMode && a.timeZone === b.timeZone && a.charsetClient === b.charsetClient &&
+    a.collationConnection === b.collationConnection && a.charsetResults === b.charsetResults && a.fkChecks === b.fkChecks &&
+    a.uniqueChecks === b.uniqueChecks && a.aiIncrement === b.aiIncrement && a.aiOffset === b.aiOffset
+  );
+}
+
+function asSqlError(e: unknown): SqlError {
+  if (e instanceof SqlError) return e;
+  if (e instanceof NotLeaderError) return RecallErrors.notApplied(e.message);
+  return RecallErrors.notApplied((e as Error).message);
+}

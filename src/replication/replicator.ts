@@ -1,0 +1,354 @@
+// One replica's replication: the Raft node, the applier, the write lane when this node leads,
+// and the forwarding of writes and read-index requests to the leader over the peer link.
+// The front ends call write(), linearizableIndex() and waitApplied().
+import crypto from 'node:crypto';
+import { SqlError } from '../backend/mysql/client.js';
+import type { BackendTarget } from '../backend/mysql/connection.js';
+import { RaftNode, CHANNEL_USER_MIN, Role } from '../engine/node.js';
+import { NotLeaderError } from '../engine/errors.js';
+import { logger, type Logger } from '../util/log.js';
+import { Applier } from './applier.js';
+import { WriteLane, type LaneRequest, type LaneResult } from './lane.js';
+import { RecallErrors } from './errors.js';
+import { replicationApplied, replicationDiverged, replicationWrites } from './metrics.js';
+
+const CHANNEL_EXEC = CHANNEL_USER_MIN;
+const CHANNEL_END = CHANNEL_USER_MIN + 1;
+const CHANNEL_READ_INDEX = CHANNEL_USER_MIN + 2;
+
+export interface ReplicatorOptions {
+  nodeId: number;
+  /** peer addresses by node id (this node's included) */
+  peers: ReadonlyMap<number, string>;
+  listen: string;
+  dataDir: string;
+  clusterId: string;
+  secret: string;
+  target: BackendTarget;
+  admin: { user: string; stage1: Buffer | null };
+  payloadBytesMax: number;
+  connectTimeoutMs: number;
+  laneTimeoutMs: number;
+  /** how long a write waits for a leader to be elected before it is refused */
+  leaderWaitMs: number;
+  /** how long a read waits for this replica to apply what the session needs */
+  readWaitMs: number;
+  tickMs?: number;
+}
+
+export interface ReplicationStatus {
+  role: string;
+  term: number;
+  leader: number;
+  leaderAddress?: string;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  diverged: boolean;
+  divergedReason?: string;
+  laneOpen: boolean;
+  lastError?: string;
+  peers: Array<{ id: number; address: string; match: number; lag: number; connected: boolean }>;
+}
+
+export class Replicator {
+  private laneOpenTerm = -1;
+  private wasLeader = false;
+  private readonly roleTimer: NodeJS.Timeout;
+  private readonly credentialKey: Buffer;
+
+  private constructor(
+    private readonly o: ReplicatorOptions,
+    readonly node: RaftNode,
+    readonly applier: Applier,
+    private readonly lane: WriteLane,
+    private readonly log: Logger,
+  ) {
+    this.credentialKey = crypto.createHash('sha256').update('recall-credential\u0000').update(o.secret).digest();
+    node.onCommitted(() => applier.notify());
+    node.transport.onRequest(CHANNEL_EXEC, (from, payload) => this.onForwarded(from, payload));
+    node.transport.onMessage(CHANNEL_END, (_from, payload) => this.lane.endSession(payload.toString('utf8')));
+    node.transport.onRequest(CHANNEL_READ_INDEX, async () => {
+      const idx = await this.node.readIndex({ timeoutMs: o.leaderWaitMs });
+      return Buffer.from(String(idx));
+    });
+    this.roleTimer = setInterval(() => this.watchRole(), 20);
+    this.roleTimer.unref();
+    applier.notify();
+  }
+
+  static async start(o: ReplicatorOptions): Promise<Replicator> {
+    const log = logger('replication', { nodeId: o.nodeId });
+    let node: RaftNode | null = null;
+    const applier = new Applier({
+      nodeId: o.nodeId,
+      target: o.target,
+      admin: o.admin,
+      payloadBytesMax: o.payloadBytesMax,
+      connectTimeoutMs: o.connectTimeoutMs,
+      log,
+      entries: (lo, hi) => node!.storage.entries(lo, Math.min(hi, node!.storage.lastIndex() + 1), 64 * 1024 * 1024),
+      commitIndex: () => (node ? Math.min(node.status().commit, node.storage.lastIndex()) : 0),
+      onDiverged: () => replicationDiverged.set(1),
+    });
+    await applier.open();
+    log.info('local database applied index', { applied: applier.applied });
+    const entryBytesMax = o.payloadBytesMax * 4 + (1 << 20);
+    node = await RaftNode.open({
+      id: o.nodeId,
+      peers: o.peers,
+      listen: o.listen,
+      dataDir: o.dataDir,
+      clusterId: o.clusterId,
+      secret: o.secret,
+      appliedIndex: applier.applied,
+      entryBytesMax,
+      tickMs: o.tickMs,
+      transport: { frameBytesMax: entryBytesMax + (1 << 20), queueBytesMax: Math.max(32 << 20, 2 * entryBytesMax) },
+      // no compaction before snapshots of the database exist (issue 4): the applier reads the log
+      compactEntriesMin: Number.MAX_SAFE_INTEGER,
+    });
+    const n = node;
+    const rep: { r?: Replicator } = {};
+    const lane = new WriteLane({
+      nodeId: o.nodeId,
+      target: o.target,
+      payloadBytesMax: o.payloadBytesMax,
+      connectTimeoutMs: o.connectTimeoutMs,
+      laneTimeoutMs: o.laneTimeoutMs,
+      batchStatementsMax: 512,
+      log,
+      propose: (data) => n.propose(data, { timeoutMs: Math.max(5000, o.laneTimeoutMs) }),
+      ready: () => rep.r!.laneReady(),
+      expect: (seq) => applier.expect(seq),
+      bookkeep: (sqls) => applier.bookkeep(sqls),
+    });
+    rep.r = new Replicator(o, n, applier, lane, log);
+    return rep.r;
+  }
+
+  /** Run a write (or a statement of a lane transaction) on the leader, here or over the peer link. */
+  async write(req: LaneRequest): Promise<LaneResult> {
+    if (this.applier.diverged && this.isLeader()) throw RecallErrors.diverged(this.applier.diverged.reason);
+    const leader = await this.awaitLeader();
+    replicationWrites.inc({ path: leader === this.o.nodeId ? 'local' : 'forwarded' });
+    if (leader === this.o.nodeId) return this.lane.submit(req);
+    return this.forward(leader, req);
+  }
+
+  endSession(session: string): void {
+    this.lane.endSession(session);
+    const leader = this.node.status().leader;
+    if (leader && leader !== this.o.nodeId) this.node.transport.send(leader, CHANNEL_END, Buffer.from(session, 'utf8'));
+  }
+
+  /** The index a linearizable read must wait for (ReadIndex on the leader). */
+  async linearizableIndex(): Promise<number> {
+    const leader = await this.awaitLeader();
+    if (leader === this.o.nodeId) {
+      try {
+        return await this.node.readIndex({ timeoutMs: this.o.leaderWaitMs });
+      } catch (e) {
+        throw RecallErrors.noLeader(`read index: ${(e as Error).message}`);
+      }
+    }
+    if (!this.node.transport.isConnected(leader)) throw RecallErrors.noLeader(`leader ${leader} not connected`);
+    try {
+      const b = await this.node.transport.request(leader, CHANNEL_READ_INDEX, Buffer.alloc(0), this.o.leaderWaitMs);
+      return Number(Buffer.from(b).toString('utf8'));
+    } catch (e) {
+      throw RecallErrors.noLeader(`read index from leader ${leader}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Wait until the local database has applied `index`; SqlError after readWaitMs. */
+  async waitApplied(index: number): Promise<void> {
+    if (this.applier.applied >= index) return;
+    if (await this.applier.waitApplied(index, this.o.readWaitMs)) return;
+    if (this.applier.diverged) throw RecallErrors.diverged(this.applier.diverged.reason);
+    throw RecallErrors.readTimeout(index, this.applier.applied, this.o.readWaitMs);
+  }
+
+  get applied(): number {
+    return this.applier.applied;
+  }
+
+  get diverged(): string | null {
+    return this.applier.diverged?.reason ?? null;
+  }
+
+  isLeader(): boolean {
+    return this.node.status().role === Role.Leader;
+  }
+
+  /** Caught up enough to serve: not diverged, and applied what this node knows committed. */
+  readiness(): string | undefined {
+    if (this.applier.diverged) return `replica diverged: ${this.applier.diverged.reason}`;
+    const st = this.node.status();
+    if (st.leader === 0) return 'no leader known';
+    if (this.applier.applied + 1000 < st.commit) return `catching up: applied ${this.applier.applied} of ${st.commit}`;
+    return undefined;
+  }
+
+  status(): ReplicationStatus {
+    const st = this.node.status();
+    const a = this.applier.status();
+    return {
+      role: st.role,
+      term: st.term,
+      leader: st.leader,
+      ...(st.leaderAddress ? { leaderAddress: st.leaderAddress } : {}),
+      commit: st.commit,
+      applied: a.applied,
+      lastIndex: st.lastIndex,
+      diverged: a.diverged,
+      ...(a.divergedReason ? { divergedReason: a.divergedReason } : {}),
+      laneOpen: st.role === Role.Leader && this.laneOpenTerm === st.term,
+      ...(a.lastError ? { lastError: a.lastError } : {}),
+      peers: st.peers.map((p) => ({ id: p.id, address: p.address, match: p.match, lag: p.lag, connected: p.connected })),
+    };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.roleTimer);
+    await this.lane.close();
+    await this.node.close({ graceful: true });
+    this.applier.close();
+  }
+
+  // ---- internals ----
+
+  /** The lane may execute once this leader has applied everything committed before its term. */
+  private async laneReady(): Promise<void> {
+    const end = performance.now() + this.o.laneTimeoutMs;
+    for (;;) {
+      const st = this.node.status();
+      if (st.role !== Role.Leader) throw RecallErrors.notApplied(st.leader ? `leadership moved to node ${st.leader}` : 'leadership lost');
+      if (this.applier.diverged) throw RecallErrors.diverged(this.applier.diverged.reason);
+      if (this.laneOpenTerm === st.term) return;
+      // commit must have reached this term's first entry, and the database must hold all of it
+      let termOfCommit = -1;
+      try {
+        termOfCommit = this.node.storage.term(st.commit);
+      } catch {
+        termOfCommit = -1;
+      }
+      if (termOfCommit === st.term && this.applier.applied >= st.commit) {
+        this.laneOpenTerm = st.term;
+        this.log.info('write lane open', { term: st.term, applied: this.applier.applied });
+        return;
+      }
+      if (performance.now() > end) throw RecallErrors.notApplied(`this new leader has not caught up (applied ${this.applier.applied}, commit ${st.commit})`);
+      await sleep(5);
+    }
+  }
+
+  private watchRole(): void {
+    const leader = this.isLeader();
+    replicationApplied.set(this.applier.applied);
+    if (this.wasLeader && !leader) {
+      this.log.info('leadership lost: rolling back the write lane');
+      this.lane.abort(RecallErrors.txnAborted('the leader changed; the transaction was rolled back'));
+    }
+    this.wasLeader = leader;
+  }
+
+  private async awaitLeader(): Promise<number> {
+    const end = performance.now() + this.o.leaderWaitMs;
+    for (;;) {
+      const st = this.node.status();
+      if (st.leader && (st.leader === this.o.nodeId || this.node.transport.isConnected(st.leader))) return st.leader;
+      if (performance.now() > end) throw RecallErrors.noLeader(st.leader ? `leader ${st.leader} is not connected` : 'no leader elected');
+      await sleep(20);
+    }
+  }
+
+  private async forward(leader: number, req: LaneRequest): Promise<LaneResult> {
+    const payload = this.encodeRequest(req);
+    let reply: Uint8Array;
+    try {
+      reply = await this.node.transport.request(leader, CHANNEL_EXEC, payload, this.o.laneTimeoutMs * 2 + 10_000);
+    } catch (e) {
+      const mayHaveRun = req.mode === 'auto' || req.mode === 'commit' || req.mode === 'ddl';
+      if (mayHaveRun) throw RecallErrors.outcomeUnknown(`forwarding to leader ${leader} failed: ${(e as Error).message}`);
+      throw RecallErrors.txnAborted(`forwarding to leader ${leader} failed: ${(e as Error).message}`);
+    }
+    return decodeResult(Buffer.from(reply));
+  }
+
+  private async onForwarded(from: number, payload: Buffer): Promise<Uint8Array> {
+    let req: LaneRequest;
+    try {
+      req = this.decodeRequest(payload);
+    } catch (e) {
+      this.log.warn('undecodable forwarded write from peer', { peer: from, error: (e as Error).message });
+      return encodeResult(new SqlError(1047, '08S01', 'Recall: malformed forwarded request'));
+    }
+    try {
+      if (!this.isLeader()) throw RecallErrors.notApplied(`node ${this.o.nodeId} is no longer the leader`);
+      return encodeResult(await this.lane.submit(req));
+    } catch (e) {
+      return encodeResult(e instanceof SqlError ? e : RecallErrors.outcomeUnknown((e as Error).message));
+    }
+  }
+
+  private encodeRequest(req: LaneRequest): Buffer {
+    // The account's stage1 hash is password-equivalent for the backend: it travels encrypted.
+    let cred: string | null = null;
+    if (req.account.stage1) {
+      const iv = crypto.randomBytes(12);
+      const c = crypto.createCipheriv('aes-256-gcm', this.credentialKey, iv);
+      const enc = Buffer.concat([c.update(req.account.stage1), c.final()]);
+      cred = Buffer.concat([iv, c.getAuthTag(), enc]).toString('base64');
+    }
+    return Buffer.from(
+      JSON.stringify({
+        ...req,
+        account: { user: req.account.user, cred },
+        sql: req.sql?.toString('base64'),
+        params: req.params?.toString('base64'),
+        infile: req.infile?.toString('base64'),
+      }),
+    );
+  }
+
+  private decodeRequest(payload: Buffer): LaneRequest {
+    const v = JSON.parse(payload.toString('utf8')) as Record<string, unknown> & { account: { user: string; cred: string | null } };
+    if (!v || typeof v !== 'object' || typeof v.session !== 'string' || typeof v.account?.user !== 'string') throw new Error('bad request');
+    const modes = ['auto', 'txn', 'commit', 'rollback', 'ddl'];
+    if (!modes.includes(v.mode as string)) throw new Error('bad mode');
+    let stage1: Buffer | null = null;
+    if (v.account.cred) {
+      const raw = Buffer.from(v.account.cred, 'base64');
+      const d = crypto.createDecipheriv('aes-256-gcm', this.credentialKey, raw.subarray(0, 12));
+      d.setAuthTag(raw.subarray(12, 28));
+      stage1 = Buffer.concat([d.update(raw.subarray(28)), d.final()]);
+    }
+    const b = (x: unknown) => (typeof x === 'string' ? Buffer.from(x, 'base64') : undefined);
+    return {
+      ...(v as unknown as LaneRequest),
+      account: { user: v.account.user, stage1 },
+      sql: b(v.sql),
+      params: b(v.params),
+      infile: b(v.infile),
+    };
+  }
+}
+
+function encodeResult(r: LaneResult | SqlError): Buffer {
+  if (r instanceof SqlError) return Buffer.from(JSON.stringify({ err: { errno: r.errno, sqlState: r.sqlState, message: r.message } }));
+  return Buffer.from(JSON.stringify({ ...r, packets: r.packets.map((p) => p.toString('base64')) }));
+}
+
+function decodeResult(b: Buffer): LaneResult {
+  const v = JSON.parse(b.toString('utf8')) as { err?: { errno: number; sqlState: string; message: string }; packets?: string[]; index?: number; insertId?: number; inTxn?: boolean };
+  if (v.err) throw new SqlError(v.err.errno, v.err.sqlState, v.err.message);
+  if (!Array.isArray(v.packets)) throw RecallErrors.outcomeUnknown('malformed reply from the leader');
+  return { packets: v.packets.map((p) => Buffer.from(p, 'base64')), index: v.index ?? 0, insertId: v.insertId ?? 0, inTxn: v.inTxn ?? false };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export { NotLeaderError };
