@@ -167,6 +167,16 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     console.log(`# timings (whole file ${Date.now() - fileStart} ms):\n${timings.map((l) => `# ${l}`).join('\n')}`);
   });
 
+  /** Restarts any node a previous test left dead, so one failure does not cascade. */
+  const ensureAllUp = async () => {
+    for (const n of c.nodes) {
+      if (n.running()) continue;
+      console.log(`# node ${n.nodeId} was down at the start of this test; restarting it`);
+      await c.restart(n.index, { readyTimeoutMs: 90_000 });
+    }
+    await c.waitConverged(60_000);
+  };
+
   /** Keys of `phase` present in node i's database (read straight from its mariadbd). */
   const keysOn = async (i: number, phase: string): Promise<Set<string>> =>
     new Set((await c.dbQuery(i, `SELECT k FROM ${db}.t WHERE phase = ?`, [phase])).map((r) => String(r.k)));
@@ -208,6 +218,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
 
   test('kill -9 of the leader recall during an insert stream', { timeout: 180_000 }, guard(async () => {
     const t0 = Date.now();
+    await ensureAllUp();
     const leader = await c.waitLeader(20_000);
     const survivors = [0, 1, 2].filter((i) => i !== leader);
     const { s, g } = await streamAcross('kill-recall', survivors, () => c.kill(leader));
@@ -228,6 +239,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
 
   test('kill -9 of the leader mariadbd during an insert stream', { timeout: 180_000 }, guard(async () => {
     const t0 = Date.now();
+    await ensureAllUp();
     const leader = await c.waitLeader(20_000);
     const before = c.nodes[leader]!.dbPid();
     const { s, g } = await streamAcross('kill-db', [0, 1, 2], async () => {
@@ -247,6 +259,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
 
   test('a replica cut off from its peers: local reads yes, writes and linearizable reads no, converges after heal', { timeout: 180_000 }, guard(async () => {
     const t0 = Date.now();
+    await ensureAllUp();
     const leader = await c.waitLeader(20_000);
     const f = (leader + 1) % 3;
     const others = [0, 1, 2].filter((i) => i !== f);
