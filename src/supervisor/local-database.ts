@@ -62,6 +62,11 @@ class ManagedLocalDatabase implements LocalDatabase {
       extraArgs: cfg.managed.extraArgs,
       // Every client session has its own backend session, plus Recall's own connections.
       maxConnections: cfg.maxConnections + 50,
+      // Durability comes from the replicated log: an entry is fsynced by a majority before the
+      // local COMMIT, and recall.applied commits with it, so a commit lost in an OS crash is
+      // replayed from the log. Flushing the redo log to the OS at each commit (2) survives a
+      // crash of mariadbd itself and saves an fsync per write transaction.
+      flushLogAtTrxCommit: cfg.listen.peer !== 'off' && cfg.replicas.length > 0 ? 2 : 1,
     });
   }
 
