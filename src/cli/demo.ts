@@ -317,7 +317,7 @@ export async function demoCommand(args: DemoArgs): Promise<number> {
   let shownSig = '';
   let shownAt = 0;
   while (!interrupted) {
-    const reports = await clusterStatus(admins, 1500);
+    const reports = await clusterStatus(admins, 1500, admins.map((_, i) => i + 1));
     const sig = tableSignature(reports);
     if (sig !== shownSig && Date.now() - shownAt >= redrawMinMs && !interrupted) {
       say('');

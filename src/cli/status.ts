@@ -41,6 +41,8 @@ export interface ReplicaStatus {
 /** One asked admin address: its parsed status and raw body, or why it did not answer. */
 export interface ReplicaReport {
   admin: string;
+  /** The node id expected at this address (from a peer list or the demo's layout). */
+  expectedId?: number;
   status?: ReplicaStatus;
   raw?: Json;
   error?: string;
@@ -95,7 +97,12 @@ export function parseStatus(body: unknown): ReplicaStatus | undefined {
   return out;
 }
 
-export async function askReplica(admin: string, timeoutMs = askTimeoutMsDefault): Promise<ReplicaReport> {
+export async function askReplica(admin: string, timeoutMs = askTimeoutMsDefault, expectedId?: number): Promise<ReplicaReport> {
+  const r = await askOnce(admin, timeoutMs);
+  return expectedId === undefined ? r : { ...r, expectedId };
+}
+
+async function askOnce(admin: string, timeoutMs: number): Promise<ReplicaReport> {
   const hp = parseHostPort(admin);
   if (!hp) return { admin, error: 'not host:port' };
   const url = `http://${formatHostPort(hp)}/status`;
@@ -111,34 +118,37 @@ export async function askReplica(admin: string, timeoutMs = askTimeoutMsDefault)
   }
 }
 
-/** Admin addresses of the other replicas, from one replica's peer list. */
-export function discoverAdmins(admin: string, st: ReplicaStatus): string[] {
+/** Admin addresses (and node ids) of the other replicas, from one replica's peer list. */
+export function discoverAdmins(admin: string, st: ReplicaStatus): Array<{ admin: string; nodeId: number }> {
   const hp = parseHostPort(admin);
   const peers = st.replication?.peers ?? [];
   if (!hp) return [];
   const selfAddress = st.replication?.address ?? peers.find((p) => p.id === st.nodeId)?.address;
   const selfPeerPort = selfAddress ? parseHostPort(selfAddress)?.port : undefined;
   const delta = selfPeerPort !== undefined ? hp.port - selfPeerPort : adminMinusPeerDefault;
-  const out: string[] = [];
+  const out: Array<{ admin: string; nodeId: number }> = [];
   for (const p of [...peers].sort((a, b) => a.id - b.id)) {
     if (p.id === st.nodeId) continue;
     const php = parseHostPort(p.address);
     if (!php || php.port + delta < 1 || php.port + delta > 65535) continue;
-    out.push(formatHostPort({ host: php.host, port: php.port + delta }));
+    out.push({ admin: formatHostPort({ host: php.host, port: php.port + delta }), nodeId: p.id });
   }
   return out;
 }
 
-/** Asks every address; with exactly one, also the replicas it names as peers. */
-export async function clusterStatus(admins: string[], timeoutMs = askTimeoutMsDefault): Promise<ReplicaReport[]> {
-  const reports = await Promise.all(admins.map((a) => askReplica(a, timeoutMs)));
+/**
+ * Asks every address (expectedIds[i]: the node id expected at admins[i], if known); with
+ * exactly one address, also the replicas it names as peers.
+ */
+export async function clusterStatus(admins: string[], timeoutMs = askTimeoutMsDefault, expectedIds: number[] = []): Promise<ReplicaReport[]> {
+  const reports = await Promise.all(admins.map((a, i) => askReplica(a, timeoutMs, expectedIds[i])));
   if (admins.length === 1 && reports[0]!.status) {
-    const more = discoverAdmins(admins[0]!, reports[0]!.status).filter((a) => a !== admins[0]);
-    reports.push(...(await Promise.all(more.map((a) => askReplica(a, timeoutMs)))));
+    const more = discoverAdmins(admins[0]!, reports[0]!.status).filter((a) => a.admin !== admins[0]);
+    reports.push(...(await Promise.all(more.map((a) => askReplica(a.admin, timeoutMs, a.nodeId)))));
   }
-  // By node id; a replica that did not answer keeps the place of its address (the demo
-  // lists addresses in node id order).
-  const key = (r: ReplicaReport, i: number) => r.status?.nodeId ?? i + 1;
+  // By node id; a replica that did not answer and whose id is not known keeps the place of
+  // its address.
+  const key = (r: ReplicaReport, i: number) => r.status?.nodeId ?? r.expectedId ?? i + 1;
   return reports.map((r, i) => ({ r, k: key(r, i) })).sort((a, b) => a.k - b.k).map((x) => x.r);
 }
 
@@ -178,7 +188,7 @@ export function statusRows(reports: ReplicaReport[]): StatusRow[] {
     const db = st ? (st.database.state ?? (st.database.reachable === false ? 'unreachable' : st.database.reachable ? 'up' : dash)) : dash;
     const others = r ? r.peers.filter((p) => p.id !== st!.nodeId) : [];
     return {
-      node: st ? String(st.nodeId) : '?',
+      node: st ? String(st.nodeId) : rep.expectedId !== undefined ? String(rep.expectedId) : '?',
       admin: rep.admin,
       role: r ? r.role : st ? 'not running' : 'down',
       term: r ? String(r.term) : dash,

@@ -147,10 +147,13 @@ describe('recall status formatting', () => {
   });
 
   test('one admin address finds the others from its peers', () => {
-    assert.deepEqual(discoverAdmins('127.0.0.1:8701', parseStatus(body(2, 'follower', 5, 5))!), ['127.0.0.1:8700', '127.0.0.1:8702']);
+    assert.deepEqual(discoverAdmins('127.0.0.1:8701', parseStatus(body(2, 'follower', 5, 5))!), [
+      { admin: '127.0.0.1:8700', nodeId: 1 },
+      { admin: '127.0.0.1:8702', nodeId: 3 },
+    ]);
     // when the replica says its own peer address, the admin port keeps the same distance from it
     const st = parseStatus({ nodeId: 1, replication: { role: 'leader', address: '10.0.0.1:7000', peers: [{ id: 2, address: '10.0.0.2:7000' }] } })!;
-    assert.deepEqual(discoverAdmins('10.0.0.1:9000', st), ['10.0.0.2:9000']);
+    assert.deepEqual(discoverAdmins('10.0.0.1:9000', st), [{ admin: '10.0.0.2:9000', nodeId: 2 }]);
   });
 
   test('table: lag against the leader commit, diverged, down replicas; redraw only on changes that matter', () => {
@@ -171,6 +174,8 @@ describe('recall status formatting', () => {
     const down = [reports[0]!, { admin: '127.0.0.1:8701', error: 'ECONNREFUSED' }, reports[2]!];
     assert.notEqual(tableSignature(down), tableSignature(reports));
     assert.match(formatTable(down), /^\?\s+127\.0\.0\.1:8701\s+down\s.*no answer \(ECONNREFUSED\)/m);
+    // a replica known from a peer list keeps its node id while it does not answer
+    assert.match(formatTable([reports[0]!, { admin: '127.0.0.1:8701', expectedId: 2, error: 'ECONNREFUSED' }]), /^2\s+127\.0\.0\.1:8701\s+down\s/m);
     assert.doesNotMatch(formatTable(reports), /replication: not running/);
     assert.match(formatTable([report('a:1', { nodeId: 1, database: { state: 'running' } })]), /not running.*\nreplication: not running on node 1 /);
   });
@@ -267,12 +272,48 @@ describe('recall demo and recall status', () => {
       assert.equal((await mariadbCli(ports[0]!, 'SELECT v FROM demo_keep.t WHERE id = 1')).trim(), 'kept');
       if (replicated) assert.equal((await mariadbCli(ports[2]!, 'SELECT v FROM demo_keep.t WHERE id = 1')).trim(), 'kept');
 
-      // A replica that dies is reported and restarted.
-      const victim = Number(readFileSync(join(tmp.path, 'run', 'replica-2.pid'), 'utf8'));
+      // A replica that dies is reported and restarted; with replication the leader is the
+      // victim, the others elect a new one and keep taking writes, and it catches up.
+      let victimId = 2;
+      if (replicated) {
+        const now = JSON.parse((await run(['status', '--admin', admins[0]!, '--json'])).stdout) as StatusEntry[];
+        victimId = now.find((e) => e.status?.replication?.role === 'leader')?.status?.nodeId ?? 2;
+      }
+      const victim = Number(readFileSync(join(tmp.path, 'run', `replica-${victimId}.pid`), 'utf8'));
       process.kill(victim, 'SIGKILL');
-      await demo.waitFor(/replica 2 exited unexpectedly \(signal SIGKILL\); restarting it in 5 s/, 10000);
-      await demo.waitFor(/replica 2 is back and ready/, 60000);
-      assert.equal((await mariadbCli(ports[1]!, 'SELECT 1')).trim(), '1');
+      await demo.waitFor(new RegExp(`replica ${victimId} exited unexpectedly \\(signal SIGKILL\\); restarting it in 5 s`), 10000);
+      if (replicated) {
+        const survivors = [1, 2, 3].filter((i) => i !== victimId);
+        const down = await run(['status', '--admin', admins[survivors[0]! - 1]!]);
+        assert.match(down.stdout, new RegExp(`^${victimId}\\s+\\S+\\s+down\\s`, 'm'), down.stdout);
+        const deadline = Date.now() + 10000;
+        let written = false;
+        while (!written) {
+          written = await mariadbCli(ports[survivors[0]! - 1]!, "INSERT INTO demo_keep.t VALUES (3, 'after failover')").then(() => true, (e: Error) => {
+            // an earlier try answered "outcome unknown" but did commit
+            if (/Duplicate entry/.test(e.message)) return true;
+            assert.ok(Date.now() < deadline, `no write within 10 s of the leader's death: ${e.message}`);
+            return false;
+          });
+          if (!written) await new Promise((r) => setTimeout(r, 200));
+        }
+        // the demo's own table showed the replica down
+        const shownDown = new RegExp(`^${victimId}\\s+\\S+\\s+down\\s`, 'm');
+        const after = () => demo.out().slice(demo.out().indexOf(`replica ${victimId} exited unexpectedly`));
+        for (const end = Date.now() + 10000; !shownDown.test(after()) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+        assert.match(after(), shownDown);
+      }
+      await demo.waitFor(new RegExp(`replica ${victimId} is back and ready`), 60000);
+      assert.equal((await mariadbCli(ports[victimId - 1]!, 'SELECT 1')).trim(), '1');
+      if (replicated) {
+        const deadline = Date.now() + 15000;
+        let seen = '';
+        while (Date.now() < deadline && !seen.includes('after failover')) {
+          seen = await mariadbCli(ports[victimId - 1]!, 'SELECT v FROM demo_keep.t WHERE id = 3').catch((e: Error) => e.message);
+          if (!seen.includes('after failover')) await new Promise((r) => setTimeout(r, 200));
+        }
+        assert.equal(seen.trim(), 'after failover', 'the restarted replica caught up');
+      }
       pids = [...pids, victim, ...demoPids(tmp.path)];
       const code2 = await demo.interrupt();
       assert.equal(code2, 0, demo.err());
