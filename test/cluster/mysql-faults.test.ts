@@ -409,4 +409,43 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     assert.ok(g.gapMs !== undefined && g.gapMs < resumeMsMax, `writes resume within ${resumeMsMax} ms (gap ${g.gapMs ?? 'never'} ms)`);
     lap('cut-leader test', t0);
   }));
+  test('a slow follower (150 ms each way on its peer links): its clients read their own writes, linearizable reads see others\' writes, converges', { timeout: 120_000 }, guard(async () => {
+    const t0 = Date.now();
+    await ensureAllUp();
+    const leader = await c.waitLeader(20_000);
+    const termBefore = (await c.status(leader)).replication!.term;
+    const f = (leader + 2) % 3;
+    const open = async (i: number) => {
+      const conn = await mysql.createConnection({ host: '127.0.0.1', port: c.nodes[i]!.mysqlPort, user: 'root', database: db, connectTimeout: 5000 });
+      conn.on('error', () => undefined);
+      return conn;
+    };
+    const mine = await open(f); // default consistency: session
+    const lin = await open(f);
+    await lin.query(`SET @recall_consistency = 'linearizable'`);
+    const other = await open(leader);
+    c.delay(f, 150);
+    const lat: number[] = [];
+    try {
+      for (let k = 0; k < 15; k++) {
+        const tw = Date.now();
+        await mine.query('INSERT INTO t VALUES (?, 5, ?, ?, ?)', [`slow-${k}`, k, 'slow', f + 1]);
+        lat.push(Date.now() - tw);
+        const [r1] = await mine.query('SELECT COUNT(*) AS n FROM t WHERE k = ?', [`slow-${k}`]);
+        assert.equal(Number((r1 as mysql.RowDataPacket[])[0]!.n), 1, `the writing session reads its own write slow-${k} on the slow follower`);
+        await other.query('INSERT INTO t VALUES (?, 6, ?, ?, ?)', [`fast-${k}`, k, 'fast', leader + 1]);
+        const [r2] = await lin.query('SELECT COUNT(*) AS n FROM t WHERE k = ?', [`fast-${k}`]);
+        assert.equal(Number((r2 as mysql.RowDataPacket[])[0]!.n), 1, `a linearizable read on the slow follower sees fast-${k} acknowledged by the leader`);
+      }
+    } finally {
+      c.delay(f, 0);
+      for (const conn of [mine, lin, other]) conn.destroy();
+    }
+    lat.sort((a, b) => a - b);
+    const termAfter = (await c.status(leader)).replication!.term;
+    console.log(`# slow follower: write latency through it median ${lat[lat.length >> 1]} ms, max ${lat[lat.length - 1]} ms; leader term ${termBefore} -> ${termAfter}`);
+    await c.waitConverged(30_000);
+    await assertSameChecksums();
+    lap('slow follower test', t0);
+  }));
 });

@@ -102,6 +102,8 @@ export interface TestCluster {
   /** Isolates node i from every peer, both directions. */
   cut(i: number, mode?: CutMode): void;
   heal(i: number): void;
+  /** Delays every byte to and from node i's peers by ms (0 removes the delay). */
+  delay(i: number, ms: number): void;
   /** A query straight to node i's mariadbd as root (bypassing Recall). */
   dbQuery(i: number, sql: string, params?: unknown[]): Promise<Row[]>;
   /** Per node (the given indexes, default all with a reachable database): table -> CHECKSUM TABLE value, for every base table of `db`. */
@@ -322,6 +324,13 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     applyCuts('reset');
   };
 
+  const delay = (i: number, ms: number) => {
+    for (const [key, r] of relays) {
+      const [from, to] = key.split('->').map(Number) as [number, number];
+      if (from === i || to === i) r.setDelayMs(ms);
+    }
+  };
+
   const dbQuery = async (i: number, sql: string, params: unknown[] = []): Promise<Row[]> => {
     const conn = await mysql.createConnection({ host: '127.0.0.1', port: procs[i]!.info.dbPort, user: 'root', password: '', connectTimeout: 5000, supportBigNumbers: true, bigNumberStrings: true });
     try {
@@ -415,6 +424,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     waitReady,
     cut,
     heal,
+    delay,
     dbQuery,
     checksums,
     waitConverged,
