@@ -35,6 +35,7 @@ const watchIntervalMs = 1000;
 // The table is printed again on a change, but not more often than this.
 const redrawMinMs = 2000;
 const waitingNoteEveryMs = 10_000;
+const leaderWaitMaxMs = 30_000;
 
 const say = (line: string) => process.stdout.write(line + '\n');
 
@@ -151,6 +152,27 @@ function validate(args: DemoArgs): string | undefined {
     return `--port-base ${args.portBase}: the demo needs ports from it up to +${200 + n - 1} within 1024..65535 (example: --port-base 8500)`;
   }
   return undefined;
+}
+
+/**
+ * Until every replica knows the same leader (or replication is not running), so that the
+ * first write after "ready" does not wait for an election; gives up after leaderWaitMaxMs.
+ */
+async function awaitLeader(admins: string[], interrupted: () => boolean, secs: () => string): Promise<void> {
+  let noted = false;
+  for (const end = Date.now() + leaderWaitMaxMs; Date.now() < end && !interrupted(); ) {
+    const reps = (await clusterStatus(admins, 1500)).map((r) => r.status?.replication);
+    if (reps.every((r) => r === undefined)) return;
+    const leader = reps.find((r) => r?.role === 'leader');
+    if (leader && reps.every((r) => r?.leader === leader.leader)) {
+      say(`  replica ${leader.leader} is the leader (term ${leader.term}, ${secs()} s)`);
+      return;
+    }
+    if (!noted) say('  waiting for the replicas to elect a leader ...');
+    noted = true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  if (!interrupted()) say(`  no leader after ${leaderWaitMaxMs / 1000} s; the table below shows why (logs in the log files)`);
 }
 
 export async function demoCommand(args: DemoArgs): Promise<number> {
@@ -299,6 +321,7 @@ export async function demoCommand(args: DemoArgs): Promise<number> {
   for (const r of replicas) r.restartOnExit = true;
 
   const admins = replicas.map((_, i) => `127.0.0.1:${demoPorts(args.portBase, i).admin}`);
+  if (!interrupted) await awaitLeader(admins, () => interrupted, secs);
   if (!interrupted) {
     say('');
     say(`Recall is ready (${secs()} s). Connect with the MariaDB client to any replica:`);

@@ -238,6 +238,8 @@ describe('recall demo and recall status', () => {
 
       const replicated = entries.every((e) => e.status?.replication);
       if (replicated) {
+        // "ready" waits for an elected leader that all three know
+        assert.match(demo.out(), /replica [123] is the leader \(term \d+, [\d.]+ s\)\n\nRecall is ready/);
         // One admin address is enough: the others are found from its peers.
         const one = await run(['status', '--admin', admins[1]!]);
         assert.equal(one.code, 0, one.stderr);
