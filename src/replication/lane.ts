@@ -50,6 +50,8 @@ export interface LaneResult {
   insertId: number;
   /** the session is (still) inside a lane transaction */
   inTxn: boolean;
+  /** SHOW WARNINGS of the statement (raw response packets), when it had warnings */
+  warnings?: Buffer[];
 }
 
 export interface Expectation {
@@ -293,6 +295,13 @@ export class WriteLane {
     return stmt;
   }
 
+  /** The statement's SHOW WARNINGS, for a client that asks next (the warnings live on this connection). */
+  private async warnings(c: LaneConn, r: ResponseAssembler): Promise<Buffer[] | undefined> {
+    if (!r.ok?.warnings) return undefined;
+    const w = await c.client.query('SHOW WARNINGS');
+    return w.err ? undefined : w.packets;
+  }
+
   private async runBatch(batch: Waiter[]): Promise<void> {
     let c: LaneConn;
     try {
@@ -305,6 +314,7 @@ export class WriteLane {
     const ctxs: SysContext[] = [];
     const items: StatementItem[] = [];
     const answers: Array<ResponseAssembler | SqlError> = [];
+    const warnings: Array<Buffer[] | undefined> = [];
     try {
       const begin = c.client.query('BEGIN');
       for (const w of batch) {
@@ -314,9 +324,11 @@ export class WriteLane {
           item.out = outcomeOf(r);
           items.push(item);
           answers.push(r);
+          warnings.push(await this.warnings(c, r));
         } catch (e) {
           if (!(e instanceof SqlError)) throw e;
           answers.push(e);
+          warnings.push(undefined);
         }
       }
       const b = await begin;
@@ -343,7 +355,8 @@ export class WriteLane {
       const a = answers[i]!;
       if (a instanceof SqlError) return w.reject(a);
       a.patchStatus(KEEP_AUTO, w.req.clientStatus & SERVER_STATUS_AUTOCOMMIT);
-      w.resolve({ packets: a.packets, index: a.err ? 0 : index, insertId: a.ok?.lastInsertId ?? 0, inTxn: false });
+      const wr = warnings[i];
+      w.resolve({ packets: a.packets, index: a.err ? 0 : index, insertId: a.ok?.lastInsertId ?? 0, inTxn: false, ...(wr ? { warnings: wr } : {}) });
     });
   }
 
@@ -438,7 +451,8 @@ export class WriteLane {
       const r = await this.send(h.conn, req, item);
       item.out = outcomeOf(r);
       if (req.record !== false) h.items.push(item);
-      return this.result(r, req, 0, true);
+      const wr = await this.warnings(h.conn, r);
+      return { ...this.result(r, req, 0, true), ...(wr ? { warnings: wr } : {}) };
     } catch (e) {
       if (this.holder === h && !(e instanceof SqlError)) {
         this.expired.set(h.session, RecallErrors.txnAborted((e as Error).message));

@@ -225,7 +225,9 @@ export class Replicator {
       const st = this.node.status();
       if (st.role !== Role.Leader) throw RecallErrors.notApplied(st.leader ? `leadership moved to node ${st.leader}` : 'leadership lost');
       if (this.applier.diverged) throw RecallErrors.diverged(this.applier.diverged.reason);
-      if (this.laneOpenTerm === st.term) return;
+      // Open: every committed entry must be in the database before the next write executes (a
+      // commit that failed after quorum is replayed by the applier first).
+      if (this.laneOpenTerm === st.term && this.applier.applied >= Math.min(st.commit, this.node.storage.lastIndex())) return;
       // commit must have reached this term's first entry, and the database must hold all of it
       let termOfCommit = -1;
       try {
@@ -233,13 +235,14 @@ export class Replicator {
       } catch {
         termOfCommit = -1;
       }
-      if (termOfCommit === st.term && this.applier.applied >= st.commit) {
+      if (this.laneOpenTerm !== st.term && termOfCommit === st.term && this.applier.applied >= st.commit) {
         this.laneOpenTerm = st.term;
         this.log.info('write lane open', { term: st.term, applied: this.applier.applied });
         return;
       }
       if (performance.now() > end) throw RecallErrors.notApplied(`this new leader has not caught up (applied ${this.applier.applied}, commit ${st.commit})`);
-      await sleep(5);
+      this.applier.notify();
+      await sleep(2);
     }
   }
 

@@ -24,6 +24,7 @@ export class SqlError extends Error {
 interface Waiting {
   readonly asm: ResponseAssembler;
   readonly infile: Buffer | undefined;
+  infileSent?: boolean;
   readonly resolve: (r: ResponseAssembler) => void;
   readonly reject: (e: Error) => void;
 }
@@ -178,7 +179,8 @@ export class SqlClient {
         const w = this.queue[0]!;
         const p = await this.channel.read();
         const done = w.asm.push(p.payload);
-        if (w.asm.infileRequested && !done && w.asm.packets.length === 1) this.sendInfile(w.infile ?? Buffer.alloc(0), p.seq + 1);
+        if (w.asm.infileRequested && !done && w.asm.packets.length === 0 && !w.infileSent) this.sendInfile(w.infile ?? Buffer.alloc(0), p.seq + 1);
+        if (w.asm.infileRequested) w.infileSent = true;
         if (done) {
           this.queue.shift();
           w.resolve(w.asm);

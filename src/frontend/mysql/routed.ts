@@ -4,7 +4,8 @@
 import type { Socket } from 'node:net';
 import { SqlClient, SqlError } from '../../backend/mysql/client.js';
 import type { PacketChannel } from '../../backend/mysql/channel.js';
-import { COM_QUERY, COM_STMT_EXECUTE, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from '../../protocol/mysql/constants.js';
+import { COM_QUERY, COM_STMT_EXECUTE, SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from '../../protocol/mysql/constants.js';
+import { ResponseAssembler } from '../../protocol/mysql/response.js';
 import { encodeErr } from '../../protocol/mysql/generic.js';
 import { encodePacket } from '../../protocol/mysql/packets.js';
 import { stringValue } from '../../sql/mysql-lexer.js';
@@ -40,19 +41,9 @@ export interface RoutedOutcome {
 
 export async function runRouted(s: RoutedSession, channel: PacketChannel, action: Action): Promise<RoutedOutcome> {
   if (action.do === 'local') return { bypass: true };
-  if (action.do === 'error') {
-    const p = await channel.read();
-    writeErr(s, action.error, p.lastSeq + 1);
-    return { bypass: false };
-  }
   if (action.do === 'wait') {
     try {
-      if (action.linearizable) await s.svc.waitApplied(await s.svc.linearizableIndex());
-      else await s.svc.waitApplied(s.router.lastWriteIndex);
-      if (action.syncLid) {
-        await local(s, `SET last_insert_id = ${s.router.lastInsertId}`);
-        s.router.lidStale = false;
-      }
+      await waitFor(s, action);
     } catch (e) {
       const p = await channel.read();
       writeErr(s, asSqlError(e), p.lastSeq + 1);
@@ -61,18 +52,58 @@ export async function runRouted(s: RoutedSession, channel: PacketChannel, action
     return { bypass: true };
   }
   const p = await channel.read();
-  const payload = p.payload;
   let seq = p.lastSeq + 1;
+  if (action.do !== 'multi') {
+    const out = await runOne(s, channel, action, p.payload, seq);
+    write(s, out.packets, out.seq);
+    return { bypass: false };
+  }
+  // Several statements: each routed on its own; every result but the last says more follow.
+  const stmts = action.stmts;
+  for (let i = 0; i < stmts.length; i++) {
+    const st = stmts[i]!;
+    const payload = Buffer.concat([Buffer.from([COM_QUERY]), Buffer.from(st.text, 'latin1')]);
+    const localInTxn = (s.statusFlags & SERVER_STATUS_IN_TRANS) !== 0 || (s.statusFlags & SERVER_STATUS_AUTOCOMMIT) === 0;
+    const a = s.router.decideOne([st], localInTxn);
+    const out = await runOne(s, channel, a.do === 'multi' ? { do: 'local' } : a, payload, seq);
+    const last = i === stmts.length - 1 || out.failed;
+    if (!last) markMore(s, out.packets);
+    seq = write(s, out.packets, out.seq);
+    if (last) break;
+  }
+  return { bypass: false };
+}
+
+type OneAction = Exclude<Action, { do: 'multi' }>;
+
+/** Run one statement; the response packets are returned, to be written from sequence id `seq`. */
+async function runOne(s: RoutedSession, channel: PacketChannel, action: OneAction, payload: Buffer, seq: number): Promise<{ packets: Buffer[]; failed: boolean; seq: number }> {
   const r = s.router;
+  const err = (e: SqlError) => ({ packets: [errPayload(e)], failed: true, seq });
   try {
+    switch (action.do) {
+      case 'error':
+        return err(action.error);
+      case 'warnings':
+        return { packets: action.packets, failed: false, seq };
+      case 'local':
+        return await localRun(s, payload, seq);
+      case 'wait':
+        await waitFor(s, action);
+        return await localRun(s, payload, seq);
+      case 'lane':
+        break;
+    }
     if (action.mode === 'end-then-local') {
       // BEGIN or SET autocommit=1 inside a lane transaction commits it first (as MySQL does)
       await laneCall(s, 'commit', null, payload);
+      r.pinned = false;
       await endLocalTxn(s, 'COMMIT');
-      return relayLocally(s, payload, seq);
+      return await localRun(s, payload, seq);
     }
     if (action.mode === 'ddl' && r.pinned) {
       await laneCall(s, 'commit', null, payload);
+      r.pinned = false;
       await endLocalTxn(s, 'COMMIT');
     }
     const localInTxn = (s.statusFlags & SERVER_STATUS_IN_TRANS) !== 0 || (s.statusFlags & SERVER_STATUS_AUTOCOMMIT) === 0;
@@ -87,28 +118,55 @@ export async function runRouted(s: RoutedSession, channel: PacketChannel, action
       seq = got.nextSeq;
     }
     const result = await laneCall(s, mode, action, payload, infile);
-    for (const pk of result.packets) {
-      s.client.write(encodePacket(pk, seq));
-      seq += Math.floor(pk.length / 0xffffff) + 1;
-    }
     if (result.index > 0) r.lastWriteIndex = Math.max(r.lastWriteIndex, result.index);
     if (result.insertId > 0) {
       r.lastInsertId = result.insertId;
       r.lidStale = true;
     }
+    r.laneWarnings = result.warnings ?? null;
     const wasPinned = r.pinned;
     r.pinned = result.inTxn;
     if (wasPinned && !r.pinned && (s.statusFlags & SERVER_STATUS_IN_TRANS) !== 0) await endLocalTxn(s, mode === 'rollback' ? 'ROLLBACK' : 'COMMIT');
     if (mode === 'ddl') r.contextDirty = true; // USE-like effects (CREATE DATABASE) and implicit commits
+    return { packets: result.packets, failed: result.packets.length > 0 && result.packets[result.packets.length - 1]![0] === 0xff, seq };
   } catch (e) {
-    const err = asSqlError(e);
-    if (r.pinned && (err.errno === ER_LOCK_DEADLOCK || err.errno === ER_LOCK_WAIT_TIMEOUT || action.mode === 'commit' || action.mode === 'rollback')) {
+    const error = asSqlError(e);
+    if (r.pinned && (error.errno === ER_LOCK_DEADLOCK || error.errno === ER_LOCK_WAIT_TIMEOUT || (action.do === 'lane' && (action.mode === 'commit' || action.mode === 'rollback')))) {
       r.pinned = false;
       await endLocalTxn(s, 'ROLLBACK').catch(() => undefined);
     }
-    writeErr(s, err, seq);
+    return err(error);
   }
-  return { bypass: false };
+}
+
+async function waitFor(s: RoutedSession, action: Extract<Action, { do: 'wait' }>): Promise<void> {
+  if (action.linearizable) await s.svc.waitApplied(await s.svc.linearizableIndex());
+  else await s.svc.waitApplied(s.router.lastWriteIndex);
+  if (action.syncLid) {
+    await local(s, `SET last_insert_id = ${s.router.lastInsertId}`);
+    s.router.lidStale = false;
+  }
+}
+
+/** Write response packets from sequence id `seq`; returns the next sequence id. */
+function write(s: RoutedSession, packets: Buffer[], seq: number): number {
+  for (const pk of packets) {
+    s.client.write(encodePacket(pk, seq));
+    seq += Math.floor(pk.length / 0xffffff) + 1;
+  }
+  return seq;
+}
+
+/** Set SERVER_MORE_RESULTS_EXISTS on the final terminator of a response. */
+function markMore(s: RoutedSession, packets: Buffer[]): void {
+  const asm = new ResponseAssembler(s.capabilities);
+  for (const p of packets) if (!asm.done) asm.push(p);
+  const last = asm.statusAt[asm.statusAt.length - 1];
+  if (!last) return;
+  const [i, off] = last;
+  const p = Buffer.from(packets[i]!);
+  p.writeUInt16LE(p.readUInt16LE(off) | SERVER_MORE_RESULTS_EXISTS, off);
+  packets[i] = p;
 }
 
 async function laneCall(s: RoutedSession, mode: LaneMode, action: Extract<Action, { do: 'lane' }> | null, payload: Buffer, infile?: Buffer): Promise<LaneResult> {
@@ -245,25 +303,25 @@ async function endLocalTxn(s: RoutedSession, how: 'COMMIT' | 'ROLLBACK'): Promis
   await local(s, how);
 }
 
-/** Relay a command to the local session and its response to the client, packet by packet. */
-async function relayLocally(s: RoutedSession, payload: Buffer, seq: number): Promise<RoutedOutcome> {
+/** Run a command on the local session; its response packets are returned. */
+async function localRun(s: RoutedSession, payload: Buffer, seq: number): Promise<{ packets: Buffer[]; failed: boolean; seq: number }> {
   const c = SqlClient.wrap(s.backendSocket, s.backendCapabilities, s.payloadBytesMax, Buffer.alloc(0));
   try {
     const r = await c.command(payload);
-    s.statusFlags = r.status;
-    for (const pk of r.packets) {
-      s.client.write(encodePacket(pk, seq));
-      seq += Math.floor(pk.length / 0xffffff) + 1;
-    }
+    s.statusFlags = r.status || s.statusFlags;
+    return { packets: r.packets, failed: r.err !== null, seq };
   } finally {
     const left = c.detach();
     if (left.length) s.backendSocket.unshift(left);
   }
-  return { bypass: false };
+}
+
+function errPayload(e: SqlError): Buffer {
+  return encodeErr({ errno: e.errno, sqlState: e.sqlState, message: e.message });
 }
 
 function writeErr(s: RoutedSession, e: SqlError, seq: number): void {
-  s.client.write(encodePacket(encodeErr({ errno: e.errno, sqlState: e.sqlState, message: e.message }), seq));
+  s.client.write(encodePacket(errPayload(e), seq));
 }
 
 function asSqlError(e: unknown): SqlError {

@@ -27,7 +27,11 @@ export type Action =
   | { do: 'error'; error: SqlError }
   /** wait for the replica to apply what the session needs, then run locally */
   | { do: 'wait'; linearizable: boolean; syncLid: boolean }
-  | { do: 'lane'; mode: 'write' | 'ddl' | 'txn-read' | 'commit' | 'rollback' | 'end-then-local'; stmt: ClassifiedStatement | null; stmts: ClassifiedStatement[] };
+  | { do: 'lane'; mode: 'write' | 'ddl' | 'txn-read' | 'commit' | 'rollback' | 'end-then-local'; stmt: ClassifiedStatement | null; stmts: ClassifiedStatement[] }
+  /** several statements in one COM_QUERY: each is routed on its own, in order, as the server would run them */
+  | { do: 'multi'; stmts: ClassifiedStatement[] }
+  /** SHOW WARNINGS right after a statement that ran in the write lane: its warnings are replayed */
+  | { do: 'warnings'; packets: Buffer[] };
 
 export interface PreparedInfo {
   text: Buffer;
@@ -51,6 +55,8 @@ export class Router {
   /** the cached session context must be read again from the local session */
   contextDirty = true;
   readonly prepared = new Map<number, PreparedInfo>();
+  /** SHOW WARNINGS result of the last statement run in the lane (raw packets), when it had warnings */
+  laneWarnings: Buffer[] | null = null;
   /** the last decision, for the command the session is about to take over */
   last: { payload: Buffer; action: Action } | null = null;
 
@@ -84,15 +90,21 @@ export class Router {
 
   private forStatements(stmts: ClassifiedStatement[], localInTxn: boolean): Action {
     if (stmts.length === 0) return { do: 'local' };
+    const warnings = this.laneWarnings;
+    this.laneWarnings = null;
+    if (stmts.length === 1 && warnings && /^SHOW\s+WARNINGS\s*;?\s*$/i.test(stmts[0]!.text.trim())) return { do: 'warnings', packets: warnings };
+    if (stmts.length > 1) {
+      const plain = stmts.every((s) => s.kind === 'read' || s.kind === 'session' || s.kind === 'other');
+      if (this.pinned || !plain || this.svc.diverged) return { do: 'multi', stmts };
+    }
+    return this.decideOne(stmts, localInTxn);
+  }
+
+  /** The route of one statement (or of a multi-statement text that only reads). */
+  decideOne(stmts: ClassifiedStatement[], localInTxn: boolean): Action {
     for (const st of stmts) this.observe(st);
     const writes = stmts.filter((s) => WRITE_KINDS.has(s.kind));
     const st = stmts[0]!;
-    if (stmts.length > 1) {
-      const awkward = stmts.some((s) => s.kind === 'transaction' || s.kind === 'ddl' || s.implicitCommit);
-      if (awkward && (writes.length > 0 || this.pinned)) {
-        return { do: 'error', error: RecallErrors.unsupported('multi-statement text mixing transaction control or DDL with other statements; send them one at a time') };
-      }
-    }
     if (this.svc.diverged && stmts.some((s) => s.kind !== 'session')) return { do: 'error', error: RecallErrors.diverged(this.svc.diverged) };
     for (const s of writes) {
       const refused = this.refusal(s);

@@ -76,6 +76,8 @@ export class ResponseAssembler {
           return this.okTerminator(p);
         }
         if (head === 0xfb && this.state === S_FIRST) {
+          // the request is answered by whoever sent the command; the response proper follows it
+          this.packets.pop();
           this.infileRequested = true;
           this.state = S_INFILE;
           return false;
