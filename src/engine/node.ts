@@ -615,7 +615,7 @@ export class RaftNode {
     }
     if (hs) {
       this.durable = hs;
-      if (hs.term !== this.term) this.log.info('term changed', { term: hs.term, vote: hs.vote, index: this.storage.lastIndex() });
+      if (hs.term !== this.term) this.log.debug('term changed', { term: hs.term, vote: hs.vote, index: this.storage.lastIndex() });
       this.term = hs.term;
       this.commit = hs.commit;
     }

@@ -74,6 +74,8 @@ export interface LaneDeps {
   expect(seq: number): Expectation;
   /** run Recall's own bookkeeping statements as the admin account, in one transaction */
   bookkeep(sqls: string[]): Promise<void>;
+  /** the local database connection failed (not an SQL error): the leader should step aside */
+  databaseFailed(why: string): void;
 }
 
 interface LaneConn {
@@ -251,6 +253,7 @@ export class WriteLane {
   }
 
   private dropConn(c: LaneConn): void {
+    if (c.client.broken) this.d.databaseFailed('a write lane connection to the local database broke');
     c.client.close();
     if (this.conns.get(c.key) === c) this.conns.delete(c.key);
   }

@@ -92,7 +92,7 @@ export class Replicator {
       onDiverged: () => replicationDiverged.set(1),
     });
     await applier.open();
-    log.info('local database applied index', { applied: applier.applied });
+    log.debug('local database applied index', { applied: applier.applied });
     const entryBytesMax = o.payloadBytesMax * 4 + (1 << 20);
     node = await RaftNode.open({
       id: o.nodeId,
@@ -122,6 +122,7 @@ export class Replicator {
       ready: () => rep.r!.laneReady(),
       expect: (seq) => applier.expect(seq),
       bookkeep: (sqls) => applier.bookkeep(sqls),
+      databaseFailed: (why) => rep.r?.stepAside(why),
     });
     rep.r = new Replicator(o, n, applier, lane, log);
     return rep.r;
@@ -237,7 +238,7 @@ export class Replicator {
       }
       if (this.laneOpenTerm !== st.term && termOfCommit === st.term && this.applier.applied >= st.commit) {
         this.laneOpenTerm = st.term;
-        this.log.info('write lane open', { term: st.term, applied: this.applier.applied });
+        this.log.debug('write lane open', { term: st.term, applied: this.applier.applied });
         return;
       }
       if (performance.now() > end) throw RecallErrors.notApplied(`this new leader has not caught up (applied ${this.applier.applied}, commit ${st.commit})`);
@@ -246,7 +247,21 @@ export class Replicator {
     }
   }
 
+  private steppingAside = false;
+
+  /** The local database is failing: a leader hands leadership to a peer whose database works. */
+  stepAside(why: string): void {
+    if (this.steppingAside || !this.isLeader()) return;
+    this.steppingAside = true;
+    this.log.warn('local database failing: transferring leadership', { why });
+    this.node
+      .transferLeadership()
+      .catch(() => false)
+      .finally(() => setTimeout(() => (this.steppingAside = false), 2000).unref());
+  }
+
   private watchRole(): void {
+    if (this.applier.status().lastError && this.isLeader()) this.stepAside(`applier: ${this.applier.status().lastError}`);
     const leader = this.isLeader();
     replicationApplied.set(this.applier.applied);
     if (this.wasLeader && !leader) {
