@@ -52,6 +52,12 @@ export async function serveCommand(flags: Record<string, unknown>): Promise<void
     log.info('shutting down', { signal: sig });
   });
 
+  // A promise rejected with nobody listening (a connection lost in the middle of pipelined
+  // work) must not end a replica that serves every other session: log it loudly instead.
+  process.on('unhandledRejection', (reason) => {
+    log.error('unhandled rejection (a bug: please report)', { error: reason instanceof Error ? reason.stack : String(reason) });
+  });
+
   log.debug('configuration', { ...cfg, clusterSecret: cfg.clusterSecret ? '***' : undefined });
   let node: RunningNode;
   try {

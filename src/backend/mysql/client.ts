@@ -87,6 +87,9 @@ export class SqlClient {
     if (this.closed) return Promise.reject(new ChannelClosedError());
     const asm = new ResponseAssembler(this.capabilities, opts.prepare ?? false);
     const p = new Promise<ResponseAssembler>((resolve, reject) => this.queue.push({ asm, infile: opts.infile, resolve, reject }));
+    // Pipelined callers may stop awaiting after an earlier failure: a lost connection must not
+    // become an unhandled rejection of the later commands (it ends the process).
+    p.catch(() => undefined);
     this.socket.write(encodePacket(payload, 0));
     if (!this.reading) void this.readLoop();
     return p;
