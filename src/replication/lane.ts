@@ -273,9 +273,18 @@ export class WriteLane {
   }
 
   /** Send the context and the statement (pipelined); resolves with the statement's response. */
-  private async send(c: LaneConn, req: LaneRequest, item: StatementItem): Promise<ResponseAssembler> {
+  /**
+   * Send the context and the statement (pipelined); resolves with the statement's response.
+   * Inside a transaction each statement runs under a savepoint: if its context could not be set,
+   * whatever it did is rolled back before the error goes to the client, so nothing outside the
+   * log ever commits.
+   */
+  private async send(c: LaneConn, req: LaneRequest, item: StatementItem, inTxn = true): Promise<ResponseAssembler> {
+    const sp = inTxn ? c.client.query('SAVEPOINT recall_stmt') : null;
     const pre = c.ctx.apply(c.client, req.sys);
     pre.push(c.client.query(statementSet(item, null)));
+    // outside a transaction (DDL) nothing could undo the statement: the context must be in place first
+    if (!inTxn) await this.checkPre(c, null, pre.splice(0), null);
     let stmt: Promise<ResponseAssembler>;
     if (req.params) {
       const text = req.sql!.toString('latin1');
@@ -283,7 +292,7 @@ export class WriteLane {
       if (!ps) {
         const pr = await c.client.prepare(req.sql!);
         if (pr.err || !pr.prepared) {
-          await Promise.all(pre);
+          await this.checkPre(c, sp, pre, null);
           return pr; // the ERR packet answers the execute
         }
         ps = { id: pr.prepared.stmtId, params: pr.prepared.params };
@@ -291,11 +300,23 @@ export class WriteLane {
       }
       stmt = c.client.execute(ps.id, req.params);
     } else stmt = c.client.query(req.sql!, { infile: req.infile });
-    for (const r of await Promise.all(pre)) {
-      if (r.err) c.ctx.reset();
-      if (r.err) throw new SqlError(r.err.errno, r.err.sqlState, `Recall could not set the session context on the leader: ${r.err.message}`);
-    }
+    await this.checkPre(c, sp, pre, stmt);
     return stmt;
+  }
+
+  private async checkPre(c: LaneConn, sp: Promise<ResponseAssembler> | null, pre: Array<Promise<ResponseAssembler>>, stmt: Promise<ResponseAssembler> | null): Promise<void> {
+    const s = sp ? await sp : null;
+    if (s?.err) throw new SqlError(s.err.errno, s.err.sqlState, `Recall could not set a savepoint on the leader: ${s.err.message}`);
+    for (const r of await Promise.all(pre)) {
+      if (!r.err) continue;
+      c.ctx.reset();
+      if (stmt) await stmt; // it ran with the wrong context: undo it
+      if (sp) {
+        const rb = await c.client.query('ROLLBACK TO SAVEPOINT recall_stmt');
+        if (rb.err) throw new Error(`rolling back a statement failed: ${rb.err.message}`);
+      } else if (stmt) throw new Error('a statement ran outside a transaction with the wrong context');
+      throw new SqlError(r.err.errno, r.err.sqlState, `Recall could not set the session context on the leader: ${r.err.message}`);
+    }
   }
 
   /** The statement's SHOW WARNINGS, for a client that asks next (the warnings live on this connection). */
@@ -519,7 +540,7 @@ export class WriteLane {
     if (intent instanceof SqlError) return w.reject(intent);
     let r: ResponseAssembler;
     try {
-      r = await this.send(c, req, item);
+      r = await this.send(c, req, item, false);
     } catch (e) {
       this.dropConn(c);
       r = null as unknown as ResponseAssembler;

@@ -251,7 +251,9 @@ function columnTypes(r: { packets: Buffer[]; hadRows: boolean }): number[] {
     const p = r.packets[i]!;
     let off = 0;
     for (let k = 0; k < 6; k++) off += lenencStringBytes(p, off);
-    off += 1; // length of fixed fields
+    // MariaDB's extended metadata adds one more string before the fixed fields (0x0c long)
+    if (p[off] !== 0x0c) off += lenencStringBytes(p, off);
+    off += 1;
     out.push(p[off + 2 + 4]!);
   }
   return out;
