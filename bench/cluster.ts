@@ -16,6 +16,7 @@ import { startTestMariaDB, type TestMariaDB } from '../test/harness/mariadb.js';
 import { startBenchCluster, type BenchCluster } from './lib/cluster-procs.js';
 import { runSysbenchPorts, type MultiPortRun } from './lib/cluster-sysbench.js';
 import type { SysbenchResult } from './lib/sysbench.js';
+import { cpuMeter, mariadbPid } from './lib/cluster-cpu.js';
 
 const seconds = Number(process.env.BENCH_CLUSTER_SECONDS ?? process.env.BENCH_SECONDS ?? 10);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 2));
@@ -81,7 +82,14 @@ async function main(): Promise<void> {
   let cluster: BenchCluster | undefined;
   let failures = 0;
   try {
-    [db, cluster] = await Promise.all([startTestMariaDB({ flushLogAtTrxCommit: 1 }), startBenchCluster()]);
+    // Started together (each takes a while); whichever starts is stopped by finally even if the other fails.
+    const [d, cl] = await Promise.allSettled([startTestMariaDB({ flushLogAtTrxCommit: 1 }), startBenchCluster()]);
+    if (d.status === 'fulfilled') db = d.value;
+    if (cl.status === 'fulfilled') cluster = cl.value;
+    if (d.status === 'rejected') throw d.reason;
+    if (cl.status === 'rejected') throw cl.reason;
+    if (!db || !cluster) throw new Error('unreachable');
+    const c3 = cluster;
     const leader = await cluster.waitLeader();
     console.log(`direct mariadbd port ${db.port}; cluster MySQL ports ${cluster.nodes.map((n) => n.mysqlPort).join(',')} (leader node ${leader + 1}), ` +
       `recall pids ${cluster.nodes.map((n) => n.process.pid).join(',')}`);
@@ -100,12 +108,33 @@ async function main(): Promise<void> {
     const header = `${'workload'.padEnd(16)} ${pad('threads', 7)} ${pad('direct tps', 11)} ${pad('cluster tps', 11)} ${pad('ratio', 6)} ` +
       `${pad('direct p95 ms', 13)} ${pad('cluster p95 ms', 14)} ${pad('direct err', 10)} ${pad('cluster err', 11)}`;
     const rows: string[] = [];
+    const cpuRows: string[] = [];
+    const maxCommit = async (): Promise<number> => Math.max(0, ...(await Promise.all(c3.nodes.map((_, i) => c3.replication(i)))).map((r) => r?.commit ?? 0));
+    const recallPids = cluster.nodes.map((n) => n.process.pid);
+    const clusterDbPids = cluster.nodes.map((n) => mariadbPid(n.dbDir));
+    const directPid = mariadbPid(db.dataDir);
     const results = new Map<string, Record<string, SysbenchResult | string>>();
     for (const [w, workload] of workloads.entries()) {
-      const run = async (side: Side, secs: number): Promise<SysbenchResult | string> => {
+      // Where the CPU of the measured runs went, and how many log entries the cluster wrote.
+      const acct = { direct: { db: 0, tx: 0 }, cluster: { recall: 0, db: 0, tx: 0, entries: 0, secs: 0 } };
+      const run = async (side: Side, secs: number, measured = false): Promise<SysbenchResult | string> => {
         const r: MultiPortRun = { workload, command: 'run', target, ports: side.ports, threads, seconds: secs, tables, tableSize };
         try {
-          return await runSysbenchPorts(r);
+          const meter = cpuMeter({ recall: recallPids, clusterDb: clusterDbPids, directDb: [directPid] });
+          const commit0 = side.name === 'cluster' && measured ? await maxCommit() : 0;
+          const res = await runSysbenchPorts(r);
+          const used = meter();
+          if (measured && side.name === 'direct') {
+            acct.direct.db += used.directDb!;
+            acct.direct.tx += res.transactions;
+          } else if (measured) {
+            acct.cluster.recall += used.recall!;
+            acct.cluster.db += used.clusterDb!;
+            acct.cluster.tx += res.transactions;
+            acct.cluster.entries += (await maxCommit()) - commit0;
+            acct.cluster.secs += res.transactions / res.tps;
+          }
+          return res;
         } catch (e) {
           const msg = (e as Error).message;
           const fatal = msg.split('\n').find((l) => /FATAL/.test(l)) ?? msg.split('\n')[0]!;
@@ -119,7 +148,7 @@ async function main(): Promise<void> {
       const parts: Record<string, Array<SysbenchResult | string>> = {};
       for (let round = 0; round < rounds; round++) {
         for (const side of round % 2 === 0 ? order : [...order].reverse()) {
-          (parts[side.name] ??= []).push(await run(side, Math.max(1, Math.round(seconds / rounds))));
+          (parts[side.name] ??= []).push(await run(side, Math.max(1, Math.round(seconds / rounds)), true));
         }
       }
       const res: Record<string, SysbenchResult | string> = {};
@@ -139,7 +168,13 @@ async function main(): Promise<void> {
         `${pad(p95(d), 13)} ${pad(p95(c), 14)} ${pad(errs(d), 10)} ${pad(errs(c), 11)}`;
       rows.push(row);
       console.log(rows.length === 1 ? `${header}\n${row}` : row);
+      const per1k = (cpu: number, tx: number) => (tx > 0 ? ((cpu / tx) * 1000).toFixed(2) : '-');
+      cpuRows.push(`${workload.padEnd(16)} ${pad(per1k(acct.direct.db, acct.direct.tx), 17)} ${pad(per1k(acct.cluster.recall, acct.cluster.tx), 18)} ` +
+        `${pad(per1k(acct.cluster.db, acct.cluster.tx), 19)} ${pad(acct.cluster.secs > 0 ? (acct.cluster.entries / acct.cluster.secs).toFixed(0) : '-', 11)} ` +
+        `${pad(acct.cluster.entries > 0 ? (acct.cluster.tx / acct.cluster.entries).toFixed(2) : '-', 12)}`);
     }
+    const cpuHeader = `${'workload'.padEnd(16)} ${pad('direct db cpu/1k', 17)} ${pad('recall cpu/1k (3)', 18)} ${pad('cluster db cpu/1k', 19)} ` +
+      `${pad('entries/s', 11)} ${pad('tx per entry', 12)}`;
 
     // After the load: every replica applied everything and holds the same tables.
     let converged = 'yes';
@@ -161,6 +196,7 @@ async function main(): Promise<void> {
       : typeof ins === 'string' ? `oltp_insert on the cluster failed (target ${insertTpsTarget} tps)`
       : `oltp_insert on the cluster: ${ins.tps.toFixed(0)} tps, p95 ${ins.p95Ms.toFixed(2)} ms; target >= ${insertTpsTarget} tps: ${ins.tps >= insertTpsTarget ? 'met' : 'NOT met'}`;
     console.log(`\ncluster summary (3 replicas and the direct server share this machine's ${cpus().length} cores)\n${header}\n${rows.join('\n')}\n` +
+      `\nCPU seconds per 1000 transactions (measured rounds; recall = the 3 recall processes, cluster db = the 3 mariadbd)\n${cpuHeader}\n${cpuRows.join('\n')}\n` +
       `${note}\nreplicas converged with equal CHECKSUM TABLE after the runs: ${converged}`);
   } finally {
     await cluster?.stop();

@@ -16,6 +16,8 @@ export interface BenchNode {
   adminPort: number;
   peerPort: number;
   dbPort: number;
+  /** The managed mariadbd's data directory (its pid file is there). */
+  dbDir: string;
   process: ChildProcess;
   output(): string;
 }
@@ -67,7 +69,7 @@ export async function startBenchCluster(opts: { size?: number; extraArgs?: strin
     const keep = (b: Buffer) => (out = (out + b.toString()).slice(-100_000));
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
-    return { nodeId: s.nodeId, mysqlPort: s.mysqlPort, adminPort: s.adminPort, peerPort: s.peerPort, dbPort: s.dbPort, process: child, output: () => out };
+    return { nodeId: s.nodeId, mysqlPort: s.mysqlPort, adminPort: s.adminPort, peerPort: s.peerPort, dbPort: s.dbPort, dbDir: join(s.dataDir, 'mariadb'), process: child, output: () => out };
   });
 
   let stopped = false;
