@@ -45,6 +45,12 @@ interface ApplyConn {
 
 const APPLY_BATCH_ENTRIES = 256;
 
+class ContextError extends Error {}
+
+import { NO_EFFECT_ERRORS as PRIVILEGE_ERRORS } from './entry.js';
+
+const ROLLBACK_ITEM: StatementItem = { sql: 'ROLLBACK', c: 0, ts: '0', out: {} };
+
 export class Applier {
   /** highest index whose effects are in the local database (no-ops and membership changes included) */
   applied = 0;
@@ -248,14 +254,26 @@ export class Applier {
     const begin = c.client.query('BEGIN');
     const results: Array<[StatementItem, Promise<ResponseAssembler>]> = [];
     for (const item of entry.items) {
-      // a statement that failed on the leader changed nothing there (statement-level rollback)
-      if (item.out.e) continue;
-      results.push([item, this.send(c, item, entry.ctxs[item.c]!)]);
+      // A statement refused for lack of privileges never ran on the leader; any other failure is
+      // replayed (it may have used AUTO_INCREMENT values there) and must fail the same way here.
+      if (item.out.e && PRIVILEGE_ERRORS.has(item.out.e)) continue;
+      // commands go out in entry order: a prepare is awaited before anything after it is sent
+      const refused = await this.prepared(c, item);
+      results.push([item, refused ? Promise.resolve(refused) : this.sendPrepared(c, item, entry.ctxs[item.c]!)]);
     }
+    if (entry.rollback) results.push([ROLLBACK_ITEM, c.client.query('ROLLBACK')]);
     const b = await begin;
     if (b.err) throw new SqlError(b.err.errno, b.err.sqlState, b.err.message);
     for (const [n, [item, p]] of results.entries()) {
-      const r = await p;
+      let r: ResponseAssembler;
+      try {
+        r = await p;
+      } catch (err) {
+        if (!(err instanceof ContextError)) throw err;
+        for (const [, rest] of results.slice(n + 1)) await rest.catch(() => undefined);
+        await c.client.query('ROLLBACK');
+        return this.diverge(e.index, `statement ${n + 1} of entry ${e.index}: ${err.message}: ${item.sql.slice(0, 200)}`);
+      }
       const got = outcomeOf(r);
       if (!sameOutcome(item.out, got)) {
         // drain what is still in flight before rolling back
@@ -268,6 +286,8 @@ export class Applier {
         );
       }
     }
+    // a rolled-back transaction is replayed (for its AUTO_INCREMENT use) and rolled back again
+    if (entry.rollback) await c.client.query('BEGIN');
     const u = c.client.query(appliedUpdate(e.index, e.term, entryChecksum(e.data)));
     const f = c.client.query('COMMIT');
     const ur = await u;
@@ -299,7 +319,13 @@ export class Applier {
     if (d.t !== 'ddl') return this.diverge(e.index, `index ${x.at} is not a DDL intent`);
     await c0.client.run(`UPDATE recall.ddl SET state = 'started' WHERE idx = ${x.at}`);
     const c = await this.conn(d.fr);
-    const r = await this.send(c, d.item, d.ctxs[d.item.c]!);
+    let r: ResponseAssembler;
+    try {
+      r = await this.send(c, d.item, d.ctxs[d.item.c]!);
+    } catch (err) {
+      if (err instanceof ContextError) return this.diverge(e.index, `DDL at index ${x.at}: ${err.message}`);
+      throw err;
+    }
     const got = outcomeOf(r);
     if (got.e) {
       return this.diverge(e.index, `DDL at index ${x.at} failed here (${r.err?.message}) but succeeded on the leader: ${d.item.sql.slice(0, 200)}`);
@@ -307,21 +333,42 @@ export class Applier {
     return this.applyStatements(e, [`UPDATE recall.ddl SET state = 'done', errno = 0 WHERE idx = ${x.at}`]);
   }
 
+  /** Prepare a statement's text on this connection, once; the ERR response when it cannot be. */
+  private async prepared(c: ApplyConn, item: StatementItem): Promise<ResponseAssembler | null> {
+    if (!item.params || c.stmts.has(item.sql)) return null;
+    const pr = await c.client.prepare(Buffer.from(item.sql, 'latin1'));
+    if (pr.err || !pr.prepared) return pr;
+    c.stmts.set(item.sql, pr.prepared.stmtId);
+    return null;
+  }
+
   private async send(c: ApplyConn, item: StatementItem, ctx: SysContext): Promise<ResponseAssembler> {
+    // Prepare first: a COM_STMT_PREPARE between SET insert_id and the execute would consume it.
+    const refused = await this.prepared(c, item);
+    if (refused) return refused;
+    return this.sendPrepared(c, item, ctx);
+  }
+
+  /** Send the context and the statement now (pipelined, in call order); the statement must be prepared. */
+  private sendPrepared(c: ApplyConn, item: StatementItem, ctx: SysContext): Promise<ResponseAssembler> {
+    const sql = Buffer.from(item.sql, 'latin1');
+    const id = item.params ? c.stmts.get(item.sql) : undefined;
     const pre = c.ctx.apply(c.client, ctx);
     pre.push(c.client.query(statementSet(item, item.out.i ?? null)));
-    for (const p of pre) void p.then((r) => (r.err ? c.ctx.reset() : undefined));
-    const sql = Buffer.from(item.sql, 'latin1');
+    // A context that could not be set here would replay the statement differently: that is divergence.
+    const preFailed = Promise.all(pre).then((rs) => rs.find((r) => r.err)?.err ?? null);
+    preFailed.catch(() => undefined);
+    const check = async (r: ResponseAssembler): Promise<ResponseAssembler> => {
+      const e = await preFailed;
+      if (e) {
+        c.ctx.reset();
+        throw new ContextError(`setting the context of the statement failed here: ${e.errno} ${e.message}`);
+      }
+      return r;
+    };
     const infile = item.infile ? Buffer.from(item.infile, 'base64') : undefined;
-    if (!item.params) return c.client.query(sql, { infile });
-    let id = c.stmts.get(item.sql);
-    if (id === undefined) {
-      const pr = await c.client.prepare(sql);
-      if (pr.err || !pr.prepared) return pr;
-      id = pr.prepared.stmtId;
-      c.stmts.set(item.sql, id);
-    }
-    return c.client.execute(id, Buffer.from(item.params, 'base64'));
+    if (id === undefined) return c.client.query(sql, { infile }).then(check);
+    return c.client.execute(id, Buffer.from(item.params!, 'base64')).then(check);
   }
 
   private diverge(index: number, reason: string): void {

@@ -54,7 +54,9 @@ export interface Origin {
 }
 
 export type SqlEntry =
-  | { t: 'w'; o: Origin; fr: 0 | 1; ctxs: SysContext[]; items: StatementItem[] }
+  /** rollback: the transaction was rolled back on the leader; replicas replay it and roll it back too,
+   * so AUTO_INCREMENT counters (which a rollback does not give back) stay equal */
+  | { t: 'w'; o: Origin; fr: 0 | 1; ctxs: SysContext[]; items: StatementItem[]; rollback?: 1 }
   | { t: 'ddl'; o: Origin; fr: 0 | 1; ctxs: SysContext[]; item: StatementItem }
   | { t: 'ddlx'; o: Origin; at: number; out: Outcome };
 
@@ -91,4 +93,13 @@ export function sameOutcome(a: Outcome, b: Outcome): boolean {
 
 export function describeOutcome(o: Outcome): string {
   return o.e ? `error ${o.e}` : `ok, ${o.a ?? 0} rows affected, insert id ${o.i ?? 0}${o.r ? ', rows returned' : ''}`;
+}
+
+/** Errors raised before a statement touches anything (access checks, parsing, name resolution):
+ * such statements are not replayed; the leader's account may lack a privilege the applier has. */
+export const NO_EFFECT_ERRORS: ReadonlySet<number> = new Set([1044, 1045, 1142, 1143, 1227, 1370, 1410, 1211, 1064, 1146, 1054, 1049]);
+
+/** Whether an entry with these items changes anything a replica must replay. */
+export function hasEffect(items: readonly StatementItem[]): boolean {
+  return items.some((i) => !i.out.e || !NO_EFFECT_ERRORS.has(i.out.e));
 }

@@ -10,7 +10,7 @@ import { CLIENT_FOUND_ROWS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } f
 import type { ResponseAssembler } from '../protocol/mysql/response.js';
 import type { Logger } from '../util/log.js';
 import { ContextTracker, randomSeeds, StatementClock, statementSet } from './context.js';
-import { encodeEntry, entryChecksum, type Outcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
+import { encodeEntry, entryChecksum, hasEffect, type Outcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
 import { LostLeadershipError, NotLeaderError, ProposalDroppedError, TimeoutError, NodeClosedError } from '../engine/errors.js';
 import { RecallErrors } from './errors.js';
 
@@ -151,7 +151,26 @@ export class WriteLane {
       if (this.queue[i]!.req.session === session) this.queue.splice(i, 1)[0]!.reject(new SqlError(1053, '08S01', 'session ended'));
     }
     const h = this.holder;
-    if (h && h.session === session) void this.release(h, 'ROLLBACK');
+    if (h && h.session === session) void this.abandon(h);
+  }
+
+  /** Roll back a held transaction the client will not finish; replicate it when it had effects. */
+  private async abandon(h: Holder): Promise<void> {
+    if (!hasEffect(h.items)) {
+      await this.release(h, 'ROLLBACK');
+      return;
+    }
+    try {
+      await h.conn.client.run('ROLLBACK');
+      await h.conn.client.run('BEGIN');
+      const done = await this.replicate(h.conn, { t: 'w', o: { n: this.d.nodeId, s: 0 }, fr: h.fr, ctxs: h.ctxs, items: h.items, rollback: 1 }, 'COMMIT');
+      if (done instanceof SqlError) this.d.log.warn('replicating an abandoned transaction failed', { error: done.message });
+    } catch (e) {
+      this.dropConn(h.conn);
+      this.d.log.warn('rolling back an abandoned transaction failed', { error: (e as Error).message });
+    } finally {
+      this.unhold(h);
+    }
   }
 
   /** Leadership lost (or the database went away): roll back the held transaction. */
@@ -280,26 +299,24 @@ export class WriteLane {
    * log ever commits.
    */
   private async send(c: LaneConn, req: LaneRequest, item: StatementItem, inTxn = true): Promise<ResponseAssembler> {
+    // Prepare first: a COM_STMT_PREPARE between SET insert_id and the execute would consume it.
+    let ps: { id: number; params: number } | undefined;
+    if (req.params) {
+      const text = req.sql!.toString('latin1');
+      ps = c.stmts.get(text);
+      if (!ps) {
+        const pr = await c.client.prepare(req.sql!);
+        if (pr.err || !pr.prepared) return pr; // the ERR packet answers the execute
+        ps = { id: pr.prepared.stmtId, params: pr.prepared.params };
+        c.stmts.set(text, ps);
+      }
+    }
     const sp = inTxn ? c.client.query('SAVEPOINT recall_stmt') : null;
     const pre = c.ctx.apply(c.client, req.sys);
     pre.push(c.client.query(statementSet(item, null)));
     // outside a transaction (DDL) nothing could undo the statement: the context must be in place first
     if (!inTxn) await this.checkPre(c, null, pre.splice(0), null);
-    let stmt: Promise<ResponseAssembler>;
-    if (req.params) {
-      const text = req.sql!.toString('latin1');
-      let ps = c.stmts.get(text);
-      if (!ps) {
-        const pr = await c.client.prepare(req.sql!);
-        if (pr.err || !pr.prepared) {
-          await this.checkPre(c, sp, pre, null);
-          return pr; // the ERR packet answers the execute
-        }
-        ps = { id: pr.prepared.stmtId, params: pr.prepared.params };
-        c.stmts.set(text, ps);
-      }
-      stmt = c.client.execute(ps.id, req.params);
-    } else stmt = c.client.query(req.sql!, { infile: req.infile });
+    const stmt = ps ? c.client.execute(ps.id, req.params!) : c.client.query(req.sql!, { infile: req.infile });
     await this.checkPre(c, sp, pre, stmt);
     return stmt;
   }
@@ -363,8 +380,8 @@ export class WriteLane {
       return;
     }
     let index = 0;
-    // failed statements changed nothing (statement-level rollback): only successes need the log
-    if (items.some((i) => !i.out.e)) {
+    // a failed statement may still have used AUTO_INCREMENT values: only those that never ran stay out
+    if (hasEffect(items)) {
       const fr: 0 | 1 = batch[0]!.req.caps & CLIENT_FOUND_ROWS ? 1 : 0;
       const done = await this.replicate(c, { t: 'w', o: { n: this.d.nodeId, s: 0 }, fr, ctxs, items }, 'COMMIT');
       if (done instanceof Error) {
@@ -446,7 +463,8 @@ export class WriteLane {
         if (this.holder !== h) return;
         this.d.log.info('transaction held the write lane too long; rolled back', { session: h.session, laneTimeoutMs: this.d.laneTimeoutMs });
         this.expired.set(h.session, RecallErrors.laneHeld(this.d.laneTimeoutMs));
-        void this.release(h, 'ROLLBACK');
+        if (h.busy) void this.release(h, 'ROLLBACK');
+        else void this.abandon(h);
       }, this.d.laneTimeoutMs),
     };
     this.holder = h;
@@ -458,8 +476,18 @@ export class WriteLane {
     h.busy = true;
     try {
       if (req.mode === 'rollback') {
-        const r = await this.release(h, 'ROLLBACK');
-        return this.result(r, req, 0, false);
+        if (!hasEffect(h.items)) {
+          const r = await this.release(h, 'ROLLBACK');
+          return this.result(r, req, 0, false);
+        }
+        // Replicas replay the rolled-back transaction and roll it back too: a rollback does not give
+        // AUTO_INCREMENT values back, and later inserts (in triggers too) must get the same ones.
+        const rb = await h.conn.client.query('ROLLBACK');
+        await h.conn.client.run('BEGIN');
+        const done = await this.replicate(h.conn, { t: 'w', o: { n: this.d.nodeId, s: 0 }, fr: h.fr, ctxs: h.ctxs, items: h.items, rollback: 1 }, 'COMMIT');
+        this.unhold(h);
+        if (done instanceof SqlError) throw done;
+        return this.result(rb, req, done.index, false);
       }
       if (req.mode === 'commit') {
         if (h.items.length === 0) {

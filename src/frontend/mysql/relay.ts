@@ -312,14 +312,14 @@ export class Relay {
       let intercept = !RELAYED.has(cmd);
       let kind: StatementKind | null = null;
       if (!intercept && this.hooks.decide && ROUTED.has(cmd)) {
-        if (len >= PACKET_PAYLOAD_MAX) intercept = cmd !== COM_STMT_PREPARE && !this.bypassNext;
+        if (len >= PACKET_PAYLOAD_MAX) intercept = !this.bypassNext;
         else if (n - pos < len) {
           // routing needs the whole statement: wait for the rest of the packet
           this.forward(buf, fwdStart, startOfPacket);
           this.cCarry = Buffer.from(buf.subarray(startOfPacket));
           fwdStart = n;
           break;
-        } else if (cmd !== COM_STMT_PREPARE) {
+        } else {
           if (this.bypassNext) this.bypassNext = false;
           else {
             const d = this.hooks.decide(cmd, buf.subarray(pos, pos + len));

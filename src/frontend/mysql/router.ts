@@ -5,7 +5,7 @@
 // statement text with the src/sql classifier, synchronously, before a byte is forwarded.
 import { classifyMysql, type ClassifiedStatement } from '../../sql/mysql-classify.js';
 import { checkDeterminism } from '../../sql/mysql-determinism.js';
-import { COM_QUERY, COM_STMT_EXECUTE } from '../../protocol/mysql/constants.js';
+import { COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE } from '../../protocol/mysql/constants.js';
 import type { SqlError } from '../../backend/mysql/client.js';
 import type { LaneRequest, LaneResult } from '../../replication/lane.js';
 import { RecallErrors } from '../../replication/errors.js';
@@ -79,6 +79,12 @@ export class Router {
         action = this.forStatements(info.stmts, localInTxn);
         if (action.do === 'lane' && info.longData) action = { do: 'error', error: RecallErrors.unsupported('COM_STMT_SEND_LONG_DATA for statements that write') };
       }
+    } else if (cmd === COM_STMT_PREPARE) {
+      kind = metricsKind(classifyMysql(payload.toString('latin1', 1)));
+      // the statement's tables must exist here as the session's consistency level promises
+      if (this.consistency === 'linearizable') action = { do: 'wait', linearizable: true, syncLid: false };
+      else if (this.consistency === 'session' && this.lastWriteIndex > this.svc.applied) action = { do: 'wait', linearizable: false, syncLid: false };
+      else action = { do: 'local' };
     } else action = { do: 'local' };
     if (action.do === 'local') {
       this.last = null;
