@@ -226,11 +226,17 @@ describe('MySQL replication across 3 real recall + mariadbd', { timeout: 900_000
     assert.equal(rep.expectedErrors, 6 * detIterations, 'every deliberate duplicate failed with 1062');
 
     await c.waitConverged(60_000);
-    await assertSameChecksums(c, 'det', determinismTables);
+    // Spot checks first, on every node, so that a checksum difference comes with its reason.
+    const problems: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const problems = await spotCheck((sql) => c.dbQuery(i, sql), 'det', rep);
-      assert.deepEqual(problems, [], `node ${i + 1}:\n${problems.join('\n')}`);
+      for (const p of await spotCheck((sql) => c.dbQuery(i, sql), 'det', rep)) problems.push(`node ${i + 1}${i === leader ? ' (leader)' : ''}: ${p}`);
     }
+    const sums = await c.checksums('det');
+    for (const t of determinismTables) {
+      if (sums.some((x) => x[t] !== sums[0]![t])) problems.push(`CHECKSUM TABLE det.${t} differs: ${sums.map((x, i) => `node ${i + 1}${i === leader ? ' (leader)' : ''} ${x[t]}`).join(', ')}`);
+    }
+    assert.deepEqual(problems, [], problems.join('\n'));
+    await assertSameChecksums(c, 'det', determinismTables);
     // Not only equal checksums: the clock and RAND() columns really carry the leader's values
     // (distinct per row, not all equal to one constant or NULL).
     const distinct = await c.dbQuery(0, 'SELECT COUNT(DISTINCT r) AS r, COUNT(DISTINCT created) AS t, COUNT(*) AS n FROM det.parent');
@@ -295,6 +301,24 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     }
   }));
 
+  test('a prepared statement as a session\'s first statement runs in the session\'s database, on every port', guard(async () => {
+    const admin = await connect(leader);
+    await admin.query('CREATE DATABASE ps1');
+    await admin.query('CREATE TABLE ps1.t (id INT AUTO_INCREMENT PRIMARY KEY, via INT)');
+    const problems: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      // The database comes with the handshake; nothing else precedes COM_STMT_PREPARE.
+      const conn = await connect(i, 'ps1');
+      try {
+        await conn.execute('INSERT INTO t (via) VALUES (?)', [i]);
+      } catch (e) {
+        problems.push(`port ${c.nodes[i]!.mysqlPort} (node ${i + 1}${i === leader ? ', leader' : ''}), connected with database ps1: execute INSERT INTO t -> ${errInfo(e)}`);
+      }
+    }
+    assert.deepEqual(problems, [], problems.join('\n'));
+    assert.equal((await sameEverywhere('SELECT via FROM ps1.t ORDER BY via')).length, 3);
+  }));
+
   test('ON UPDATE CURRENT_TIMESTAMP(6), a trigger\'s NOW(6) and RAND() in concurrent prepared and text UPDATEs', guard(async () => {
     const admin = await connect(leader);
     await admin.query('CREATE DATABASE ts');
@@ -305,13 +329,13 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     await admin.query('INSERT INTO ts.t (id, n) VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0)');
     // Two clients per port, each on its own row; the first execution of each prepared
     // statement is also its first use on the leader's lane.
-    const clients = await Promise.all([0, 1, 2, 0, 1, 2].map((i) => connect(i, 'ts')));
+    const clients = await Promise.all([0, 1, 2, 0, 1, 2].map((i) => connect(i)));
     await Promise.all(clients.map(async (conn, n) => {
       for (let k = 0; k < 5; k++) {
         // The clock is read only by the ON UPDATE column and the trigger: the statement text
         // names no time function, the leader's timestamp must travel all the same.
-        if (n % 2 === 0) await conn.execute('UPDATE t SET n = n + 1, r = RAND() * ? WHERE id = ?', [2, n + 1]);
-        else await conn.query('UPDATE t SET n = n + 1, r = RAND() * ?, at = NOW(6) WHERE id = ?', [2, n + 1]);
+        if (n % 2 === 0) await conn.execute('UPDATE ts.t SET n = n + 1, r = RAND() * ? WHERE id = ?', [2, n + 1]);
+        else await conn.query('UPDATE ts.t SET n = n + 1, r = RAND() * ?, at = NOW(6) WHERE id = ?', [2, n + 1]);
       }
     }));
     await sameEverywhere('SELECT id, n, r, at, updated FROM ts.t ORDER BY id');
@@ -354,18 +378,18 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     await admin.query('CREATE DATABASE lid');
     await admin.query('CREATE TABLE lid.p (id INT AUTO_INCREMENT PRIMARY KEY, who CHAR(1), k INT, r DOUBLE, at DATETIME(6))');
     await admin.query('CREATE TABLE lid.c (id INT AUTO_INCREMENT PRIMARY KEY, pid INT, who CHAR(1), k INT, at DATETIME(6))');
-    const clients = await Promise.all([follower(), other(), leader].map((i) => connect(i, 'lid')));
+    const clients = await Promise.all([follower(), other(), leader].map((i) => connect(i)));
     // Concurrent clients: their statements share group-commit entries on the leader and one
     // apply session on each follower; each LAST_INSERT_ID() must still be its own session's.
     await Promise.all(clients.map(async (conn, n) => {
       const who = 'ABC'[n]!;
       for (let k = 0; k < 10; k++) {
-        await conn.execute('INSERT INTO p (who, k, r, at) VALUES (?, ?, RAND(), NOW(6))', [who, k]);
-        await conn.execute('INSERT INTO c (pid, who, k, at) VALUES (LAST_INSERT_ID(), ?, ?, NOW(6))', [who, k]);
+        await conn.execute('INSERT INTO lid.p (who, k, r, at) VALUES (?, ?, RAND(), NOW(6))', [who, k]);
+        await conn.execute('INSERT INTO lid.c (pid, who, k, at) VALUES (LAST_INSERT_ID(), ?, ?, NOW(6))', [who, k]);
         if (k % 3 === 0) {
           await conn.query('BEGIN');
-          await conn.execute('INSERT INTO p (who, k) VALUES (?, ?)', ['X', k]);
-          await conn.execute('INSERT INTO c (pid, who, k) VALUES (LAST_INSERT_ID(), ?, ?)', ['X', k]);
+          await conn.execute('INSERT INTO lid.p (who, k) VALUES (?, ?)', ['X', k]);
+          await conn.execute('INSERT INTO lid.c (pid, who, k) VALUES (LAST_INSERT_ID(), ?, ?)', ['X', k]);
           await conn.query('ROLLBACK');
         }
       }
