@@ -30,10 +30,15 @@ export async function main(argv: string[]): Promise<void> {
     )
     .command(
       'status',
-      'show a replica\'s state from its admin HTTP /status',
+      'show each replica\'s role, term, leader, commit/applied index, lag (admin HTTP /status)',
       (y) =>
         y
-          .option('admin', { type: 'string', default: '127.0.0.1:8700', describe: 'admin HTTP address of the replica' })
+          .option('admin', {
+            type: 'string',
+            array: true,
+            default: ['127.0.0.1:8700'],
+            describe: 'admin HTTP address (host:port) of a replica; repeat for each, or give one and the others are found from its peers',
+          })
           .option('json', { type: 'boolean', default: false, describe: 'print the raw JSON' }),
       async (args) => {
         process.exitCode = await statusCommand({ admin: args.admin, json: args.json });
@@ -45,7 +50,7 @@ export async function main(argv: string[]): Promise<void> {
       (y) =>
         y
           .option('dir', { type: 'string', default: './recall-demo', describe: 'directory for data, logs and the TLS certificate' })
-          .option('replicas', { type: 'number', default: 1, describe: 'number of replicas' })
+          .option('replicas', { type: 'number', default: 3, describe: "number of replicas (odd, 1 to 7), each a recall serve process with its own MariaDB" })
           .option('engine', { type: 'string', default: 'mysql', describe: 'mysql or postgres' })
           .option('port-base', { type: 'number', default: 8500, describe: 'MySQL port of replica 1; the other ports shift with it' }),
       async (args) => {
