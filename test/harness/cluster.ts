@@ -12,6 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { FaultRelay, type CutMode } from './fault-relay.js';
@@ -89,7 +90,7 @@ export interface TestCluster {
   status(i: number): Promise<NodeStatus>;
   /** status(i), or undefined when the node does not answer. */
   tryStatus(i: number): Promise<NodeStatus | undefined>;
-  /** Index of the leader that every running, uncut node agrees on. */
+  /** Index of the leader that every running, uncut, unfrozen node agrees on. */
   waitLeader(timeoutMs?: number): Promise<number>;
   /** SIGKILL of node i's recall process (its mariadbd survives; the next start stops it). */
   kill(i: number): Promise<void>;
@@ -102,6 +103,10 @@ export interface TestCluster {
   /** Isolates node i from every peer, both directions. */
   cut(i: number, mode?: CutMode): void;
   heal(i: number): void;
+  /** SIGSTOP of node i's recall process: a frozen process whose kernel still accepts bytes. */
+  freeze(i: number): void;
+  /** SIGCONT after freeze(i). */
+  thaw(i: number): void;
   /** Delays every byte to and from node i's peers by ms (0 removes the delay). */
   delay(i: number, ms: number): void;
   /** A query straight to node i's mariadbd as root (bypassing Recall). */
@@ -134,10 +139,42 @@ interface NodeProc {
   out: string;
 }
 
+/**
+ * Ports for listeners that bind late (mariadbd binds seconds after we pick its port): taken
+ * below the kernel's ephemeral range, so that nothing bound to port 0 (our relays, other
+ * tests' servers) and no outgoing connection can take one in the meantime. Each is checked
+ * free by binding it.
+ */
 async function distinctFreePorts(n: number): Promise<number[]> {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    /* not Linux: the default range */
+  }
+  const lowest = 10000;
+  if (low - lowest < 1000) {
+    // No room below the ephemeral range: fall back to the kernel's choice.
+    const ports = new Set<number>();
+    while (ports.size < n) ports.add(await freePort());
+    return [...ports];
+  }
   const ports = new Set<number>();
-  while (ports.size < n) ports.add(await freePort());
+  for (let tries = 0; ports.size < n; tries++) {
+    if (tries > n * 50) throw new Error('could not find free ports below the ephemeral range');
+    const p = lowest + Math.floor(Math.random() * (low - lowest));
+    if (ports.has(p)) continue;
+    if (await canBind(p)) ports.add(p);
+  }
   return [...ports];
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
 }
 
 export async function startCluster(opts: StartClusterOptions = {}): Promise<TestCluster> {
@@ -147,6 +184,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
   const relays = new Map<string, FaultRelay>();
   const procs: NodeProc[] = [];
   const cutSet = new Set<number>();
+  const frozen = new Set<number>();
   let stopped = false;
   const secret = randomBytes(16).toString('hex');
   const clusterId = `test-${randomBytes(4).toString('hex')}`;
@@ -271,7 +309,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     const deadline = Date.now() + timeoutMs;
     let seen = '';
     for (;;) {
-      const idx = procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running() && !cutSet.has(i));
+      const idx = procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running() && !cutSet.has(i) && !frozen.has(i));
       const sts = await Promise.all(idx.map((i) => tryStatus(i)));
       const leaders = idx.filter((_, k) => sts[k]?.replication?.role === 'leader');
       // Highest term wins: an isolated old leader may still believe it leads.
@@ -324,6 +362,18 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     applyCuts('reset');
   };
 
+  const freeze = (i: number) => {
+    const pid = procs[i]!.info.pid();
+    if (!pid) throw new Error(`node ${i + 1} is not running`);
+    process.kill(pid, 'SIGSTOP');
+    frozen.add(i);
+  };
+  const thaw = (i: number) => {
+    const pid = procs[i]!.info.pid();
+    if (pid) process.kill(pid, 'SIGCONT');
+    frozen.delete(i);
+  };
+
   const delay = (i: number, ms: number) => {
     for (const [key, r] of relays) {
       const [from, to] = key.split('->').map(Number) as [number, number];
@@ -359,7 +409,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     const deadline = Date.now() + timeoutMs;
     let seen = '';
     for (;;) {
-      const idx = which ?? procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running());
+      const idx = which ?? procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running() && !frozen.has(i));
       const sts = await Promise.all(idx.map((i) => tryStatus(i)));
       const reps = sts.map((s) => s?.replication);
       const k = reps.findIndex((r) => r?.role === 'leader');
@@ -392,6 +442,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    // A stopped process would sit on SIGTERM until the 30 s SIGKILL.
+    for (const i of [...frozen]) thaw(i);
     await Promise.all(
       procs.map(async (p) => {
         if (p.child && p.info.running()) {
@@ -424,6 +476,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     waitReady,
     cut,
     heal,
+    freeze,
+    thaw,
     delay,
     dbQuery,
     checksums,
