@@ -12,7 +12,7 @@
 // replica's tables with it, beyond CHECKSUM TABLE equality.
 import mysql from 'mysql2/promise';
 
-export const determinismTables = ['parent', 'child', 'audit', 'copy', 'counter', 'uvars'] as const;
+export const determinismTables = ['parent', 'child', 'audit', 'copy', 'counter', 'uvars', 'seq', 'seqlog', 'sess'] as const;
 
 export interface DeterminismOptions {
   host?: string;
@@ -24,7 +24,7 @@ export interface DeterminismOptions {
   clientsPerPort?: number;
   /** Iterations of the whole statement mix per client (default 10). */
   iterations?: number;
-  /** Letters of the steps to run (A…K, see iteration()); default all. For narrowing a failure down. */
+  /** Letters of the steps to run (A…M, see iteration()); default all. For narrowing a failure down. */
   steps?: string;
 }
 
@@ -52,6 +52,8 @@ export interface DeterminismReport {
   calls: number;
   /** Committed explicit transactions. */
   txCommits: number;
+  /** Values the sequence idiom (step L) handed to clients. */
+  seqTaken: number[];
   /** Read-your-writes checks on the writing session that did not see the write. */
   staleOwnReads: string[];
   elapsedMs: number;
@@ -87,6 +89,13 @@ export async function createDeterminismSchema(conn: mysql.Connection, database: 
     `CREATE TABLE uvars (
        id INT AUTO_INCREMENT PRIMARY KEY,
        client INT NOT NULL, seq INT NOT NULL, v VARCHAR(80) NULL, n BIGINT NULL) ENGINE=InnoDB`,
+    // MySQL's documented sequence idiom: UPDATE seq SET id = LAST_INSERT_ID(id + 1).
+    `CREATE TABLE seq (name VARCHAR(16) PRIMARY KEY, id BIGINT NOT NULL) ENGINE=InnoDB`,
+    `CREATE TABLE seqlog (v BIGINT PRIMARY KEY, client INT NOT NULL, seen BIGINT NOT NULL) ENGINE=InnoDB`,
+    `CREATE TABLE sess (
+       id INT AUTO_INCREMENT PRIMARY KEY, client INT NOT NULL, seq INT NOT NULL, how VARCHAR(16) NOT NULL,
+       local_now DATETIME(6) NULL, short VARCHAR(10) NULL, UNIQUE KEY (client, seq)) ENGINE=InnoDB`,
+    `INSERT INTO seq (name, id) VALUES ('s', 0)`,
     `CREATE TRIGGER parent_ai AFTER INSERT ON parent FOR EACH ROW
        INSERT INTO audit (parent_id, action, at, r) VALUES (NEW.id, 'insert', NOW(6), RAND())`,
     `CREATE TRIGGER parent_au AFTER UPDATE ON parent FOR EACH ROW
@@ -222,13 +231,32 @@ async function iteration(cx: ClientCtx, it: number): Promise<void> {
 
   // K: a statement that fails (duplicate key) after taking an AUTO_INCREMENT value on the leader.
   await run(cx, 'K duplicate', 'INSERT INTO parent (client, seq, label) VALUES (?, ?, ?)', [c, sA, 'dup'], false, 1062);
+
+  // L: the sequence idiom. LAST_INSERT_ID(expr) sets the session's value on the leader; the
+  // client reads it back (a read, wherever this session runs reads) and inserts it.
+  if (header(await run(cx, 'L next', `UPDATE seq SET id = LAST_INSERT_ID(id + 1) WHERE name = 's'`))) {
+    const got = await run(cx, 'L read', 'SELECT LAST_INSERT_ID() AS v');
+    const v = Array.isArray(got) ? Number(got[0]?.v) : NaN;
+    if (header(await run(cx, 'L log', 'INSERT INTO seqlog (v, client, seen) VALUES (LAST_INSERT_ID(), ?, ?)', [c, v]))) rep.seqTaken.push(v);
+  }
+
+  // M: session settings travel with the statement: a time zone for NOW() into DATETIME,
+  // a non-strict sql_mode that truncates, INSERT IGNORE of a duplicate (takes an
+  // AUTO_INCREMENT value and inserts nothing), REPLACE (delete + insert, a new id).
+  const sM = seq();
+  if (await run(cx, 'M set', `SET time_zone = '+05:30', sql_mode = ''`)) {
+    await run(cx, 'M tz insert', `INSERT INTO sess (client, seq, how, local_now, short) VALUES (?, ?, 'tz', NOW(6), 'longer than ten')`, [c, sM]);
+    await run(cx, 'M ignore', `INSERT IGNORE INTO sess (client, seq, how) VALUES (?, ?, 'ignored')`, [c, sM]);
+    await run(cx, 'M replace', `REPLACE INTO sess (client, seq, how, local_now, short) VALUES (?, ?, 'replaced', NOW(6), ?)`, [c, sM, `r${it}-${c}-truncated-here`]);
+    await run(cx, 'M restore', 'SET time_zone = @@global.time_zone, sql_mode = @@global.sql_mode');
+  }
 }
 
 /** Runs the workload with `clientsPerPort` clients on each port, all at once. */
 export async function runDeterminismWorkload(opts: DeterminismOptions): Promise<DeterminismReport> {
   const report: DeterminismReport = {
     okStatements: 0, expectedErrors: 0, failures: [], userVars: [], parents: 0, odkuHot: 0, calls: 0, txCommits: 0,
-    staleOwnReads: [], elapsedMs: 0,
+    staleOwnReads: [], elapsedMs: 0, seqTaken: [],
   };
   const perPort = opts.clientsPerPort ?? 2;
   const iterations = opts.iterations ?? 10;
@@ -244,7 +272,7 @@ export async function runDeterminismWorkload(opts: DeterminismOptions): Promise<
     }
     // Errors after a broken connection would all repeat the first one; stop this client then.
     conn.on('error', () => undefined);
-    const cx: ClientCtx = { conn, port, client, nextSeq: 1, report, steps: opts.steps ?? 'ABCDEFGHIJK' };
+    const cx: ClientCtx = { conn, port, client, nextSeq: 1, report, steps: opts.steps ?? 'ABCDEFGHIJKLM' };
     try {
       for (let it = 0; it < iterations; it++) {
         const before = report.failures.length;
@@ -307,6 +335,23 @@ export async function spotCheck(query: (sql: string) => Promise<Row[]>, database
       break;
     }
   }
+
+  // The sequence idiom handed out 1..n exactly once, and each client logged the value it read.
+  const seqRows = await query(`SELECT v, seen FROM ${d}.seqlog ORDER BY v`);
+  const seqMax = await one(`SELECT id FROM ${d}.seq WHERE name = 's'`);
+  const taken = [...report.seqTaken].sort((a, b) => a - b);
+  if (seqRows.length !== taken.length || seqRows.some((r, i) => Number(r.v) !== taken[i] || Number(r.seen) !== Number(r.v))) {
+    problems.push(`seqlog ${JSON.stringify(seqRows.slice(0, 5))}… does not hold the values the clients read (${taken.slice(0, 5).join(',')}…)`);
+  }
+  if (taken.length && seqMax !== taken.length) problems.push(`sequence at ${seqMax} after ${taken.length} increments`);
+  if (new Set(taken).size !== taken.length) problems.push('the sequence handed a value to two clients');
+
+  // Session settings: every 'tz' row was replaced, truncated to 10 characters, in +05:30.
+  const sessBad = await one(`SELECT COUNT(*) FROM ${d}.sess WHERE how <> 'replaced' OR CHAR_LENGTH(short) <> 10`);
+  if (sessBad) problems.push(`${sessBad} sess rows not replaced or not truncated to 10 characters`);
+  const offset = await one(`SELECT ROUND(AVG(TIMESTAMPDIFF(MINUTE, UTC_TIMESTAMP(), local_now))) FROM ${d}.sess`);
+  const sessRows = await one(`SELECT COUNT(*) FROM ${d}.sess`);
+  if (sessRows && Math.abs(offset - 330) > 60) problems.push(`sess.local_now is ${offset} minutes from UTC on average, expected about +330 (time_zone '+05:30')`);
 
   // The clock columns were set (not NULL / zero) and ON UPDATE moved on updated rows.
   const badTime = await one(`SELECT COUNT(*) FROM ${d}.parent WHERE created < '2000-01-01' OR (label LIKE '%+' AND updated < created)`);

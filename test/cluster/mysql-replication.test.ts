@@ -373,6 +373,30 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     await sameEverywhere('SELECT * FROM prc.p ORDER BY id');
   }));
 
+  test('LAST_INSERT_ID(expr) in an UPDATE (the sequence idiom), then a trigger\'s AUTO_INCREMENT insert', guard(async () => {
+    const admin = await connect(leader);
+    await admin.query('CREATE DATABASE sq');
+    await admin.query('CREATE TABLE sq.seq (name CHAR(1) PRIMARY KEY, id BIGINT NOT NULL)');
+    await admin.query(`INSERT INTO sq.seq VALUES ('s', 100)`);
+    await admin.query('CREATE TABLE sq.p (id INT PRIMARY KEY, v INT)');
+    await admin.query('CREATE TABLE sq.audit (id INT AUTO_INCREMENT PRIMARY KEY, pid INT, v INT)');
+    await admin.query('CREATE TRIGGER sq.p_au AFTER UPDATE ON sq.p FOR EACH ROW INSERT INTO sq.audit (pid, v) VALUES (NEW.id, NEW.v)');
+    await admin.query('INSERT INTO sq.p VALUES (1, 0)');
+    const conn = await connect(follower(), 'sq');
+    const seen: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      // The OK packet of this UPDATE carries 101, 102, … as its insert id; nothing in it
+      // inserts an AUTO_INCREMENT row, so no replica may hand that value to a later insert.
+      await conn.query(`UPDATE seq SET id = LAST_INSERT_ID(id + 1) WHERE name = 's'`);
+      const [rows] = (await conn.query('SELECT LAST_INSERT_ID() AS v')) as [mysql.RowDataPacket[], unknown];
+      seen.push(Number(rows[0]!.v));
+      await conn.query('UPDATE p SET v = v + 1 WHERE id = 1');
+    }
+    assert.deepEqual(seen, [101, 102, 103], 'the session reads the value its UPDATE set');
+    await sameEverywhere('SELECT * FROM sq.seq');
+    await sameEverywhere('SELECT * FROM sq.audit ORDER BY id');
+  }));
+
   test('LAST_INSERT_ID() and AUTO_INCREMENT in concurrent prepared statements of clients on every port', guard(async () => {
     const admin = await connect(leader);
     await admin.query('CREATE DATABASE lid');
