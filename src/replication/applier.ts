@@ -96,7 +96,25 @@ export class Applier {
   /** The commit index advanced. */
   notify(): void {
     this.wake = true;
-    if (!this.running) void this.loop();
+    if (!this.running && !this.retryTimer) void this.loop();
+  }
+
+  /** After a database error: re-read what the database committed, then resume (one loop at a time). */
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.readApplied()
+        .then(() => {
+          this.retryTimer = null;
+          this.lastError = '';
+          this.notify();
+        })
+        .catch((e: Error) => {
+          this.lastError = e.message;
+          this.retryTimer = null;
+          this.scheduleRetry();
+        });
+    }, 500);
   }
 
   /** Resolves once `index` is applied locally (or rejects after timeoutMs). */
@@ -187,16 +205,7 @@ export class Applier {
       this.d.log.warn('applier paused: local database error; retrying', { applied: this.applied, error: this.lastError });
       for (const c of this.conns.values()) c.client.close();
       this.conns.clear();
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        this.readApplied()
-          .then(() => this.notify())
-          .catch(() => {
-            this.wake = true;
-            this.running = false;
-            this.retryTimer = setTimeout(() => this.notify(), 500);
-          });
-      }, 500);
+      this.scheduleRetry();
       this.running = false;
       return;
     }
@@ -259,7 +268,9 @@ export class Applier {
       if (item.out.e && PRIVILEGE_ERRORS.has(item.out.e)) continue;
       // commands go out in entry order: a prepare is awaited before anything after it is sent
       const refused = await this.prepared(c, item);
-      results.push([item, refused ? Promise.resolve(refused) : this.sendPrepared(c, item, entry.ctxs[item.c]!)]);
+      const p = refused ? Promise.resolve(refused) : this.sendPrepared(c, item, entry.ctxs[item.c]!);
+      p.catch(() => undefined); // a lost connection fails them all; the first one awaited reports it
+      results.push([item, p]);
     }
     if (entry.rollback) results.push([ROLLBACK_ITEM, c.client.query('ROLLBACK')]);
     const b = await begin;
