@@ -365,7 +365,9 @@ export class Applier {
     const sql = Buffer.from(item.sql, 'latin1');
     const id = item.params ? c.stmts.get(item.sql) : undefined;
     const pre = c.ctx.apply(c.client, ctx);
-    pre.push(c.client.query(statementSet(item, item.out.i ?? null)));
+    const set = statementSet(item, item.out.i ?? null, c.ctx.ts);
+    c.ctx.ts = item.ts;
+    if (set) pre.push(c.client.query(set));
     // A context that could not be set here would replay the statement differently: that is divergence.
     const preFailed = Promise.all(pre).then((rs) => rs.find((r) => r.err)?.err ?? null);
     preFailed.catch(() => undefined);

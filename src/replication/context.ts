@@ -64,19 +64,23 @@ export function sessionSet(want: SysContext, have: SysContext | null): string {
   return parts.length ? 'SET SESSION ' + parts.join(', ') : '';
 }
 
-/** The per-statement SET: clock, random seeds, insert id, last insert id, user variables. */
-export function statementSet(item: StatementItem, insertId: number | null): string {
-  const parts = [`timestamp=${item.ts}`];
+/** The per-statement SET: clock (unless the session already has it), random seeds, insert id,
+ * last insert id, user variables; '' when nothing needs setting. */
+export function statementSet(item: StatementItem, insertId: number | null, sessionTs: string | null = null): string {
+  const parts: string[] = [];
+  if (item.ts !== sessionTs) parts.push(`timestamp=${item.ts}`);
   if (item.seeds) parts.push(`rand_seed1=${item.seeds[0]}`, `rand_seed2=${item.seeds[1]}`);
   if (insertId !== null && insertId > 0) parts.push(`insert_id=${insertId}`);
   if (item.lid !== undefined) parts.push(`last_insert_id=${item.lid}`);
   for (const v of item.vars ?? []) parts.push(v);
-  return 'SET ' + parts.join(', ');
+  return parts.length ? 'SET ' + parts.join(', ') : '';
 }
 
 /** A session on which Recall replays statements, remembering the context it last set. */
 export class ContextTracker {
   ctx: SysContext | null = null;
+  /** the session's fixed clock (SET timestamp) as last set */
+  ts: string | null = null;
 
   /** Send (pipelined, not awaited) what makes `client` match `want`; returns the responses to check. */
   apply(client: SqlClient, want: SysContext): Array<Promise<ResponseAssembler>> {
@@ -96,6 +100,7 @@ export class ContextTracker {
 
   reset(): void {
     this.ctx = null;
+    this.ts = null;
   }
 }
 

@@ -279,10 +279,10 @@ export class WriteLane {
 
   // ---- statements ----
 
-  private newItem(req: LaneRequest, ctxs: SysContext[]): StatementItem {
+  private newItem(req: LaneRequest, ctxs: SysContext[], ts?: string): StatementItem {
     let c = ctxs.findIndex((x) => sameCtx(x, req.sys));
     if (c < 0) c = ctxs.push(req.sys) - 1;
-    const item: StatementItem = { sql: req.sql!.toString('latin1'), c, ts: this.clock.next(), out: {} };
+    const item: StatementItem = { sql: req.sql!.toString('latin1'), c, ts: ts ?? this.clock.next(), out: {} };
     if (req.rand) item.seeds = randomSeeds();
     if (req.lid !== undefined) item.lid = req.lid;
     if (req.vars && req.vars.length) item.vars = req.vars;
@@ -311,9 +311,12 @@ export class WriteLane {
         c.stmts.set(text, ps);
       }
     }
-    const sp = inTxn ? c.client.query('SAVEPOINT recall_stmt') : null;
+    // Only a context that can fail (session variables, user variables) needs the savepoint.
     const pre = c.ctx.apply(c.client, req.sys);
-    pre.push(c.client.query(statementSet(item, null)));
+    const set = statementSet(item, null, c.ctx.ts);
+    c.ctx.ts = item.ts;
+    const sp = inTxn && (pre.length > 0 || (item.vars?.length ?? 0) > 0) ? c.client.query('SAVEPOINT recall_stmt') : null;
+    if (set) pre.push(c.client.query(set));
     // outside a transaction (DDL) nothing could undo the statement: the context must be in place first
     if (!inTxn) await this.checkPre(c, null, pre.splice(0), null);
     const stmt = ps ? c.client.execute(ps.id, req.params!) : c.client.query(req.sql!, { infile: req.infile });
@@ -358,8 +361,10 @@ export class WriteLane {
     const warnings: Array<Buffer[] | undefined> = [];
     try {
       const begin = c.client.query('BEGIN');
+      // One clock for the group: its statements commit together, at one instant.
+      const ts = this.clock.next();
       for (const w of batch) {
-        const item = this.newItem(w.req, ctxs);
+        const item = this.newItem(w.req, ctxs, ts);
         try {
           const r = await this.send(c, w.req, item);
           item.out = outcomeOf(r);

@@ -261,6 +261,10 @@ export class Replicator {
   }
 
   private watchRole(): void {
+    if (this.forwards.size > 0) {
+      const now = this.node.status().leader;
+      for (const f of this.forwards) if (now !== 0 && now !== f.leader) f.cancel(`leadership moved from node ${f.leader} to node ${now}`);
+    }
     if (this.applier.status().lastError && this.isLeader()) this.stepAside(`applier: ${this.applier.status().lastError}`);
     const leader = this.isLeader();
     replicationApplied.set(this.applier.applied);
@@ -281,15 +285,26 @@ export class Replicator {
     }
   }
 
+  private readonly forwards = new Set<{ leader: number; cancel: (why: string) => void }>();
+
   private async forward(leader: number, req: LaneRequest): Promise<LaneResult> {
     const payload = this.encodeRequest(req);
     let reply: Uint8Array;
+    // A leader that went silent (partitioned, frozen) would hold this until the request times
+    // out: once another leader is elected the answer is settled as unknown right away.
+    let f: { leader: number; cancel: (why: string) => void } | undefined;
+    const cancelled = new Promise<never>((_, reject) => {
+      f = { leader, cancel: (why) => reject(new Error(why)) };
+    });
+    this.forwards.add(f!);
     try {
-      reply = await this.node.transport.request(leader, CHANNEL_EXEC, payload, this.o.laneTimeoutMs * 2 + 10_000);
+      reply = await Promise.race([this.node.transport.request(leader, CHANNEL_EXEC, payload, this.o.laneTimeoutMs * 2 + 10_000), cancelled]);
     } catch (e) {
       const mayHaveRun = req.mode === 'auto' || req.mode === 'commit' || req.mode === 'ddl';
       if (mayHaveRun) throw RecallErrors.outcomeUnknown(`forwarding to leader ${leader} failed: ${(e as Error).message}`);
       throw RecallErrors.txnAborted(`forwarding to leader ${leader} failed: ${(e as Error).message}`);
+    } finally {
+      this.forwards.delete(f!);
     }
     return decodeResult(Buffer.from(reply));
   }
