@@ -63,44 +63,45 @@ type Row = Record<string, unknown>;
 
 /** Tables, trigger and procedure; run through a Recall port (DDL replicates). */
 export async function createDeterminismSchema(conn: mysql.Connection, database: string): Promise<void> {
+  // Qualified names, no USE: trigger and procedure bodies run in their own database anyway.
+  const q = `\`${database}\``;
   const ddl = [
     `CREATE DATABASE IF NOT EXISTS \`${database}\``,
-    `USE \`${database}\``,
-    `CREATE TABLE parent (
+    `CREATE TABLE ${q}.parent (
        id INT AUTO_INCREMENT PRIMARY KEY,
        client INT NOT NULL, seq INT NOT NULL, label VARCHAR(64) NOT NULL,
        r DOUBLE NULL, ts_now DATETIME(6) NULL,
        created DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
        updated TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
        UNIQUE KEY client_seq (client, seq)) ENGINE=InnoDB`,
-    `CREATE TABLE child (
+    `CREATE TABLE ${q}.child (
        id INT AUTO_INCREMENT PRIMARY KEY,
        parent_id INT NOT NULL, client INT NOT NULL, seq INT NOT NULL, note VARCHAR(32) NOT NULL,
        at DATETIME(6) NOT NULL, KEY (parent_id)) ENGINE=InnoDB`,
-    `CREATE TABLE audit (
+    `CREATE TABLE ${q}.audit (
        id INT AUTO_INCREMENT PRIMARY KEY,
        parent_id INT NOT NULL, action VARCHAR(80) NOT NULL, at DATETIME(6) NOT NULL, r DOUBLE NULL) ENGINE=InnoDB`,
-    `CREATE TABLE copy (
+    `CREATE TABLE ${q}.copy (
        id BIGINT AUTO_INCREMENT PRIMARY KEY,
        src_id INT NOT NULL, label VARCHAR(64) NOT NULL, r DOUBLE NULL, at DATETIME(6) NOT NULL) ENGINE=InnoDB`,
-    `CREATE TABLE counter (
+    `CREATE TABLE ${q}.counter (
        k VARCHAR(32) PRIMARY KEY, n INT NOT NULL, r DOUBLE NULL,
        touched TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)) ENGINE=InnoDB`,
-    `CREATE TABLE uvars (
+    `CREATE TABLE ${q}.uvars (
        id INT AUTO_INCREMENT PRIMARY KEY,
        client INT NOT NULL, seq INT NOT NULL, v VARCHAR(80) NULL, n BIGINT NULL) ENGINE=InnoDB`,
     // MySQL's documented sequence idiom: UPDATE seq SET id = LAST_INSERT_ID(id + 1).
-    `CREATE TABLE seq (name VARCHAR(16) PRIMARY KEY, id BIGINT NOT NULL) ENGINE=InnoDB`,
-    `CREATE TABLE seqlog (v BIGINT PRIMARY KEY, client INT NOT NULL, seen BIGINT NOT NULL) ENGINE=InnoDB`,
-    `CREATE TABLE sess (
+    `CREATE TABLE ${q}.seq (name VARCHAR(16) PRIMARY KEY, id BIGINT NOT NULL) ENGINE=InnoDB`,
+    `CREATE TABLE ${q}.seqlog (v BIGINT PRIMARY KEY, client INT NOT NULL, seen BIGINT NOT NULL) ENGINE=InnoDB`,
+    `CREATE TABLE ${q}.sess (
        id INT AUTO_INCREMENT PRIMARY KEY, client INT NOT NULL, seq INT NOT NULL, how VARCHAR(16) NOT NULL,
        local_now DATETIME(6) NULL, short VARCHAR(10) NULL, UNIQUE KEY (client, seq)) ENGINE=InnoDB`,
-    `INSERT INTO seq (name, id) VALUES ('s', 0)`,
-    `CREATE TRIGGER parent_ai AFTER INSERT ON parent FOR EACH ROW
+    `INSERT INTO ${q}.seq (name, id) VALUES ('s', 0)`,
+    `CREATE TRIGGER ${q}.parent_ai AFTER INSERT ON ${q}.parent FOR EACH ROW
        INSERT INTO audit (parent_id, action, at, r) VALUES (NEW.id, 'insert', NOW(6), RAND())`,
-    `CREATE TRIGGER parent_au AFTER UPDATE ON parent FOR EACH ROW
+    `CREATE TRIGGER ${q}.parent_au AFTER UPDATE ON ${q}.parent FOR EACH ROW
        INSERT INTO audit (parent_id, action, at) VALUES (NEW.id, CONCAT('update:', NEW.label), NOW(6))`,
-    `CREATE PROCEDURE det_bump(IN p_client INT, IN p_seq INT)
+    `CREATE PROCEDURE ${q}.det_bump(IN p_client INT, IN p_seq INT)
      BEGIN
        DECLARE pid INT;
        INSERT INTO parent (client, seq, label, r, ts_now) VALUES (p_client, p_seq, 'proc', RAND(), NOW(6));
@@ -109,7 +110,7 @@ export async function createDeterminismSchema(conn: mysql.Connection, database: 
        UPDATE parent SET r = r + RAND(), label = 'proc-updated' WHERE id = pid;
        INSERT INTO counter (k, n, r) VALUES ('proc', 1, RAND()) ON DUPLICATE KEY UPDATE n = n + 1, r = RAND();
      END`,
-    `INSERT INTO counter (k, n, r) VALUES ('tx-commits', 0, 0)`,
+    `INSERT INTO ${q}.counter (k, n, r) VALUES ('tx-commits', 0, 0)`,
   ];
   for (const sql of ddl) await conn.query(sql);
 }

@@ -55,6 +55,9 @@ describe('MySQL replication across 3 real recall + mariadbd', { timeout: 900_000
   let c: TestCluster;
   const conns: Conn[] = [];
   const connect = async (i: number, extra: Partial<mysql.ConnectionOptions> = {}): Promise<Conn> => {
+    // A new session on another port is only promised what the cluster has applied: let a
+    // database created just before through some other session reach every replica first.
+    if (extra.database) await c.waitConverged(30_000);
     const conn = await mysql.createConnection({ host: '127.0.0.1', port: c.nodes[i]!.mysqlPort, user, password, ...extra });
     conn.on('error', () => undefined);
     conns.push(conn);
@@ -188,6 +191,7 @@ describe('MySQL replication across 3 real recall + mariadbd', { timeout: 900_000
     const target = { host: '127.0.0.1', user, password, db: 'sbtest' };
     const common = { workload: 'oltp_read_write', tables: 2, tableSize: 10000, target };
     await runSysbenchPorts({ ...common, command: 'prepare', ports: [c.nodes[via]!.mysqlPort], threads: 2 });
+    await c.waitConverged(60_000); // the run's sessions on the other ports are new sessions
     const r = await runSysbenchPorts({
       ...common, command: 'run', ports: c.nodes.map((n) => n.mysqlPort), threads: 8, seconds: sysbenchSeconds, psMode: 'auto',
       // Uniform keys as in test/compat/mysql-sysbench.test.ts: the default "special"
@@ -219,6 +223,7 @@ describe('MySQL replication across 3 real recall + mariadbd', { timeout: 900_000
     const via = (leader + 2) % 3;
     const admin = await connect(via);
     await createDeterminismSchema(admin, 'det');
+    await c.waitConverged(30_000); // the workload's sessions on the other ports are new sessions
     const rep = await runDeterminismWorkload({ ports: c.nodes.map((n) => n.mysqlPort), user, password, database: 'det', clientsPerPort: 2, iterations: detIterations });
     console.log(`# determinism workload: ${rep.okStatements} statements ok, ${rep.expectedErrors} expected duplicate-key errors, ${rep.failures.length} failures, ${rep.elapsedMs} ms`);
     assert.deepEqual(rep.failures, [], `statements that failed:\n${rep.failures.slice(0, 30).join('\n')}`);
@@ -253,6 +258,7 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
   let leader = 0;
   const conns: Conn[] = [];
   const connect = async (i: number, database?: string): Promise<Conn> => {
+    if (database) await c.waitConverged(30_000); // as in the first suite
     const conn = await mysql.createConnection({ host: '127.0.0.1', port: c.nodes[i]!.mysqlPort, user: 'root', database });
     conn.on('error', () => undefined);
     conns.push(conn);
@@ -299,6 +305,30 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     for (const r of rows) {
       assert.deepEqual({ ...r, id: 0 }, { id: 0, s: 'abc', u: 'ünï\'"\\', i: '9007199254740993', neg: -7, d: '1.50', f: 1 / 3, nul: null, b: '00FF' }, `row written via node ${String(r.id)}`);
     }
+  }));
+
+  test('DDL then USE / SHOW on the same session through a follower sees the DDL (session consistency)', guard(async () => {
+    const problems: string[] = [];
+    for (const i of [follower(), other()]) {
+      const conn = await connect(i);
+      for (let k = 0; k < 10; k++) {
+        const db = `ddl_${i}_${k}`;
+        const step = async (what: string, sql: string): Promise<unknown> => {
+          try {
+            return (await conn.query(sql))[0];
+          } catch (e) {
+            problems.push(`port ${c.nodes[i]!.mysqlPort} (node ${i + 1}): ${what}: ${sql} -> ${errInfo(e)}`);
+            return undefined;
+          }
+        };
+        await step('create', `CREATE DATABASE ${db}`);
+        await step('use right after create', `USE ${db}`);
+        await step('create table', `CREATE TABLE ${db}.t (id INT PRIMARY KEY)`);
+        const shown = (await step('show right after create table', `SHOW TABLES FROM ${db}`)) as unknown[] | undefined;
+        if (shown && shown.length !== 1) problems.push(`port ${c.nodes[i]!.mysqlPort} (node ${i + 1}): SHOW TABLES FROM ${db} right after CREATE TABLE: ${JSON.stringify(shown)}`);
+      }
+    }
+    assert.deepEqual(problems, [], problems.join('\n'));
   }));
 
   test('a prepared statement as a session\'s first statement runs in the session\'s database, on every port', guard(async () => {
