@@ -4,6 +4,9 @@
 // sysbench oltp_read_write and after a workload of non-deterministic-looking constructs the
 // three databases hold identical tables (CHECKSUM TABLE, read straight from each mariadbd).
 // Constructs that cannot be replayed identically (UUID(), SYSDATE()) are refused with 1592.
+// A second suite, on a cluster of its own, takes the constructs one at a time in short scripts,
+// so that a failure names the construct. Settings: CLUSTER_SYSBENCH_SECONDS (default 15),
+// CLUSTER_DET_ITERATIONS (default 10; iterations of the workload per client, 6 clients).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
