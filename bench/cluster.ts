@@ -81,6 +81,11 @@ async function main(): Promise<void> {
   let db: TestMariaDB | undefined;
   let cluster: BenchCluster | undefined;
   let failures = 0;
+  // Ctrl-C: stop what this benchmark started (mariadbd does not stop on the terminal's SIGINT).
+  process.once('SIGINT', () => {
+    console.error('\ninterrupted: stopping the cluster and the direct server');
+    void Promise.allSettled([cluster?.stop(), db?.stop()]).then(() => process.exit(130));
+  });
   try {
     // Started together (each takes a while); whichever starts is stopped by finally even if the other fails.
     const [d, cl] = await Promise.allSettled([startTestMariaDB({ flushLogAtTrxCommit: 1 }), startBenchCluster()]);
