@@ -179,6 +179,11 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
 
   /** Restarts any node a previous test left dead, so one failure does not cascade. */
   const ensureAllUp = async () => {
+    // A diverged replica stays so until resynced: say so at once instead of timing out later.
+    for (const n of c.nodes) {
+      const r = (await c.tryStatus(n.index))?.replication;
+      if (r?.diverged) throw new Error(`node ${n.nodeId} diverged in an earlier test and cannot take part: ${r.divergedReason ?? '(no reason given)'}`);
+    }
     for (const n of c.nodes) {
       if (n.running()) continue;
       console.log(`# node ${n.nodeId} was down at the start of this test; restarting it`);

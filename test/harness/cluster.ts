@@ -412,6 +412,9 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
       const idx = which ?? procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running() && !frozen.has(i));
       const sts = await Promise.all(idx.map((i) => tryStatus(i)));
       const reps = sts.map((s) => s?.replication);
+      // Divergence is final until a resync: waiting longer would only hide the reason.
+      const d = reps.findIndex((r) => r?.diverged);
+      if (d >= 0) throw new Error(`node ${idx[d]! + 1} diverged: ${reps[d]!.divergedReason ?? '(no reason given)'} (${idx.map((i, j) => `n${i + 1}:${describe(sts[j])}`).join(' ')})`);
       const k = reps.findIndex((r) => r?.role === 'leader');
       if (k >= 0) {
         const commit = reps[k]!.commit;
