@@ -13,6 +13,11 @@ import { ContextTracker, randomSeeds, StatementClock, statementSet } from './con
 import { encodeEntry, entryChecksum, hasEffect, type Outcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
 import { LostLeadershipError, NotLeaderError, ProposalDroppedError, TimeoutError, NodeClosedError } from '../engine/errors.js';
 import { RecallErrors } from './errors.js';
+import { laneBatchStatements, laneStepSeconds } from './metrics.js';
+
+const stepExecute = laneStepSeconds.labels('execute');
+const stepReplicate = laneStepSeconds.labels('replicate');
+const stepCommit = laneStepSeconds.labels('commit');
 
 export interface Account {
   user: string;
@@ -103,6 +108,20 @@ interface Holder {
   busy: boolean;
 }
 
+interface GroupBatch {
+  waiters: Waiter[];
+  ctxs: SysContext[];
+  items: StatementItem[];
+  answers: Array<ResponseAssembler | SqlError>;
+  warnings: Array<Buffer[] | undefined>;
+  proposal?: Promise<{ index: number; term: number } | Error>;
+  expectation?: Expectation;
+  data?: Buffer;
+}
+
+/** Batches that may join one group transaction while its first entry replicates. */
+const GROUP_BATCHES_MAX = 8;
+
 const KEEP_AUTO = ~(SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT) & 0xffff;
 const KEEP_TXN = ~SERVER_STATUS_AUTOCOMMIT & 0xffff;
 
@@ -116,6 +135,8 @@ export class WriteLane {
   private seq: number;
   private readonly sweep: NodeJS.Timeout;
   private closed = false;
+  private arrived: Promise<void> | null = null;
+  private onArrival: (() => void) | null = null;
 
   constructor(private readonly d: LaneDeps) {
     // unique across restarts of this node: a random high part
@@ -140,6 +161,12 @@ export class WriteLane {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ req, resolve, reject, deadline: performance.now() + this.d.laneTimeoutMs });
+      if (this.onArrival) {
+        const f = this.onArrival;
+        this.onArrival = null;
+        this.arrived = null;
+        f();
+      }
       this.pump();
     });
   }
@@ -201,15 +228,7 @@ export class WriteLane {
     if (this.busy || this.holder || this.queue.length === 0 || this.closed) return;
     const head = this.queue[0]!;
     if (head.req.mode === 'auto') {
-      const key = connKey(head.req);
-      const batch: Waiter[] = [];
-      for (let i = 0; i < this.queue.length && batch.length < this.d.batchStatementsMax; ) {
-        const w = this.queue[i]!;
-        if (w.req.mode === 'auto' && connKey(w.req) === key) {
-          batch.push(w);
-          this.queue.splice(i, 1);
-        } else i++;
-      }
+      const batch = this.takeBatch(connKey(head.req));
       this.run(() => this.runBatch(batch));
     } else {
       this.queue.shift();
@@ -346,64 +365,227 @@ export class WriteLane {
     return w.err ? undefined : w.packets;
   }
 
-  private async runBatch(batch: Waiter[]): Promise<void> {
+  /**
+   * Rolling group commit: execute a batch of autocommit writes in the open transaction and
+   * propose its entry; while that first entry is being replicated, keep executing the batches
+   * that arrive (same transaction, so each sees the ones before it, in log order) and propose
+   * them too. Once the first entry is committed no batch joins; when every entry of the group is
+   * committed, the applied index (the group's last entry) and the transaction commit together
+   * and every client of the group is answered.
+   */
+  private async runBatch(first: Waiter[]): Promise<void> {
     let c: LaneConn;
     try {
       await this.d.ready();
-      c = await this.conn(batch[0]!.req);
+      c = await this.conn(first[0]!.req);
     } catch (e) {
-      for (const w of batch) w.reject(asSqlError(e));
+      for (const w of first) w.reject(asSqlError(e));
       return;
     }
-    const ctxs: SysContext[] = [];
-    const items: StatementItem[] = [];
-    const answers: Array<ResponseAssembler | SqlError> = [];
-    const warnings: Array<Buffer[] | undefined> = [];
+    const key = connKey(first[0]!.req);
+    const fr: 0 | 1 = first[0]!.req.caps & CLIENT_FOUND_ROWS ? 1 : 0;
+    const begin = c.client.query('BEGIN');
+    const group: GroupBatch[] = [];
+    let firstDone = false;
+    let firstSettled: Promise<unknown> | null = null;
+    let batch: Waiter[] = first;
     try {
-      const begin = c.client.query('BEGIN');
-      // One clock for the group: its statements commit together, at one instant.
-      const ts = this.clock.next();
-      for (const w of batch) {
-        const item = this.newItem(w.req, ctxs, ts);
-        try {
-          const r = await this.send(c, w.req, item);
-          item.out = outcomeOf(r);
-          items.push(item);
-          answers.push(r);
-          warnings.push(await this.warnings(c, r));
-        } catch (e) {
-          if (!(e instanceof SqlError)) throw e;
-          answers.push(e);
-          warnings.push(undefined);
+      for (;;) {
+        const b = await this.executeBatch(c, batch);
+        if (group.length === 0) {
+          const br = await begin;
+          if (br.err) throw new SqlError(br.err.errno, br.err.sqlState, br.err.message);
         }
+        if (hasEffect(b.items)) {
+          const seq = ++this.seq;
+          const data = encodeEntry({ t: 'w', o: { n: this.d.nodeId, s: seq }, fr, ctxs: b.ctxs, items: b.items });
+          b.expectation = this.d.expect(seq);
+          b.data = data;
+          const t0 = performance.now();
+          b.proposal = this.d.propose(data).then(
+            (r) => {
+              stepReplicate.observe((performance.now() - t0) / 1000);
+              return r;
+            },
+            (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+          );
+          if (!firstSettled) firstSettled = b.proposal.then(() => (firstDone = true));
+        }
+        group.push(b);
+        if (firstDone || !firstSettled || group.length >= GROUP_BATCHES_MAX) break;
+        let next = this.takeBatch(key);
+        if (next.length === 0) {
+          await Promise.race([firstSettled, this.arrival()]);
+          if (firstDone) break;
+          next = this.takeBatch(key);
+          if (next.length === 0) {
+            await firstSettled;
+            break;
+          }
+        }
+        batch = next;
       }
-      const b = await begin;
-      if (b.err) throw new SqlError(b.err.errno, b.err.sqlState, b.err.message);
     } catch (e) {
+      // The connection failed while executing: nothing of the group is committed locally.
       this.dropConn(c);
-      for (const w of batch) w.reject(RecallErrors.notApplied((e as Error).message));
+      await this.failGroup(group, batch, e as Error);
       return;
     }
-    let index = 0;
-    // a failed statement may still have used AUTO_INCREMENT values: only those that never ran stay out
-    if (hasEffect(items)) {
-      const fr: 0 | 1 = batch[0]!.req.caps & CLIENT_FOUND_ROWS ? 1 : 0;
-      const done = await this.replicate(c, { t: 'w', o: { n: this.d.nodeId, s: 0 }, fr, ctxs, items }, 'COMMIT');
-      if (done instanceof Error) {
-        for (const w of batch) w.reject(done);
-        return;
-      }
-      index = done.index;
-    } else {
-      await c.client.query('ROLLBACK').catch(() => undefined);
+    await this.commitGroup(c, group);
+  }
+
+  /** Same-key autocommit writes waiting in the queue, up to the batch limit. */
+  private takeBatch(key: string): Waiter[] {
+    const out: Waiter[] = [];
+    for (let i = 0; i < this.queue.length && out.length < this.d.batchStatementsMax; ) {
+      const w = this.queue[i]!;
+      if (w.req.mode === 'auto' && connKey(w.req) === key) {
+        out.push(w);
+        this.queue.splice(i, 1);
+      } else i++;
     }
-    batch.forEach((w, i) => {
-      const a = answers[i]!;
+    return out;
+  }
+
+  /** Resolves when the next request is queued. */
+  private arrival(): Promise<void> {
+    if (!this.arrived) this.arrived = new Promise<void>((r) => (this.onArrival = r));
+    return this.arrived;
+  }
+
+  private async executeBatch(c: LaneConn, batch: Waiter[]): Promise<GroupBatch> {
+    laneBatchStatements.observe(batch.length);
+    const t0 = performance.now();
+    const b: GroupBatch = { waiters: batch, ctxs: [], items: [], answers: [], warnings: [] };
+    // One clock for the batch: its statements commit together, at one instant.
+    const ts = this.clock.next();
+    if (batch.length > 1 && batch.every((w) => plain(w.req, c.ctx.ctx))) {
+      await this.executePipelined(c, batch, b, ts);
+      stepExecute.observe((performance.now() - t0) / 1000);
+      return b;
+    }
+    for (const w of batch) {
+      const item = this.newItem(w.req, b.ctxs, ts);
+      try {
+        const r = await this.send(c, w.req, item);
+        item.out = outcomeOf(r);
+        b.items.push(item);
+        b.answers.push(r);
+        b.warnings.push(await this.warnings(c, r));
+      } catch (e) {
+        if (!(e instanceof SqlError)) throw e;
+        b.answers.push(e);
+        b.warnings.push(undefined);
+      }
+    }
+    stepExecute.observe((performance.now() - t0) / 1000);
+    return b;
+  }
+
+  /**
+   * Statements whose context cannot fail (same session variables as the connection has, no user
+   * variables) go out back to back and their answers are read in order: one round trip for the
+   * batch. Warnings can then be fetched for the last statement only (the connection keeps the
+   * last statement's); the others keep their warning count.
+   */
+  private async executePipelined(c: LaneConn, batch: Waiter[], b: GroupBatch, ts: string): Promise<void> {
+    const items = batch.map((w) => this.newItem(w.req, b.ctxs, ts));
+    const ids: Array<number | ResponseAssembler | null> = [];
+    for (const w of batch) {
+      if (!w.req.params) {
+        ids.push(null);
+        continue;
+      }
+      const text = w.req.sql!.toString('latin1');
+      let ps = c.stmts.get(text);
+      if (!ps) {
+        const pr = await c.client.prepare(w.req.sql!);
+        if (pr.err || !pr.prepared) {
+          ids.push(pr);
+          continue;
+        }
+        ps = { id: pr.prepared.stmtId, params: pr.prepared.params };
+        c.stmts.set(text, ps);
+      }
+      ids.push(ps.id);
+    }
+    const sent: Array<Promise<ResponseAssembler>> = batch.map((w, i) => {
+      const id = ids[i];
+      if (id !== null && typeof id === 'object') return Promise.resolve(id);
+      const set = statementSet(items[i]!, null, c.ctx.ts);
+      c.ctx.ts = items[i]!.ts;
+      if (set) void c.client.query(set);
+      return typeof id === 'number' ? c.client.execute(id, w.req.params!) : c.client.query(w.req.sql!, { infile: w.req.infile });
+    });
+    for (let i = 0; i < batch.length; i++) {
+      const r = await sent[i]!;
+      items[i]!.out = outcomeOf(r);
+      b.items.push(items[i]!);
+      b.answers.push(r);
+      b.warnings.push(i === batch.length - 1 ? await this.warnings(c, r) : undefined);
+    }
+  }
+
+  private async commitGroup(c: LaneConn, group: GroupBatch[]): Promise<void> {
+    const t0 = performance.now();
+    const results = await Promise.all(group.map((b) => b.proposal ?? Promise.resolve(null)));
+    const failure = results.find((r): r is Error => r instanceof Error);
+    const last = [...group.keys()].reverse().find((i) => results[i] && !(results[i] instanceof Error));
+    if (failure || last === undefined) {
+      await c.client.query('ROLLBACK').catch(() => this.dropConn(c));
+      if (failure) return this.failGroup(group, null, failure, results);
+      // nothing had an effect: the statements' own answers (errors) stand
+      for (const b of group) this.answer(b, 0);
+      return;
+    }
+    const lastResult = results[last] as { index: number; term: number };
+    try {
+      const upd = c.client.query(appliedUpdate(lastResult.index, lastResult.term, entryChecksum(group[last]!.data!)));
+      const fin = c.client.query('COMMIT');
+      const u = await upd;
+      const f = await fin;
+      if (u.err) throw new SqlError(u.err.errno, u.err.sqlState, `recording the applied index: ${u.err.message}`);
+      if (f.err) throw new SqlError(f.err.errno, f.err.sqlState, f.err.message);
+    } catch (e) {
+      // Committed in the log but not in the local database: the applier replays the entries.
+      this.d.log.warn('local commit after quorum failed; the applier will replay the entries', { index: lastResult.index, error: (e as Error).message });
+      this.dropConn(c);
+      return this.failGroup(group, null, e as Error, results);
+    }
+    stepCommit.observe((performance.now() - t0) / 1000);
+    group.forEach((b, i) => {
+      const r = results[i];
+      if (r && !(r instanceof Error)) b.expectation!.committed(r.index);
+    });
+    group.forEach((b, i) => {
+      const r = results[i];
+      this.answer(b, r && !(r instanceof Error) ? r.index : 0);
+    });
+  }
+
+  private answer(b: GroupBatch, index: number): void {
+    b.waiters.forEach((w, i) => {
+      const a = b.answers[i]!;
       if (a instanceof SqlError) return w.reject(a);
       a.patchStatus(KEEP_AUTO, w.req.clientStatus & SERVER_STATUS_AUTOCOMMIT);
-      const wr = warnings[i];
+      const wr = b.warnings[i];
       w.resolve({ packets: a.packets, index: a.err ? 0 : index, insertId: a.ok?.lastInsertId ?? 0, inTxn: false, ...(wr ? { warnings: wr } : {}) });
     });
+  }
+
+  /** The group's transaction is gone: tell every client what may have happened to its write. */
+  private async failGroup(group: GroupBatch[], unproposed: Waiter[] | null, e: Error, results?: Array<{ index: number; term: number } | Error | null>): Promise<void> {
+    const settled = results ?? (await Promise.all(group.map((b) => b.proposal ?? Promise.resolve(null))));
+    group.forEach((b, i) => {
+      b.expectation?.failed();
+      const r = settled[i];
+      let err: SqlError;
+      if (!b.proposal) err = RecallErrors.notApplied(e.message);
+      else if (r instanceof NotLeaderError || r instanceof ProposalDroppedError) err = RecallErrors.notApplied(`not the leader any more (${r.message})`);
+      else err = RecallErrors.outcomeUnknown(r instanceof Error ? r.message : e.message);
+      for (const w of b.waiters) w.reject(err);
+    });
+    if (unproposed && !group.some((b) => b.waiters === unproposed)) for (const w of unproposed) w.reject(RecallErrors.notApplied(e.message));
   }
 
   /**
@@ -417,8 +599,10 @@ export class WriteLane {
     const expectation = this.d.expect(seq);
     let index: number;
     let term: number;
+    const t0 = performance.now();
     try {
       ({ index, term } = await this.d.propose(data));
+      stepReplicate.observe((performance.now() - t0) / 1000);
     } catch (e) {
       expectation.failed();
       await c.client.query('ROLLBACK').catch(() => this.dropConn(c));
@@ -433,6 +617,7 @@ export class WriteLane {
       const f = await fin;
       if (u.err) throw new SqlError(u.err.errno, u.err.sqlState, `recording the applied index: ${u.err.message}`);
       if (f.err) throw new SqlError(f.err.errno, f.err.sqlState, f.err.message);
+      stepCommit.observe((performance.now() - t0) / 1000);
       expectation.committed(index);
       return { index, response: f };
     } catch (e) {
@@ -634,6 +819,11 @@ export function outcomeOf(r: ResponseAssembler): Outcome {
 export function sqlHex(latin1: string): string {
   const b = Buffer.from(latin1, 'latin1');
   return b.length ? `X'${b.toString('hex')}'` : "''";
+}
+
+/** A request whose context needs nothing that could fail: the connection's session variables, no user variables. */
+function plain(req: LaneRequest, have: SysContext | null): boolean {
+  return have !== null && sameCtx(req.sys, have) && !(req.vars && req.vars.length) && !req.infile;
 }
 
 function connKey(req: LaneRequest): string {

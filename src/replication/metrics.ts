@@ -20,3 +20,18 @@ export const replicationWrites = new client.Counter({
   labelNames: ['path'] as const,
   registers: [registry],
 });
+
+export const laneBatchStatements = new client.Histogram({
+  name: 'recall_lane_batch_statements',
+  help: 'Statements per group-commit batch of the write lane',
+  buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+  registers: [registry],
+});
+
+export const laneStepSeconds = new client.Histogram({
+  name: 'recall_lane_step_seconds',
+  help: 'Time of the write lane steps: execute (statements on the leader), replicate (until a majority has the entry), commit (applied index and COMMIT)',
+  labelNames: ['step'] as const,
+  buckets: [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3],
+  registers: [registry],
+});
