@@ -13,7 +13,7 @@ import type { Entry } from '../consensus/types.js';
 import type { Logger } from '../util/log.js';
 import { ContextTracker, statementSet } from './context.js';
 import { decodeEntry, describeOutcome, entryChecksum, sameOutcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
-import { appliedUpdate, outcomeOf, sqlHex, type Expectation } from './lane.js';
+import { appliedUpdate, outcomeOf, sqlHex, stmtKey, type Expectation } from './lane.js';
 
 const ENTRY_NORMAL = 0;
 
@@ -267,8 +267,9 @@ export class Applier {
       // replayed (it may have used AUTO_INCREMENT values there) and must fail the same way here.
       if (item.out.e && PRIVILEGE_ERRORS.has(item.out.e)) continue;
       // commands go out in entry order: a prepare is awaited before anything after it is sent
-      const refused = await this.prepared(c, item);
-      const p = refused ? Promise.resolve(refused) : this.sendPrepared(c, item, entry.ctxs[item.c]!);
+      const ctx = entry.ctxs[item.c]!;
+      const { refused, pre } = await this.prepared(c, item, ctx);
+      const p = refused ? Promise.resolve(refused) : this.sendPrepared(c, item, ctx, pre);
       p.catch(() => undefined); // a lost connection fails them all; the first one awaited reports it
       results.push([item, p]);
     }
@@ -344,28 +345,33 @@ export class Applier {
     return this.applyStatements(e, [`UPDATE recall.ddl SET state = 'done', errno = 0 WHERE idx = ${x.at}`]);
   }
 
-  /** Prepare a statement's text on this connection, once; the ERR response when it cannot be. */
-  private async prepared(c: ApplyConn, item: StatementItem): Promise<ResponseAssembler | null> {
-    if (!item.params || c.stmts.has(item.sql)) return null;
+  /**
+   * Set the statement's database and session variables, then prepare its text on this connection
+   * (once per database): a prepared statement resolves its tables in the current database, and
+   * a prepare between SET insert_id and the execute would consume it. `refused` is the ERR.
+   */
+  private async prepared(c: ApplyConn, item: StatementItem, ctx: SysContext): Promise<{ refused: ResponseAssembler | null; pre: Array<Promise<ResponseAssembler>> }> {
+    const pre = c.ctx.apply(c.client, ctx);
+    if (!item.params) return { refused: null, pre };
+    const key = stmtKey(ctx.db, item.sql);
+    if (c.stmts.has(key)) return { refused: null, pre };
     const pr = await c.client.prepare(Buffer.from(item.sql, 'latin1'));
-    if (pr.err || !pr.prepared) return pr;
-    c.stmts.set(item.sql, pr.prepared.stmtId);
-    return null;
+    if (pr.err || !pr.prepared) return { refused: pr, pre };
+    c.stmts.set(key, pr.prepared.stmtId);
+    return { refused: null, pre };
   }
 
   private async send(c: ApplyConn, item: StatementItem, ctx: SysContext): Promise<ResponseAssembler> {
-    // Prepare first: a COM_STMT_PREPARE between SET insert_id and the execute would consume it.
-    const refused = await this.prepared(c, item);
+    const { refused, pre } = await this.prepared(c, item, ctx);
     if (refused) return refused;
-    return this.sendPrepared(c, item, ctx);
+    return this.sendPrepared(c, item, ctx, pre);
   }
 
-  /** Send the context and the statement now (pipelined, in call order); the statement must be prepared. */
-  private sendPrepared(c: ApplyConn, item: StatementItem, ctx: SysContext): Promise<ResponseAssembler> {
+  /** Send the per-statement SET and the statement now (pipelined, in call order). */
+  private sendPrepared(c: ApplyConn, item: StatementItem, ctx: SysContext, pre: Array<Promise<ResponseAssembler>>): Promise<ResponseAssembler> {
     const sql = Buffer.from(item.sql, 'latin1');
-    const id = item.params ? c.stmts.get(item.sql) : undefined;
-    const pre = c.ctx.apply(c.client, ctx);
-    const set = statementSet(item, item.out.i ?? null, c.ctx.ts);
+    const id = item.params ? c.stmts.get(stmtKey(ctx.db, item.sql)) : undefined;
+    const set = statementSet(item, item.pin ? (item.out.i ?? null) : null, c.ctx.ts);
     c.ctx.ts = item.ts;
     if (set) pre.push(c.client.query(set));
     // A context that could not be set here would replay the statement differently: that is divergence.

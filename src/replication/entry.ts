@@ -44,6 +44,10 @@ export interface StatementItem {
   /** LOAD DATA LOCAL INFILE content (base64) */
   infile?: string;
   out: Outcome;
+  /** replay with SET insert_id = out.i: the statement itself generated AUTO_INCREMENT values (an
+   * INSERT/REPLACE/LOAD without LAST_INSERT_ID(expr)); never for others, where the forced value
+   * would be taken by an insert in a trigger */
+  pin?: 1;
 }
 
 export interface Origin {

@@ -44,6 +44,8 @@ export interface LaneRequest {
   lid?: number;
   rand?: boolean;
   infile?: Buffer;
+  /** the statement generates AUTO_INCREMENT values itself: replicas replay it with its insert id */
+  pinInsertId?: boolean;
   /** the client session's AUTOCOMMIT status bit */
   clientStatus: number;
 }
@@ -307,6 +309,7 @@ export class WriteLane {
     if (req.vars && req.vars.length) item.vars = req.vars;
     if (req.params) item.params = req.params.toString('base64');
     if (req.infile) item.infile = req.infile.toString('base64');
+    if (req.pinInsertId) item.pin = 1;
     return item;
   }
 
@@ -318,23 +321,28 @@ export class WriteLane {
    * log ever commits.
    */
   private async send(c: LaneConn, req: LaneRequest, item: StatementItem, inTxn = true): Promise<ResponseAssembler> {
-    // Prepare first: a COM_STMT_PREPARE between SET insert_id and the execute would consume it.
+    // Database and session variables first (a prepared statement resolves its tables in the
+    // current database), then the prepare, then the per-statement SET: a COM_STMT_PREPARE
+    // between SET insert_id and the execute would consume it.
+    const pre = c.ctx.apply(c.client, req.sys);
     let ps: { id: number; params: number } | undefined;
     if (req.params) {
-      const text = req.sql!.toString('latin1');
-      ps = c.stmts.get(text);
+      const key = stmtKey(req.sys.db, req.sql!);
+      ps = c.stmts.get(key);
       if (!ps) {
         const pr = await c.client.prepare(req.sql!);
-        if (pr.err || !pr.prepared) return pr; // the ERR packet answers the execute
+        if (pr.err || !pr.prepared) {
+          await this.checkPre(c, null, pre, null);
+          return pr; // the ERR packet answers the execute
+        }
         ps = { id: pr.prepared.stmtId, params: pr.prepared.params };
-        c.stmts.set(text, ps);
+        c.stmts.set(key, ps);
       }
     }
     // Only a context that can fail (session variables, user variables) needs the savepoint.
-    const pre = c.ctx.apply(c.client, req.sys);
+    const sp = inTxn && (pre.length > 0 || (item.vars?.length ?? 0) > 0) ? c.client.query('SAVEPOINT recall_stmt') : null;
     const set = statementSet(item, null, c.ctx.ts);
     c.ctx.ts = item.ts;
-    const sp = inTxn && (pre.length > 0 || (item.vars?.length ?? 0) > 0) ? c.client.query('SAVEPOINT recall_stmt') : null;
     if (set) pre.push(c.client.query(set));
     // outside a transaction (DDL) nothing could undo the statement: the context must be in place first
     if (!inTxn) await this.checkPre(c, null, pre.splice(0), null);
@@ -496,8 +504,8 @@ export class WriteLane {
         ids.push(null);
         continue;
       }
-      const text = w.req.sql!.toString('latin1');
-      let ps = c.stmts.get(text);
+      const key = stmtKey(w.req.sys.db, w.req.sql!);
+      let ps = c.stmts.get(key);
       if (!ps) {
         const pr = await c.client.prepare(w.req.sql!);
         if (pr.err || !pr.prepared) {
@@ -505,7 +513,7 @@ export class WriteLane {
           continue;
         }
         ps = { id: pr.prepared.stmtId, params: pr.prepared.params };
-        c.stmts.set(text, ps);
+        c.stmts.set(key, ps);
       }
       ids.push(ps.id);
     }
@@ -824,6 +832,11 @@ export function sqlHex(latin1: string): string {
 /** A request whose context needs nothing that could fail: the connection's session variables, no user variables. */
 function plain(req: LaneRequest, have: SysContext | null): boolean {
   return have !== null && sameCtx(req.sys, have) && !(req.vars && req.vars.length) && !req.infile;
+}
+
+/** Prepared statements are cached per database: unqualified names resolve in the current one. */
+export function stmtKey(db: string | null, sql: Buffer | string): string {
+  return `${db ?? ''}\u0000${typeof sql === 'string' ? sql : sql.toString('latin1')}`;
 }
 
 function connKey(req: LaneRequest): string {

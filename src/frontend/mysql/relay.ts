@@ -63,7 +63,7 @@ export interface RelayHooks {
 }
 
 /** Commands whose whole payload routing looks at. */
-const ROUTED = new Set<number>([COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE]);
+const ROUTED = new Set<number>([COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE, COM_INIT_DB]);
 
 /** Commands relayed to the backend as they are. */
 const RELAYED = new Set<number>([

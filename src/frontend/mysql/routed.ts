@@ -196,6 +196,7 @@ async function laneCall(s: RoutedSession, mode: LaneMode, action: Extract<Action
   if (stmts.some((x) => x.sessionFunctions.includes('LAST_INSERT_ID'))) req.lid = r.lastInsertId;
   if (stmts.some((x) => /\bRAND\s*\(\s*\)/i.test(x.text))) req.rand = true;
   if (infile) req.infile = infile;
+  if (stmts.length === 1 && generatesInsertId(stmts[0]!)) req.pinInsertId = true;
   if (payload[0] === COM_STMT_EXECUTE) {
     const info = r.prepared.get(payload.readUInt32LE(1));
     if (!info) throw new SqlError(1243, 'HY000', 'Unknown prepared statement handler given to mysqld_stmt_execute');
@@ -329,4 +330,14 @@ function writeErr(s: RoutedSession, e: SqlError, seq: number): void {
 function asSqlError(e: unknown): SqlError {
   if (e instanceof SqlError) return e;
   return RecallErrors.outcomeUnknown((e as Error).message);
+}
+
+/** An INSERT/REPLACE/LOAD whose OK carries its own first AUTO_INCREMENT value (not LAST_INSERT_ID(expr)). */
+function generatesInsertId(st: ClassifiedStatement): boolean {
+  if (!/^(INSERT|REPLACE|LOAD)/.test(st.command)) return false;
+  const ts = st.tokens;
+  for (let i = 0; i + 2 < ts.length; i++) {
+    if (ts[i]!.text.toUpperCase() === 'LAST_INSERT_ID' && ts[i + 1]!.text === '(' && ts[i + 2]!.text !== ')') return false;
+  }
+  return true;
 }

@@ -5,7 +5,7 @@
 // statement text with the src/sql classifier, synchronously, before a byte is forwarded.
 import { classifyMysql, type ClassifiedStatement } from '../../sql/mysql-classify.js';
 import { checkDeterminism } from '../../sql/mysql-determinism.js';
-import { COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE } from '../../protocol/mysql/constants.js';
+import { COM_INIT_DB, COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE } from '../../protocol/mysql/constants.js';
 import type { SqlError } from '../../backend/mysql/client.js';
 import type { LaneRequest, LaneResult } from '../../replication/lane.js';
 import { RecallErrors } from '../../replication/errors.js';
@@ -79,6 +79,9 @@ export class Router {
         action = this.forStatements(info.stmts, localInTxn);
         if (action.do === 'lane' && info.longData) action = { do: 'error', error: RecallErrors.unsupported('COM_STMT_SEND_LONG_DATA for statements that write') };
       }
+    } else if (cmd === COM_INIT_DB) {
+      this.contextDirty = true;
+      action = this.consistency === 'session' && this.lastWriteIndex > this.svc.applied ? { do: 'wait', linearizable: false, syncLid: false } : this.consistency === 'linearizable' ? { do: 'wait', linearizable: true, syncLid: false } : { do: 'local' };
     } else if (cmd === COM_STMT_PREPARE) {
       kind = metricsKind(classifyMysql(payload.toString('latin1', 1)));
       // the statement's tables must exist here as the session's consistency level promises
@@ -137,8 +140,9 @@ export class Router {
       if (ddl) return { do: 'lane', mode: 'ddl', stmt: ddl, stmts };
       return { do: 'lane', mode: 'write', stmt: writes[0]!, stmts };
     }
-    // reads, session statements, transaction control, other: here
-    const reads = stmts.some((s) => s.kind === 'read' || s.kind === 'other');
+    // reads, session statements, transaction control, other: here (USE and SET may name what the
+    // session just created, so they wait like reads)
+    const reads = stmts.some((s) => s.kind === 'read' || s.kind === 'other' || s.kind === 'session');
     if (!reads || this.consistency === 'local') return this.lidAction(stmts);
     if (this.consistency === 'linearizable') return { do: 'wait', linearizable: true, syncLid: this.needsLid(stmts) };
     if (this.lastWriteIndex > this.svc.applied) return { do: 'wait', linearizable: false, syncLid: this.needsLid(stmts) };

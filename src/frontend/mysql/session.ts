@@ -30,7 +30,7 @@ import { Relay } from './relay.js';
 import type { FrontendContext } from './context.js';
 import { errorsTotal } from '../../admin/metrics.js';
 import { decodeOk } from '../../protocol/mysql/generic.js';
-import { COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA, COM_STMT_RESET, COM_RESET_CONNECTION } from '../../protocol/mysql/constants.js';
+import { COM_INIT_DB, COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA, COM_STMT_RESET, COM_RESET_CONNECTION } from '../../protocol/mysql/constants.js';
 import { classifyMysql } from '../../sql/mysql-classify.js';
 import { Router } from './router.js';
 import { runRouted, type RoutedSession } from './routed.js';
@@ -242,7 +242,7 @@ export class Session {
     this.relay = new Relay(this.client, backend.socket, this.capabilities, this.ctx.opts.maxPacketBytes, this.ctx.opts.netReadTimeoutMs, {
       intercept: (held) => {
         this.phase = 'intercept';
-        if (this.router && held.length > 4 && (held[4] === COM_QUERY || held[4] === COM_STMT_EXECUTE || held[4] === COM_STMT_PREPARE)) {
+        if (this.router && held.length > 4 && (held[4] === COM_QUERY || held[4] === COM_STMT_EXECUTE || held[4] === COM_STMT_PREPARE || held[4] === COM_INIT_DB)) {
           // routed: bounded by the lane and read timeouts, not by the handshake timer
           this.routed(held).catch((e: unknown) => this.failHandshake(e, 1));
           return;
@@ -330,7 +330,7 @@ export class Session {
 
   /** COM_CHANGE_USER or an unknown command, with nothing pending on the backend. */
   private async intercepted(held: Buffer): Promise<void> {
-    if (this.router && held.length > 4 && (held[4] === COM_QUERY || held[4] === COM_STMT_EXECUTE || held[4] === COM_STMT_PREPARE)) return this.routed(held);
+    if (this.router && held.length > 4 && (held[4] === COM_QUERY || held[4] === COM_STMT_EXECUTE || held[4] === COM_STMT_PREPARE || held[4] === COM_INIT_DB)) return this.routed(held);
     const channel = new PacketChannel(this.client, this.ctx.opts.maxPacketBytes, held);
     const p = await channel.read();
     if (p.payload[0] !== COM_CHANGE_USER) {
