@@ -23,7 +23,8 @@ const statementTimeoutMs = 15_000;
 
 type Outcome = 'ok' | 'failed' | 'unknown';
 interface Attempt {
-  key: string;
+  /** One key, or two written by one interactive transaction (all or none must exist). */
+  keys: string[];
   client: number;
   node: number;
   start: number;
@@ -82,14 +83,29 @@ class InsertStream {
           continue;
         }
       }
-      const key = `${this.phase}-c${ci}-${seq++}`;
+      // The last client writes two rows per interactive transaction (the lane holds it on
+      // the leader from BEGIN to COMMIT): a failover must commit both rows or neither.
+      const txn = ci === clientsCount - 1;
+      const base = `${this.phase}-c${ci}-${seq++}`;
+      const keys = txn ? [`${base}-a`, `${base}-b`] : [base];
       const start = Date.now();
+      const insert = (k: string) => conn!.query({ sql: 'INSERT INTO t (k, client, seq, phase, via) VALUES (?, ?, ?, ?, ?)', values: [k, ci, seq, this.phase, node + 1], timeout: statementTimeoutMs });
+      let committing = false;
       try {
-        await conn.query({ sql: 'INSERT INTO t (k, client, seq, phase, via) VALUES (?, ?, ?, ?, ?)', values: [key, ci, seq, this.phase, node + 1], timeout: statementTimeoutMs });
-        this.attempts.push({ key, client: ci, node, start, end: Date.now(), outcome: 'ok' });
+        if (txn) {
+          await conn.query({ sql: 'BEGIN', timeout: statementTimeoutMs });
+          for (const k of keys) await insert(k);
+          committing = true;
+          await conn.query({ sql: 'COMMIT', timeout: statementTimeoutMs });
+        } else {
+          await insert(keys[0]!);
+        }
+        this.attempts.push({ keys, client: ci, node, start, end: Date.now(), outcome: 'ok' });
       } catch (e) {
-        const outcome = classify(e);
-        this.attempts.push({ key, client: ci, node, start, end: Date.now(), outcome, error: errText(e) });
+        // Inside a transaction anything before COMMIT leaves nothing behind; only the COMMIT
+        // (or an autocommit statement) can have an unknown outcome.
+        const outcome = txn && !committing ? 'failed' : classify(e);
+        this.attempts.push({ keys, client: ci, node, start, end: Date.now(), outcome, error: errText(e) });
         const x = e as MysqlError;
         // Not a server's answer (connection lost, client timeout): this connection is done
         // (mysql2 keeps a timed-out one, and the next query on it would wait forever).
@@ -97,6 +113,8 @@ class InsertStream {
           conn.destroy();
           conn = undefined;
           node = (node + 1) % this.c.nodes.length;
+        } else if (txn) {
+          await conn.query({ sql: 'ROLLBACK', timeout: statementTimeoutMs }).catch(() => undefined);
         }
         await sleep(20);
       }
@@ -197,21 +215,29 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     new Set((await c.dbQuery(i, `SELECT k FROM ${db}.t WHERE phase = ?`, [phase])).map((r) => String(r.k)));
 
   const assertOutcomes = async (s: InsertStream, nodes: number[]) => {
-    const acked = s.acked();
-    const refused = s.attempts.filter((a) => a.outcome === 'failed');
     for (const i of nodes) {
       const have = await keysOn(i, s.phase);
-      const missing = acked.filter((a) => !have.has(a.key));
+      const count = (a: Attempt) => a.keys.filter((k) => have.has(k)).length;
+      const missing = s.attempts.filter((a) => a.outcome === 'ok' && count(a) < a.keys.length);
       assert.equal(missing.length, 0, `node ${i + 1} lacks ${missing.length} acknowledged inserts, e.g. ${JSON.stringify(missing.slice(0, 3))}`);
-      const present = refused.filter((a) => have.has(a.key));
+      const present = s.attempts.filter((a) => a.outcome === 'failed' && count(a) > 0);
       assert.equal(present.length, 0, `node ${i + 1} holds ${present.length} inserts reported as failed, e.g. ${JSON.stringify(present.slice(0, 3))}`);
+      const torn = s.attempts.filter((a) => count(a) > 0 && count(a) < a.keys.length);
+      assert.equal(torn.length, 0, `node ${i + 1} holds ${torn.length} transactions in part, e.g. ${JSON.stringify(torn.slice(0, 3))}`);
     }
   };
 
   const assertSameChecksums = async () => {
     const sums = await c.checksums(db);
     assert.ok(sums[0]!.t, `table ${db}.t has a checksum (${JSON.stringify(sums)})`);
-    for (let i = 1; i < sums.length; i++) assert.deepEqual(sums[i], sums[0], `CHECKSUM TABLE node ${i + 1} vs node 1: ${JSON.stringify(sums)}`);
+    if (sums.every((x) => x.t === sums[0]!.t)) return;
+    // Say which rows differ: that tells a phantom from a lost write.
+    const rows = await Promise.all(c.nodes.map((n) => c.dbQuery(n.index, `SELECT k, client, seq, phase, via FROM ${db}.t ORDER BY k`)));
+    const sets = rows.map((r) => new Map(r.map((x) => [String(x.k), JSON.stringify(x)])));
+    const all = new Set(sets.flatMap((m) => [...m.keys()]));
+    const diff = [...all].filter((k) => !sets.every((m) => m.get(k) === sets[0]!.get(k)));
+    const where = diff.slice(0, 10).map((k) => `${k}: ${sets.map((m, i) => `n${i + 1}=${m.has(k) ? 'yes' : 'no'}`).join(' ')}`);
+    assert.fail(`CHECKSUM TABLE differs: ${JSON.stringify(sums)}; ${diff.length} rows differ:\n${where.join('\n')}`);
   };
 
   /** Runs a stream, applies `fault` after 2.5 s, keeps writing until writes resumed (or 20 s). */
