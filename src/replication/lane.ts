@@ -11,7 +11,7 @@ import type { ResponseAssembler } from '../protocol/mysql/response.js';
 import type { Logger } from '../util/log.js';
 import { ContextTracker, randomSeeds, StatementClock, statementSet } from './context.js';
 import { encodeEntry, entryChecksum, hasEffect, type Outcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
-import { LostLeadershipError, NotLeaderError, ProposalDroppedError, TimeoutError, NodeClosedError } from '../engine/errors.js';
+import { NotLeaderError, ProposalDroppedError } from '../engine/errors.js';
 import { RecallErrors } from './errors.js';
 import { laneBatchStatements, laneStepSeconds } from './metrics.js';
 
@@ -589,8 +589,7 @@ export class WriteLane {
       const r = settled[i];
       let err: SqlError;
       if (!b.proposal) err = RecallErrors.notApplied(e.message);
-      else if (r instanceof NotLeaderError || r instanceof ProposalDroppedError) err = RecallErrors.notApplied(`not the leader any more (${r.message})`);
-      else err = RecallErrors.outcomeUnknown(r instanceof Error ? r.message : e.message);
+      else err = proposalFailure(r instanceof Error ? r : e);
       for (const w of b.waiters) w.reject(err);
     });
     if (unproposed && !group.some((b) => b.waiters === unproposed)) for (const w of unproposed) w.reject(RecallErrors.notApplied(e.message));
@@ -614,9 +613,7 @@ export class WriteLane {
     } catch (e) {
       expectation.failed();
       await c.client.query('ROLLBACK').catch(() => this.dropConn(c));
-      if (e instanceof NotLeaderError || e instanceof ProposalDroppedError) return RecallErrors.notApplied(`not the leader any more (${e.message})`);
-      if (e instanceof LostLeadershipError || e instanceof TimeoutError || e instanceof NodeClosedError) return RecallErrors.outcomeUnknown(e.message);
-      return RecallErrors.outcomeUnknown((e as Error).message);
+      return proposalFailure(e);
     }
     try {
       const upd = c.client.query(appliedUpdate(index, term, entryChecksum(data)));
@@ -794,8 +791,7 @@ export class WriteLane {
       ({ index, term } = await this.d.propose(data));
     } catch (e) {
       expectation.failed();
-      if (e instanceof NotLeaderError || e instanceof ProposalDroppedError) return RecallErrors.notApplied(`not the leader any more (${e.message})`);
-      return RecallErrors.outcomeUnknown((e as Error).message);
+      return proposalFailure(e);
     }
     try {
       await this.d.bookkeep([...statements(index), appliedUpdate(index, term, entryChecksum(data))]);
@@ -806,6 +802,12 @@ export class WriteLane {
       return RecallErrors.outcomeUnknown(`bookkeeping for index ${index} failed: ${(e as Error).message}`);
     }
   }
+}
+
+/** What a failed proposal means for the client: never appended (retry safely), or unknown. */
+function proposalFailure(e: unknown): SqlError {
+  if (e instanceof NotLeaderError || e instanceof ProposalDroppedError) return RecallErrors.notApplied(`not the leader any more (${e.message})`);
+  return RecallErrors.outcomeUnknown(e instanceof Error ? e.message : String(e));
 }
 
 export function appliedUpdate(index: number, term: number, checksum: number): string {

@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import { SqlClient, SqlError } from '../../backend/mysql/client.js';
 import type { PacketChannel } from '../../backend/mysql/channel.js';
+import type { Packet } from '../../protocol/mysql/packets.js';
 import { COM_QUERY, COM_STMT_EXECUTE, SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from '../../protocol/mysql/constants.js';
 import { ResponseAssembler } from '../../protocol/mysql/response.js';
 import { encodeErr } from '../../protocol/mysql/generic.js';
@@ -39,7 +40,13 @@ export interface RoutedOutcome {
   bypass: boolean;
 }
 
-export async function runRouted(s: RoutedSession, channel: PacketChannel, action: Action): Promise<RoutedOutcome> {
+export async function runRouted(s: RoutedSession, channel: PacketChannel, action: Action, first?: Packet): Promise<RoutedOutcome> {
+  if (first && (action.do === 'local' || action.do === 'wait')) {
+    // a command of 16 MiB or more was read whole to be routed: it cannot go back to the relay
+    const out = await runOne(s, channel, action, first.payload, first.lastSeq + 1);
+    write(s, out.packets, out.seq);
+    return { bypass: false };
+  }
   if (action.do === 'local') return { bypass: true };
   if (action.do === 'wait') {
     try {
@@ -51,7 +58,7 @@ export async function runRouted(s: RoutedSession, channel: PacketChannel, action
     }
     return { bypass: true };
   }
-  const p = await channel.read();
+  const p = first ?? (await channel.read());
   let seq = p.lastSeq + 1;
   if (action.do !== 'multi') {
     const out = await runOne(s, channel, action, p.payload, seq);
@@ -88,6 +95,11 @@ async function runOne(s: RoutedSession, channel: PacketChannel, action: OneActio
         return { packets: action.packets, failed: false, seq };
       case 'local':
         return await localRun(s, payload, seq);
+      case 'here-in-txn': {
+        const out = await localRun(s, payload, seq);
+        markInTxn(s, out.packets);
+        return out;
+      }
       case 'wait':
         await waitFor(s, action);
         return await localRun(s, payload, seq);
@@ -155,6 +167,14 @@ function write(s: RoutedSession, packets: Buffer[], seq: number): number {
     seq += Math.floor(pk.length / 0xffffff) + 1;
   }
   return seq;
+}
+
+/** Set SERVER_STATUS_IN_TRANS on every terminator of a response. */
+function markInTxn(s: RoutedSession, packets: Buffer[]): void {
+  const asm = new ResponseAssembler(s.capabilities);
+  for (const p of packets) if (!asm.done) asm.push(p);
+  asm.patchStatus(0xffff, SERVER_STATUS_IN_TRANS);
+  packets.splice(0, packets.length, ...asm.packets);
 }
 
 /** Set SERVER_MORE_RESULTS_EXISTS on the final terminator of a response. */

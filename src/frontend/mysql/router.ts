@@ -24,6 +24,8 @@ export type Consistency = 'local' | 'session' | 'linearizable';
 
 export type Action =
   | { do: 'local' }
+  /** run on the local session, but answer as inside the client's transaction (which is open on the leader) */
+  | { do: 'here-in-txn' }
   | { do: 'error'; error: SqlError }
   /** wait for the replica to apply what the session needs, then run locally */
   | { do: 'wait'; linearizable: boolean; syncLid: boolean }
@@ -55,6 +57,8 @@ export class Router {
   /** the cached session context must be read again from the local session */
   contextDirty = true;
   readonly prepared = new Map<number, PreparedInfo>();
+  /** this session's temporary tables (lower-case names) */
+  readonly tempTables = new Set<string>();
   /** SHOW WARNINGS result of the last statement run in the lane (raw packets), when it had warnings */
   laneWarnings: Buffer[] | null = null;
   /** the last decision, for the command the session is about to take over */
@@ -129,12 +133,16 @@ export class Router {
         if (a === 'xa') return { do: 'error', error: RecallErrors.unsupported('XA transactions') };
         return { do: 'lane', mode: 'txn-read', stmt: st, stmts }; // SAVEPOINT and friends run in the lane transaction
       }
-      if (st.kind === 'session' && !st.implicitCommit) return { do: 'local' };
-      if (st.kind === 'ddl' || st.implicitCommit) return { do: 'lane', mode: 'ddl', stmt: st, stmts };
+      if ((st.kind === 'session' && !st.implicitCommit) || this.isTemporary(st)) return { do: 'here-in-txn' };
+      if (st.kind === 'ddl') return { do: 'lane', mode: 'ddl', stmt: st, stmts };
+      // LOCK TABLES, FLUSH and the like commit the transaction first, then run here
+      if (st.implicitCommit) return { do: 'lane', mode: 'end-then-local', stmt: st, stmts };
       if (writes.length > 0) return { do: 'lane', mode: 'write', stmt: st, stmts };
       return { do: 'lane', mode: 'txn-read', stmt: st, stmts };
     }
     if (st.kind === 'transaction' && st.transaction?.action === 'xa') return { do: 'error', error: RecallErrors.unsupported('XA transactions') };
+    // temporary tables belong to this session on this replica: created, written and read here
+    if (writes.length > 0 && writes.every((w) => this.isTemporary(w))) return { do: 'local' };
     if (writes.length > 0) {
       const ddl = writes.find((s) => s.kind === 'ddl' || (s.nonTransactional && !s.temporary));
       if (ddl) return { do: 'lane', mode: 'ddl', stmt: ddl, stmts };
@@ -158,7 +166,32 @@ export class Router {
   }
 
   /** Session state the router follows: the consistency level, and when the context changes. */
+  /** CREATE/DROP TEMPORARY TABLE, or a write whose target is one of this session's temporary tables. */
+  isTemporary(st: ClassifiedStatement): boolean {
+    if (st.temporary) return true;
+    // DROP TABLE t drops the session's temporary t first, as MySQL does
+    if (st.command === 'DROP TABLE' && st.target && this.tempTables.has(st.target.name.toLowerCase())) return true;
+    return st.kind === 'write' && st.target !== undefined && st.target.type === 'TABLE' && this.tempTables.has(st.target.name.toLowerCase());
+  }
+
+  private readsTemporary(st: ClassifiedStatement): string | null {
+    if (this.tempTables.size === 0) return null;
+    for (const t of st.tokens) {
+      const name = t.text.replace(/`/g, '').toLowerCase();
+      if (this.tempTables.has(name)) return name;
+    }
+    return null;
+  }
+
   private observe(st: ClassifiedStatement): void {
+    if (st.target && (st.temporary || st.command === 'DROP TABLE')) {
+      const name = st.target.name.toLowerCase();
+      if (st.temporary && st.command.startsWith('CREATE')) this.tempTables.add(name);
+      else if (st.command.startsWith('DROP') && this.tempTables.has(name)) {
+        // decided before forgetting it: the statement itself still goes to the session
+        queueMicrotask(() => this.tempTables.delete(name));
+      }
+    }
     if (st.kind === 'session' || st.kind === 'other' || st.database !== undefined || st.command === 'CALL') this.contextDirty = true;
     for (const v of st.variables ?? []) {
       if (v.scope === 'user' && v.name.toLowerCase() === 'recall_consistency') {
@@ -172,6 +205,14 @@ export class Router {
   private refusal(st: ClassifiedStatement): SqlError | null {
     if (st.kind === 'unsafe') return RecallErrors.unsafe(st.note ?? `${st.command} cannot be replicated`);
     if (mentionsRecallSchema(st)) return RecallErrors.reserved();
+    if (!this.isTemporary(st)) {
+      const tmp = this.readsTemporary(st);
+      if (tmp) {
+        return RecallErrors.unsafe(
+          `the write reads the temporary table ${tmp}, which exists only in this session on this replica; instead, copy what it needs into a regular table first, or send the values as literals`,
+        );
+      }
+    }
     const report = checkDeterminism(st);
     // UUID() could be rewritten to a literal fixed by the leader; until then it is refused too
     const unsafe = report.unsafe;

@@ -24,6 +24,7 @@ import {
 } from '../../protocol/mysql/handshake.js';
 import { newScramble } from '../../protocol/mysql/auth.js';
 import { ChannelClosedError, PacketChannel } from '../../backend/mysql/channel.js';
+import type { Packet } from '../../protocol/mysql/packets.js';
 import { BackendConnection, BackendRefusedError } from '../../backend/mysql/connection.js';
 import { authenticateClient, type AuthContext } from './authenticate.js';
 import { Relay } from './relay.js';
@@ -32,7 +33,7 @@ import { errorsTotal } from '../../admin/metrics.js';
 import { decodeOk } from '../../protocol/mysql/generic.js';
 import { COM_INIT_DB, COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA, COM_STMT_RESET, COM_RESET_CONNECTION } from '../../protocol/mysql/constants.js';
 import { classifyMysql } from '../../sql/mysql-classify.js';
-import { Router } from './router.js';
+import { Router, type Action } from './router.js';
 import { runRouted, type RoutedSession } from './routed.js';
 import type { SysContext } from '../../replication/entry.js';
 
@@ -288,6 +289,7 @@ export class Session {
         router.contextDirty = true;
         if (cmd === COM_RESET_CONNECTION) {
           router.prepared.clear();
+          router.tempTables.clear();
           router.consistency = 'session';
           router.lidStale = false;
           router.lastInsertId = 0;
@@ -299,10 +301,20 @@ export class Session {
   /** A command the router took over: run it, then hand the session back to the relay. */
   private async routed(held: Buffer): Promise<void> {
     const router = this.router!;
-    const action = router.last?.action ?? { do: 'local' as const };
-    router.last = null;
     const channel = new PacketChannel(this.client, this.ctx.opts.maxPacketBytes, held);
     const relay = this.relay!;
+    let action: Action | undefined = router.last?.action;
+    router.last = null;
+    let first: Packet | undefined;
+    if (!action) {
+      // a command of 16 MiB or more: the relay could not see it whole; decide on the whole payload
+      first = await channel.read();
+      const f = relay.statusFlags;
+      router.decide(first.payload[0]!, first.payload, (f & 0x0001) !== 0 || (f & 0x0002) === 0);
+      const decided = router.last as { action: Action } | null;
+      action = decided?.action ?? { do: 'local' };
+      router.last = null;
+    }
     const backend = this.backend!;
     const rs: RoutedSession = {
       key: this.key,
@@ -320,7 +332,7 @@ export class Session {
       statusFlags: relay.statusFlags,
       ctx: this.routedCtx,
     };
-    const out = await runRouted(rs, channel, action);
+    const out = await runRouted(rs, channel, action ?? { do: 'local' }, first);
     this.routedCtx = rs.ctx;
     relay.statusFlags = rs.statusFlags;
     if (this.isClosing()) return;
@@ -384,6 +396,7 @@ export class Session {
     this.stage1 = outcome.stage1;
     if (this.router) {
       this.router.prepared.clear();
+      this.router.tempTables.clear();
       this.router.contextDirty = true;
       this.router.lidStale = false;
       this.router.consistency = 'session';
