@@ -370,14 +370,25 @@ export class Replicator {
 
 function encodeResult(r: LaneResult | SqlError): Buffer {
   if (r instanceof SqlError) return Buffer.from(JSON.stringify({ err: { errno: r.errno, sqlState: r.sqlState, message: r.message } }));
-  return Buffer.from(JSON.stringify({ ...r, packets: r.packets.map((p) => p.toString('base64')) }));
+  return Buffer.from(
+    JSON.stringify({ ...r, packets: r.packets.map((p) => p.toString('base64')), warnings: r.warnings?.map((p) => p.toString('base64')) }),
+  );
 }
 
 function decodeResult(b: Buffer): LaneResult {
-  const v = JSON.parse(b.toString('utf8')) as { err?: { errno: number; sqlState: string; message: string }; packets?: string[]; index?: number; insertId?: number; inTxn?: boolean };
+  const v = JSON.parse(b.toString('utf8')) as {
+    err?: { errno: number; sqlState: string; message: string };
+    packets?: string[];
+    warnings?: string[];
+    index?: number;
+    insertId?: number;
+    inTxn?: boolean;
+  };
   if (v.err) throw new SqlError(v.err.errno, v.err.sqlState, v.err.message);
   if (!Array.isArray(v.packets)) throw RecallErrors.outcomeUnknown('malformed reply from the leader');
-  return { packets: v.packets.map((p) => Buffer.from(p, 'base64')), index: v.index ?? 0, insertId: v.insertId ?? 0, inTxn: v.inTxn ?? false };
+  const r: LaneResult = { packets: v.packets.map((p) => Buffer.from(p, 'base64')), index: v.index ?? 0, insertId: v.insertId ?? 0, inTxn: v.inTxn ?? false };
+  if (Array.isArray(v.warnings)) r.warnings = v.warnings.map((p) => Buffer.from(p, 'base64'));
+  return r;
 }
 
 function sleep(ms: number): Promise<void> {

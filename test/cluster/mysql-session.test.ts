@@ -114,7 +114,7 @@ describe('MySQL session semantics on 3 real recall + mariadbd', { timeout: 600_0
       assert.ok(w !== 'ok' && w.errno === 1142, `node ${i + 1}: ${JSON.stringify(w)}`);
     }
     await c.waitConverged();
-    for (let i = 0; i < 3; i++) assert.equal((await c.dbQuery(i, "SELECT COUNT(*) AS n FROM s.t WHERE v = 'ro'"))[0]!.n, 0);
+    for (let i = 0; i < 3; i++) assert.equal(Number((await c.dbQuery(i, "SELECT COUNT(*) AS n FROM s.t WHERE v = 'ro'"))[0]!.n), 0);
   });
 
   test('a transaction holding the lane past laneTimeoutMs is rolled back (1205); others proceed', async () => {
@@ -132,7 +132,7 @@ describe('MySQL session semantics on 3 real recall + mariadbd', { timeout: 600_0
     const late = await errOf(holder.query('COMMIT'));
     assert.ok(late !== 'ok' && late.errno === 1205, `the expired transaction's COMMIT: ${JSON.stringify(late)}`);
     await c.waitConverged();
-    for (let i = 0; i < 3; i++) assert.equal((await c.dbQuery(i, "SELECT COUNT(*) AS n FROM s.t WHERE v = 'held'"))[0]!.n, 0, `node ${i + 1}`);
+    for (let i = 0; i < 3; i++) assert.equal(Number((await c.dbQuery(i, "SELECT COUNT(*) AS n FROM s.t WHERE v = 'held'"))[0]!.n), 0, `node ${i + 1}`);
     // the session works again
     await holder.query("INSERT INTO t (v) VALUES ('after')");
   });
