@@ -6,7 +6,7 @@
 // run as the server would run them, and the consistency level is settable per session.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync, createReadStream } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, createReadStream, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
@@ -115,6 +115,13 @@ describe('MySQL session semantics on 3 real recall + mariadbd', { timeout: 600_0
     }
     await c.waitConverged();
     for (let i = 0; i < 3; i++) assert.equal(Number((await c.dbQuery(i, "SELECT COUNT(*) AS n FROM s.t WHERE v = 'ro'"))[0]!.n), 0);
+    // CREATE USER ... IDENTIFIED BY 'ro-pw' reached the log as the password's hash only
+    for (const n of c.nodes) {
+      const raft = join(n.dataDir, 'raft');
+      const text = readdirSync(raft).map((f) => readFileSync(join(raft, f)).toString('latin1')).join('');
+      assert.ok(text.includes('CREATE USER'), `node ${n.nodeId}: the log holds the CREATE USER`);
+      assert.ok(!text.includes('ro-pw'), `node ${n.nodeId}: a plaintext password in the replicated log`);
+    }
   });
 
   test('a transaction holding the lane past laneTimeoutMs is rolled back (1205); others proceed', async () => {

@@ -1,6 +1,7 @@
 // A command the router took over, run while the session's relay is suspended: wait for this
 // replica to catch up and hand the command back to the relay, or send it to the write lane
 // (here or on the leader) with the session's context and answer the client with the result.
+import crypto from 'node:crypto';
 import type { Socket } from 'node:net';
 import { SqlClient, SqlError } from '../../backend/mysql/client.js';
 import type { PacketChannel } from '../../backend/mysql/channel.js';
@@ -222,7 +223,7 @@ async function laneCall(s: RoutedSession, mode: LaneMode, action: Extract<Action
     if (!info) throw new SqlError(1243, 'HY000', 'Unknown prepared statement handler given to mysqld_stmt_execute');
     req.sql = info.text;
     req.params = executeBody(payload, info);
-  } else req.sql = payload.subarray(1);
+  } else req.sql = stmts.length === 1 ? withPasswordHashes(payload.subarray(1), stmts[0]!) : payload.subarray(1);
   return s.svc.write(req);
 }
 
@@ -360,4 +361,29 @@ function generatesInsertId(st: ClassifiedStatement): boolean {
     if (ts[i]!.text.toUpperCase() === 'LAST_INSERT_ID' && ts[i + 1]!.text === '(' && ts[i + 2]!.text !== ')') return false;
   }
   return true;
+}
+
+/**
+ * `IDENTIFIED BY 'password'` becomes `IDENTIFIED BY PASSWORD '*hash'` (mysql_native_password's
+ * stored form, the same account afterwards), so no plaintext password is written to the
+ * replicated log on every replica's disk.
+ */
+export function withPasswordHashes(sqlBytes: Buffer, st: ClassifiedStatement): Buffer {
+  const text = sqlBytes.toString('latin1');
+  const base = text.slice(st.start, st.end) === st.text ? 0 : st.start;
+  const ts = st.tokens;
+  const edits: Array<[number, number, string]> = [];
+  for (let i = 0; i + 2 < ts.length; i++) {
+    if (ts[i]!.text !== 'IDENTIFIED' || ts[i + 1]!.text !== 'BY' || ts[i + 2]!.type !== 'string') continue;
+    const t = ts[i + 2]!;
+    const start = t.start - base;
+    const end = t.end - base;
+    const pw = Buffer.from(stringValue(text, { ...t, start, end }), 'latin1');
+    const hash = '*' + crypto.createHash('sha1').update(crypto.createHash('sha1').update(pw).digest()).digest('hex').toUpperCase();
+    edits.push([start, end, `PASSWORD '${hash}'`]);
+  }
+  if (edits.length === 0) return sqlBytes;
+  let out = text;
+  for (const [a, b, r] of edits.reverse()) out = out.slice(0, a) + r + out.slice(b);
+  return Buffer.from(out, 'latin1');
 }
