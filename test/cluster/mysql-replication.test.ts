@@ -430,6 +430,30 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     await sameEverywhere('SELECT * FROM sq.audit ORDER BY id');
   }));
 
+  test('CURRENT_USER() in a write, and the DEFINER of a trigger and a procedure made by a non-root account, are the same everywhere', guard(async () => {
+    const admin = await connect(leader);
+    await admin.query('CREATE DATABASE acct');
+    await admin.query('CREATE TABLE acct.t (id INT AUTO_INCREMENT PRIMARY KEY, what VARCHAR(20), v VARCHAR(200))');
+    for (const host of ['%', 'localhost']) {
+      await admin.query(`CREATE USER 'dev'@'${host}' IDENTIFIED BY 'dev-pw'`);
+      await admin.query(`GRANT ALL ON acct.* TO 'dev'@'${host}'`);
+    }
+    await c.waitConverged(30_000);
+    const dev = await mysql.createConnection({ host: '127.0.0.1', port: c.nodes[follower()]!.mysqlPort, user: 'dev', password: 'dev-pw', database: 'acct' });
+    conns.push(dev);
+    await dev.query(`INSERT INTO t (what, v) VALUES ('current_user', CURRENT_USER())`);
+    await dev.query(`CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.v = COALESCE(NEW.v, CURRENT_USER())`);
+    // SQL SECURITY DEFINER: the body runs with its definer's privileges, so the definer must
+    // be the same account on every replica (not the account Recall applies with).
+    await dev.query(`CREATE PROCEDURE who() SQL SECURITY DEFINER INSERT INTO acct.t (what, v) VALUES ('in_proc', CURRENT_USER())`);
+    await dev.query('CALL who()');
+    await dev.query(`INSERT INTO t (what) VALUES ('trigger')`);
+    await sameEverywhere('SELECT * FROM acct.t ORDER BY id');
+    const definers = await sameEverywhere(`SELECT 'trigger' AS kind, DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'acct'
+      UNION ALL SELECT 'routine', DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'acct' ORDER BY 1`);
+    for (const d of definers) assert.match(String(d.DEFINER), /^dev@/, `the ${String(d.kind)} belongs to the account that created it`);
+  }));
+
   test('LAST_INSERT_ID() and AUTO_INCREMENT in concurrent prepared statements of clients on every port', guard(async () => {
     const admin = await connect(leader);
     await admin.query('CREATE DATABASE lid');
