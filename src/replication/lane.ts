@@ -1,89 +1,25 @@
-// The leader's write lane (DESIGN.md "Writes"): at most one write transaction open on the
-// local database. Concurrent autocommit writes of one account share a transaction and an entry
+// The leader's write lane (DESIGN.md "Writes", src/replication/DESIGN.md): at most one write
+// transaction open on the local database. Concurrent autocommit writes of one account share a transaction and an entry
 // (group commit); an interactive transaction holds the lane until COMMIT/ROLLBACK or the lane
 // timeout; DDL is replicated first and executed after commit. Statements run with the client's
 // own account on a connection per (account, capabilities); the client gets its answer only
 // after the entry is committed by a majority and the local transaction committed.
 import { SqlClient, SqlError } from '../backend/mysql/client.js';
-import type { BackendTarget } from '../backend/mysql/connection.js';
 import { CLIENT_FOUND_ROWS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS } from '../protocol/mysql/constants.js';
 import type { ResponseAssembler } from '../protocol/mysql/response.js';
-import type { Logger } from '../util/log.js';
 import { ContextTracker, randomSeeds, StatementClock, statementSet } from './context.js';
 import { encodeEntry, entryChecksum, hasEffect, type Outcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
-import { NotLeaderError, ProposalDroppedError } from '../engine/errors.js';
 import { RecallErrors } from './errors.js';
+import type { Account, Expectation, LaneDeps, LaneMode, LaneRequest, LaneResult } from './lane-types.js';
+import { appliedUpdate, asSqlError, connKey, outcomeOf, plain, proposalFailure, sameCtx, sqlHex, stmtKey } from './lane-util.js';
+
+export type { Account, Expectation, LaneDeps, LaneMode, LaneRequest, LaneResult };
+export { appliedUpdate, outcomeOf, sqlHex, stmtKey } from './lane-util.js';
 import { laneBatchStatements, laneStepSeconds } from './metrics.js';
 
 const stepExecute = laneStepSeconds.labels('execute');
 const stepReplicate = laneStepSeconds.labels('replicate');
 const stepCommit = laneStepSeconds.labels('commit');
-
-export interface Account {
-  user: string;
-  /** SHA1(password), null for the empty password */
-  stage1: Buffer | null;
-}
-
-export type LaneMode = 'auto' | 'txn' | 'commit' | 'rollback' | 'ddl';
-
-export interface LaneRequest {
-  session: string;
-  account: Account;
-  caps: number;
-  mcaps: number;
-  charset: number;
-  sys: SysContext;
-  mode: LaneMode;
-  /** txn statements: keep in the entry (false for plain reads) */
-  record?: boolean;
-  sql?: Buffer;
-  /** COM_STMT_EXECUTE body after the statement id, types always bound */
-  params?: Buffer;
-  vars?: string[];
-  lid?: number;
-  rand?: boolean;
-  infile?: Buffer;
-  /** the statement generates AUTO_INCREMENT values itself: replicas replay it with its insert id */
-  pinInsertId?: boolean;
-  /** the client session's AUTOCOMMIT status bit */
-  clientStatus: number;
-}
-
-export interface LaneResult {
-  packets: Buffer[];
-  /** log index that made the write durable (0: nothing replicated) */
-  index: number;
-  insertId: number;
-  /** the session is (still) inside a lane transaction */
-  inTxn: boolean;
-  /** SHOW WARNINGS of the statement (raw response packets), when it had warnings */
-  warnings?: Buffer[];
-}
-
-export interface Expectation {
-  committed(index: number): void;
-  failed(): void;
-}
-
-export interface LaneDeps {
-  nodeId: number;
-  target: BackendTarget;
-  payloadBytesMax: number;
-  connectTimeoutMs: number;
-  laneTimeoutMs: number;
-  batchStatementsMax: number;
-  log: Logger;
-  propose(data: Buffer): Promise<{ index: number; term: number }>;
-  /** resolves when this node may execute writes (leader, caught up); throws SqlError otherwise */
-  ready(): Promise<void>;
-  /** the applier must wait for the lane on the entry with this sequence number */
-  expect(seq: number): Expectation;
-  /** run Recall's own bookkeeping statements as the admin account, in one transaction */
-  bookkeep(sqls: string[]): Promise<void>;
-  /** the local database connection failed (not an SQL error): the leader should step aside */
-  databaseFailed(why: string): void;
-}
 
 interface LaneConn {
   key: string;
@@ -802,59 +738,4 @@ export class WriteLane {
       return RecallErrors.outcomeUnknown(`bookkeeping for index ${index} failed: ${(e as Error).message}`);
     }
   }
-}
-
-/** What a failed proposal means for the client: never appended (retry safely), or unknown. */
-function proposalFailure(e: unknown): SqlError {
-  if (e instanceof NotLeaderError || e instanceof ProposalDroppedError) return RecallErrors.notApplied(`not the leader any more (${e.message})`);
-  return RecallErrors.outcomeUnknown(e instanceof Error ? e.message : String(e));
-}
-
-export function appliedUpdate(index: number, term: number, checksum: number): string {
-  return `UPDATE recall.applied SET idx = ${index}, term = ${term}, checksum = ${checksum} WHERE id = 1`;
-}
-
-export function outcomeOf(r: ResponseAssembler): Outcome {
-  if (r.err) return { e: r.err.errno };
-  const out: Outcome = {};
-  if (r.ok) {
-    if (r.ok.affectedRows) out.a = r.ok.affectedRows;
-    if (r.ok.lastInsertId) out.i = r.ok.lastInsertId;
-    if (r.ok.warnings) out.w = r.ok.warnings;
-  }
-  if (r.hadRows) out.r = 1;
-  return out;
-}
-
-export function sqlHex(latin1: string): string {
-  const b = Buffer.from(latin1, 'latin1');
-  return b.length ? `X'${b.toString('hex')}'` : "''";
-}
-
-/** A request whose context needs nothing that could fail: the connection's session variables, no user variables. */
-function plain(req: LaneRequest, have: SysContext | null): boolean {
-  return have !== null && sameCtx(req.sys, have) && !(req.vars && req.vars.length) && !req.infile;
-}
-
-/** Prepared statements are cached per database: unqualified names resolve in the current one. */
-export function stmtKey(db: string | null, sql: Buffer | string): string {
-  return `${db ?? ''}\u0000${typeof sql === 'string' ? sql : sql.toString('latin1')}`;
-}
-
-function connKey(req: LaneRequest): string {
-  return `${req.account.user}\u0000${req.caps}\u0000${req.mcaps}\u0000${req.charset}`;
-}
-
-function sameCtx(a: SysContext, b: SysContext): boolean {
-  return (
-    a.db === b.db && a.sqlMode === b.sqlMode && a.timeZone === b.timeZone && a.charsetClient === b.charsetClient &&
-    a.collationConnection === b.collationConnection && a.charsetResults === b.charsetResults && a.fkChecks === b.fkChecks &&
-    a.uniqueChecks === b.uniqueChecks && a.aiIncrement === b.aiIncrement && a.aiOffset === b.aiOffset
-  );
-}
-
-function asSqlError(e: unknown): SqlError {
-  if (e instanceof SqlError) return e;
-  if (e instanceof NotLeaderError) return RecallErrors.notApplied(e.message);
-  return RecallErrors.notApplied((e as Error).message);
 }
