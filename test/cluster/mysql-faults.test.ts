@@ -1,14 +1,19 @@
 // Faults under load on 3 real recall processes with 3 real managed mariadbd (issue 3, "Must
 // show" 2 and 3), clients being plain mysql2 connections to the recall MySQL ports:
 //   - kill -9 of the leader's recall process during a concurrent insert stream;
-//   - kill -9 of the leader's mariadbd during the same kind of stream;
-//   - a follower cut off from both peers by the fault relays.
-// For the kills: every acknowledged insert is on every surviving replica, no insert that got
+//   - kill -9 of the leader's (and of a follower's) mariadbd during the same kind of stream;
+//   - a follower cut off from both peers by the fault relays (links reset or blackholed);
+//   - the leader cut off (reset, blackhole) or frozen (SIGSTOP) during a stream;
+//   - a follower killed while its client holds an open transaction on the leader's lane;
+//   - a slow follower (delayed links); rounds of mixed faults under one stream.
+// The stream: 4 clients spread over the ports, one writing two-row interactive transactions.
+// For every fault: every acknowledged insert is on every surviving replica, no insert that got
 // a clear error (anything but "outcome unknown" 1180 or a connection lost mid-statement) is
-// anywhere, writes resume within 3 s (last ack before the kill -> first ack of a statement
-// sent after it, on a surviving port), and the killed part rejoins with equal CHECKSUM TABLE.
-// For the cut: the isolated replica answers `local` reads, refuses writes with 1290 and
-// linearizable reads with an error, and after the heal holds what was written meanwhile.
+// anywhere, no transaction is present in part, writes resume within 3 s (last ack before the
+// fault -> first ack of a statement sent after it, on a surviving port), and the replicas
+// converge to equal CHECKSUM TABLE. For the cut: the isolated replica answers `local` reads,
+// refuses writes and linearizable reads with 1290, and after the heal holds what was written
+// meanwhile.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
@@ -467,6 +472,39 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     }));
   }
 
+  test('kill -9 of a follower while its client holds an open transaction on the leader: the write lane is freed at once', { timeout: 120_000 }, guard(async () => {
+    const t0 = Date.now();
+    await ensureAllUp();
+    const leader = await c.waitLeader(20_000);
+    const f = (leader + 1) % 3;
+    const open = async (i: number) => {
+      const conn = await mysql.createConnection({ host: '127.0.0.1', port: c.nodes[i]!.mysqlPort, user: 'root', database: db, connectTimeout: 5000 });
+      conn.on('error', () => undefined);
+      return conn;
+    };
+    const held = await open(f);
+    const other = await open(leader);
+    try {
+      await held.query('BEGIN');
+      await held.query('INSERT INTO t VALUES (?, 4, 0, ?, ?)', ['held-txn', 'held-txn', f + 1]);
+      // The transaction now holds the leader's write lane, through f's forwarding.
+      await c.kill(f);
+      const tw = Date.now();
+      await other.query({ sql: 'INSERT INTO t VALUES (?, 4, 1, ?, ?)', values: ['after-kill', 'after-kill', leader + 1], timeout: 30_000 });
+      const waitedMs = Date.now() - tw;
+      console.log(`# a write on the leader waited ${waitedMs} ms for the lane held by the killed follower's session`);
+      await c.restart(f, { readyTimeoutMs: 90_000 });
+      await c.waitConverged(60_000);
+      for (const i of [0, 1, 2]) assert.equal((await keysOn(i, 'held-txn')).size, 0, `the uncommitted transaction left nothing on node ${i + 1}`);
+      await assertSameChecksums();
+      assert.ok(waitedMs < resumeMsMax, `the lane is released when the forwarding follower dies (waited ${waitedMs} ms)`);
+    } finally {
+      held.destroy();
+      other.destroy();
+    }
+    lap('held-lane test', t0);
+  }));
+
   test('a slow follower (150 ms each way on its peer links): its clients read their own writes, linearizable reads see others\' writes, converges', { timeout: 120_000 }, guard(async () => {
     const t0 = Date.now();
     await ensureAllUp();
@@ -510,6 +548,17 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     const t0 = Date.now();
     await ensureAllUp();
     const s = new InsertStream(c, 'chaos');
+    // Every node's replication status every 250 ms, to show what a pause was waiting for.
+    const samples: Array<{ at: number; line: string }> = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const at = Date.now() - t0;
+        const sts = await Promise.all(c.nodes.map((n) => (n.running() ? c.tryStatus(n.index) : Promise.resolve(undefined))));
+        samples.push({ at, line: sts.map((st, i) => { const r = st?.replication; return r ? `n${i + 1} ${r.role.slice(0, 4)} t${r.term} L${r.leader} c${r.commit} a${r.applied} l${r.lastIndex}${r.diverged ? ' DIV' : ''}` : `n${i + 1} -`; }).join(' | ') });
+        await sleep(250);
+      }
+    })();
     const events: string[] = [];
     const crashed: string[] = [];
     const note = (e: string) => events.push(`${Date.now() - t0} ms: ${e}`);
@@ -560,6 +609,8 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
       await sleep(1000);
     } finally {
       await s.stop();
+      sampling = false;
+      await sampler;
     }
     // Longest silence of the whole stream: every fault must be bridged within 3 s.
     const ends = s.acked().map((a) => a.end).sort((a, b) => a - b);
@@ -567,6 +618,10 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     let gapAt = 0;
     for (let k = 1; k < ends.length; k++) if (ends[k]! - ends[k - 1]! > gapMax) [gapMax, gapAt] = [ends[k]! - ends[k - 1]!, ends[k - 1]! - t0];
     console.log(`# chaos rounds:\n${events.map((e) => `#   ${e}`).join('\n')}\n#   longest gap between acks ${gapMax} ms (from ${gapAt} ms)\n${s.summary().replace(/^/gm, '# ')}`);
+    if (gapMax >= resumeMsMax) {
+      const around = samples.filter((x) => x.at >= gapAt - 500 && x.at <= gapAt + gapMax + 500);
+      console.log(`# status during the longest gap:\n${around.map((x) => `#   +${x.at} ${x.line}`).join('\n')}`);
+    }
     const tc = Date.now();
     await c.waitConverged(60_000);
     lap('chaos: until converged', tc);
