@@ -5,7 +5,8 @@
 //   BENCH_CLUSTER_SECONDS    measured seconds per side and workload (default BENCH_SECONDS, else 10);
 //                            a warm-up of a third of it precedes each side
 //   BENCH_ROUNDS             the measured seconds are split into this many alternating rounds (default 2)
-//   BENCH_CLUSTER_THREADS    sysbench threads (default 8); on the cluster they are spread over the 3 ports
+//   BENCH_CLUSTER_THREADS    comma list of sysbench thread counts (default 8; the target is for 8); on the
+//                            cluster the threads are spread over the 3 ports
 //   BENCH_CLUSTER_WORKLOADS  comma list (default oltp_insert,oltp_write_only)
 // The direct server is started with the arguments a managed replica gets (ManagedMariaDB's
 // defaults, innodb_flush_log_at_trx_commit=1), so the comparison is the cost of replication
@@ -20,7 +21,7 @@ import { cpuMeter, mariadbPid } from './lib/cluster-cpu.js';
 
 const seconds = Number(process.env.BENCH_CLUSTER_SECONDS ?? process.env.BENCH_SECONDS ?? 10);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 2));
-const threads = Number(process.env.BENCH_CLUSTER_THREADS ?? 8);
+const threadsList = (process.env.BENCH_CLUSTER_THREADS ?? '8').split(',').map(Number);
 const workloads = (process.env.BENCH_CLUSTER_WORKLOADS ?? 'oltp_insert,oltp_write_only').split(',');
 const warmupSeconds = Math.max(2, Math.round(seconds / 3));
 const tables = 4;
@@ -76,7 +77,7 @@ interface Side {
 }
 
 async function main(): Promise<void> {
-  console.log(`\n== cluster: sysbench direct mariadbd vs 3-replica Recall cluster (${threads} threads, ${seconds} s per side in ${rounds} alternating rounds, ` +
+  console.log(`\n== cluster: sysbench direct mariadbd vs 3-replica Recall cluster (${threadsList.join(',')} threads, ${seconds} s per side in ${rounds} alternating rounds, ` +
     `warm-up ${warmupSeconds} s, ${tables} tables x ${tableSize} rows, prepared statements) ==`);
   let db: TestMariaDB | undefined;
   let cluster: BenchCluster | undefined;
@@ -119,7 +120,8 @@ async function main(): Promise<void> {
     const clusterDbPids = cluster.nodes.map((n) => mariadbPid(n.dbDir));
     const directPid = mariadbPid(db.dataDir);
     const results = new Map<string, Record<string, SysbenchResult | string>>();
-    for (const [w, workload] of workloads.entries()) {
+    const cases = workloads.flatMap((workload) => threadsList.map((threads) => ({ workload, threads })));
+    for (const [w, { workload, threads }] of cases.entries()) {
       // Where the CPU of the measured runs went, and how many log entries the cluster wrote.
       const acct = { direct: { db: 0, tx: 0 }, cluster: { recall: 0, db: 0, tx: 0, entries: 0, secs: 0 } };
       const run = async (side: Side, secs: number, measured = false): Promise<SysbenchResult | string> => {
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
         const failed = list.find((x) => typeof x === 'string');
         res[name] = failed ?? combine(list as SysbenchResult[]);
       }
-      results.set(workload, res);
+      results.set(`${workload}/${threads}`, res);
       const d = res.direct!;
       const c = res.cluster!;
       const tps = (x: SysbenchResult | string) => (typeof x === 'string' ? 'failed' : x.tps.toFixed(1));
@@ -174,11 +176,11 @@ async function main(): Promise<void> {
       rows.push(row);
       console.log(rows.length === 1 ? `${header}\n${row}` : row);
       const per1k = (cpu: number, tx: number) => (tx > 0 ? ((cpu / tx) * 1000).toFixed(2) : '-');
-      cpuRows.push(`${workload.padEnd(16)} ${pad(per1k(acct.direct.db, acct.direct.tx), 17)} ${pad(per1k(acct.cluster.recall, acct.cluster.tx), 18)} ` +
+      cpuRows.push(`${workload.padEnd(16)} ${pad(threads, 7)} ${pad(per1k(acct.direct.db, acct.direct.tx), 17)} ${pad(per1k(acct.cluster.recall, acct.cluster.tx), 18)} ` +
         `${pad(per1k(acct.cluster.db, acct.cluster.tx), 19)} ${pad(acct.cluster.secs > 0 ? (acct.cluster.entries / acct.cluster.secs).toFixed(0) : '-', 11)} ` +
         `${pad(acct.cluster.entries > 0 ? (acct.cluster.tx / acct.cluster.entries).toFixed(2) : '-', 12)}`);
     }
-    const cpuHeader = `${'workload'.padEnd(16)} ${pad('direct db cpu/1k', 17)} ${pad('recall cpu/1k (3)', 18)} ${pad('cluster db cpu/1k', 19)} ` +
+    const cpuHeader = `${'workload'.padEnd(16)} ${pad('threads', 7)} ${pad('direct db cpu/1k', 17)} ${pad('recall cpu/1k (3)', 18)} ${pad('cluster db cpu/1k', 19)} ` +
       `${pad('entries/s', 11)} ${pad('tx per entry', 12)}`;
 
     // After the load: every replica applied everything and holds the same tables.
@@ -196,10 +198,10 @@ async function main(): Promise<void> {
       failures++;
     }
 
-    const ins = results.get('oltp_insert')?.cluster;
-    const note = ins === undefined ? 'oltp_insert not run'
+    const ins = results.get('oltp_insert/8')?.cluster;
+    const note = ins === undefined ? 'oltp_insert with 8 threads not run'
       : typeof ins === 'string' ? `oltp_insert on the cluster failed (target ${insertTpsTarget} tps)`
-      : `oltp_insert on the cluster: ${ins.tps.toFixed(0)} tps, p95 ${ins.p95Ms.toFixed(2)} ms; target >= ${insertTpsTarget} tps: ${ins.tps >= insertTpsTarget ? 'met' : 'NOT met'}`;
+      : `oltp_insert, 8 threads, on the cluster: ${ins.tps.toFixed(0)} tps, p95 ${ins.p95Ms.toFixed(2)} ms; target >= ${insertTpsTarget} tps: ${ins.tps >= insertTpsTarget ? 'met' : 'NOT met'}`;
     console.log(`\ncluster summary (3 replicas and the direct server share this machine's ${cpus().length} cores)\n${header}\n${rows.join('\n')}\n` +
       `\nCPU seconds per 1000 transactions (measured rounds; recall = the 3 recall processes, cluster db = the 3 mariadbd)\n${cpuHeader}\n${cpuRows.join('\n')}\n` +
       `${note}\nreplicas converged with equal CHECKSUM TABLE after the runs: ${converged}`);
