@@ -454,6 +454,32 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     for (const d of definers) assert.match(String(d.DEFINER), /^dev@/, `the ${String(d.kind)} belongs to the account that created it`);
   }));
 
+  test('AUTO_INCREMENT reserved in bulk by INSERT … SELECT, INSERT IGNORE and ON DUPLICATE KEY UPDATE, then taken by a procedure', guard(async () => {
+    const admin = await connect(leader);
+    await admin.query('CREATE DATABASE bulk');
+    await admin.query('CREATE TABLE bulk.src (v INT PRIMARY KEY)');
+    await admin.query('INSERT INTO bulk.src VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9), (10), (11)');
+    await admin.query('CREATE TABLE bulk.p (id INT AUTO_INCREMENT PRIMARY KEY, v INT, u INT UNIQUE, n INT DEFAULT 0)');
+    // The procedure's insert is not the statement's own, so no INSERT_ID from the leader covers
+    // it: it shows whether every replica's AUTO_INCREMENT counter stands where the leader's does.
+    await admin.query(`CREATE PROCEDURE bulk.add_one(IN x INT) INSERT INTO bulk.p (v) VALUES (x)`);
+    const conn = await connect(follower(), 'bulk');
+    const steps = [
+      // InnoDB reserves values for INSERT … SELECT in growing batches (1, 2, 4, 8, …), so more
+      // are taken than rows are inserted.
+      'INSERT INTO p (v) SELECT v FROM src ORDER BY v',
+      'CALL add_one(100)',
+      'INSERT IGNORE INTO p (v, u) VALUES (200, 1), (201, 1), (202, 2)',
+      'CALL add_one(101)',
+      'INSERT INTO p (v, u) VALUES (300, 1) ON DUPLICATE KEY UPDATE n = n + 1',
+      'CALL add_one(102)',
+      'INSERT INTO p (v, u) SELECT v + 1000, v + 10 FROM src WHERE v <= 3 ORDER BY v ON DUPLICATE KEY UPDATE n = n + 1',
+      'CALL add_one(103)',
+    ];
+    for (const sql of steps) await conn.query(sql);
+    await sameEverywhere('SELECT * FROM bulk.p ORDER BY id');
+  }));
+
   test('LAST_INSERT_ID() and AUTO_INCREMENT in concurrent prepared statements of clients on every port', guard(async () => {
     const admin = await connect(leader);
     await admin.query('CREATE DATABASE lid');
