@@ -10,6 +10,7 @@ import type { ResponseAssembler } from '../protocol/mysql/response.js';
 import { ContextTracker, randomSeeds, StatementClock, statementSet } from './context.js';
 import { encodeEntry, entryChecksum, hasEffect, type Outcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
 import { RecallErrors } from './errors.js';
+import { withAccount } from './account-rewrite.js';
 import type { Account, Expectation, LaneDeps, LaneMode, LaneRequest, LaneResult } from './lane-types.js';
 import { appliedUpdate, asSqlError, connKey, outcomeOf, plain, proposalFailure, sameCtx, sqlHex, stmtKey } from './lane-util.js';
 
@@ -23,6 +24,8 @@ const stepCommit = laneStepSeconds.labels('commit');
 
 interface LaneConn {
   key: string;
+  /** CURRENT_USER() of the connection: the account as the server matched it */
+  account: string;
   client: SqlClient;
   stage1: string;
   ctx: ContextTracker;
@@ -223,7 +226,8 @@ export class WriteLane {
       this.d.payloadBytesMax,
       this.d.connectTimeoutMs,
     );
-    c = { key, client, stage1, ctx: new ContextTracker(), stmts: new Map() };
+    const who = SqlClient.rows(await client.run('SELECT CURRENT_USER()'))[0]?.[0] ?? `${req.account.user}@%`;
+    c = { key, client, stage1, account: who, ctx: new ContextTracker(), stmts: new Map() };
     this.conns.set(key, c);
     return c;
   }
@@ -236,10 +240,12 @@ export class WriteLane {
 
   // ---- statements ----
 
-  private newItem(req: LaneRequest, ctxs: SysContext[], ts?: string): StatementItem {
-    let c = ctxs.findIndex((x) => sameCtx(x, req.sys));
-    if (c < 0) c = ctxs.push(req.sys) - 1;
-    const item: StatementItem = { sql: req.sql!.toString('latin1'), c, ts: ts ?? this.clock.next(), out: {} };
+  private newItem(c: LaneConn, req: LaneRequest, ctxs: SysContext[], ts?: string): StatementItem {
+    let ci = ctxs.findIndex((x) => sameCtx(x, req.sys));
+    if (ci < 0) ci = ctxs.push(req.sys) - 1;
+    // replicas run it as Recall's admin account: what the client's account gives it is written in
+    const sql = withAccount(req.sql!.toString('latin1'), c.account);
+    const item: StatementItem = { sql, c: ci, ts: ts ?? this.clock.next(), out: {} };
     if (req.rand) item.seeds = randomSeeds();
     if (req.lid !== undefined) item.lid = req.lid;
     if (req.vars && req.vars.length) item.vars = req.vars;
@@ -263,10 +269,10 @@ export class WriteLane {
     const pre = c.ctx.apply(c.client, req.sys);
     let ps: { id: number; params: number } | undefined;
     if (req.params) {
-      const key = stmtKey(req.sys.db, req.sql!);
+      const key = stmtKey(req.sys.db, item.sql);
       ps = c.stmts.get(key);
       if (!ps) {
-        const pr = await c.client.prepare(req.sql!);
+        const pr = await c.client.prepare(Buffer.from(item.sql, 'latin1'));
         if (pr.err || !pr.prepared) {
           await this.checkPre(c, null, pre, null);
           return pr; // the ERR packet answers the execute
@@ -282,7 +288,7 @@ export class WriteLane {
     if (set) pre.push(c.client.query(set));
     // outside a transaction (DDL) nothing could undo the statement: the context must be in place first
     if (!inTxn) await this.checkPre(c, null, pre.splice(0), null);
-    const stmt = ps ? c.client.execute(ps.id, req.params!) : c.client.query(req.sql!, { infile: req.infile });
+    const stmt = ps ? c.client.execute(ps.id, req.params!) : c.client.query(Buffer.from(item.sql, 'latin1'), { infile: req.infile });
     await this.checkPre(c, sp, pre, stmt);
     return stmt;
   }
@@ -409,7 +415,7 @@ export class WriteLane {
       return b;
     }
     for (const w of batch) {
-      const item = this.newItem(w.req, b.ctxs, ts);
+      const item = this.newItem(c, w.req, b.ctxs, ts);
       try {
         const r = await this.send(c, w.req, item);
         item.out = outcomeOf(r);
@@ -433,17 +439,17 @@ export class WriteLane {
    * last statement's); the others keep their warning count.
    */
   private async executePipelined(c: LaneConn, batch: Waiter[], b: GroupBatch, ts: string): Promise<void> {
-    const items = batch.map((w) => this.newItem(w.req, b.ctxs, ts));
+    const items = batch.map((w) => this.newItem(c, w.req, b.ctxs, ts));
     const ids: Array<number | ResponseAssembler | null> = [];
     for (const w of batch) {
       if (!w.req.params) {
         ids.push(null);
         continue;
       }
-      const key = stmtKey(w.req.sys.db, w.req.sql!);
+      const key = stmtKey(w.req.sys.db, items[ids.length]!.sql);
       let ps = c.stmts.get(key);
       if (!ps) {
-        const pr = await c.client.prepare(w.req.sql!);
+        const pr = await c.client.prepare(Buffer.from(items[ids.length]!.sql, 'latin1'));
         if (pr.err || !pr.prepared) {
           ids.push(pr);
           continue;
@@ -459,7 +465,7 @@ export class WriteLane {
       const set = statementSet(items[i]!, null, c.ctx.ts);
       c.ctx.ts = items[i]!.ts;
       if (set) void c.client.query(set);
-      return typeof id === 'number' ? c.client.execute(id, w.req.params!) : c.client.query(w.req.sql!, { infile: w.req.infile });
+      return typeof id === 'number' ? c.client.execute(id, w.req.params!) : c.client.query(Buffer.from(items[i]!.sql, 'latin1'), { infile: w.req.infile });
     });
     for (let i = 0; i < batch.length; i++) {
       const r = await sent[i]!;
@@ -630,7 +636,7 @@ export class WriteLane {
         if (done instanceof SqlError) throw done;
         return this.result(done.response, req, done.index, false);
       }
-      const item = this.newItem(req, h.ctxs);
+      const item = this.newItem(h.conn, req, h.ctxs);
       const r = await this.send(h.conn, req, item);
       item.out = outcomeOf(r);
       if (req.record !== false) h.items.push(item);
@@ -691,7 +697,7 @@ export class WriteLane {
       return;
     }
     const ctxs: SysContext[] = [];
-    const item = this.newItem(req, ctxs);
+    const item = this.newItem(c, req, ctxs);
     const fr: 0 | 1 = req.caps & CLIENT_FOUND_ROWS ? 1 : 0;
     const intent = await this.proposeOwn({ t: 'ddl', o: { n: this.d.nodeId, s: 0 }, fr, ctxs, item }, (index) => [
       `INSERT INTO recall.ddl (idx, state, stmt) VALUES (${index}, 'started', ${sqlHex(item.sql)})`,

@@ -373,14 +373,20 @@ export function withPasswordHashes(sqlBytes: Buffer, st: ClassifiedStatement): B
   const base = text.slice(st.start, st.end) === st.text ? 0 : st.start;
   const ts = st.tokens;
   const edits: Array<[number, number, string]> = [];
+  const hashOf = (t: (typeof ts)[number]): string => {
+    const pw = Buffer.from(stringValue(text, { ...t, start: t.start - base, end: t.end - base }), 'latin1');
+    return '*' + crypto.createHash('sha1').update(crypto.createHash('sha1').update(pw).digest()).digest('hex').toUpperCase();
+  };
   for (let i = 0; i + 2 < ts.length; i++) {
-    if (ts[i]!.text !== 'IDENTIFIED' || ts[i + 1]!.text !== 'BY' || ts[i + 2]!.type !== 'string') continue;
-    const t = ts[i + 2]!;
-    const start = t.start - base;
-    const end = t.end - base;
-    const pw = Buffer.from(stringValue(text, { ...t, start, end }), 'latin1');
-    const hash = '*' + crypto.createHash('sha1').update(crypto.createHash('sha1').update(pw).digest()).digest('hex').toUpperCase();
-    edits.push([start, end, `PASSWORD '${hash}'`]);
+    // CREATE/ALTER USER, GRANT: IDENTIFIED BY 'pw' -> IDENTIFIED BY PASSWORD '*hash'
+    if (ts[i]!.text === 'IDENTIFIED' && ts[i + 1]!.text === 'BY' && ts[i + 2]!.type === 'string') {
+      const t = ts[i + 2]!;
+      edits.push([t.start - base, t.end - base, `PASSWORD '${hashOf(t)}'`]);
+    }
+    // SET PASSWORD ... = PASSWORD('pw') -> '*hash'
+    if (st.command.startsWith('SET PASSWORD') && ts[i]!.text === 'PASSWORD' && ts[i + 1]!.text === '(' && ts[i + 2]!.type === 'string' && ts[i + 3]?.text === ')') {
+      edits.push([ts[i]!.start - base, ts[i + 3]!.end - base, `'${hashOf(ts[i + 2]!)}'`]);
+    }
   }
   if (edits.length === 0) return sqlBytes;
   let out = text;
