@@ -132,7 +132,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         maxPacketBytes: cfg.maxPacketBytes,
         connectTimeoutMs: cfg.connectTimeoutMs,
         netReadTimeoutMs: cfg.netReadTimeoutMs,
-        ...(replicator ? { writes: replicator, nodeId: cfg.nodeId } : {}),
+        ...(replicator ? { writes: replicator, nodeId: cfg.nodeId, consistency: cfg.consistency } : {}),
       });
       mysqlPort = fe.port;
       // Listeners close before the database stops, so clients get a clean close.

@@ -51,6 +51,7 @@ export const keySpecs: readonly KeySpec[] = [
   { path: 'maxPacketBytes', kind: 'bytes', min: 1024, max: 1 << 30, example: '64MiB', describe: 'largest client payload (a statement or row) accepted' },
   { path: 'connectTimeoutMs', kind: 'int', min: 1, example: '10000', describe: 'time a client has to finish the handshake' },
   { path: 'netReadTimeoutMs', kind: 'int', min: 1, example: '30000', describe: 'time a client may stall in the middle of a packet' },
+  { path: 'consistency', kind: 'enum', choices: ['local', 'session', 'linearizable'], example: 'linearizable', describe: 'default read consistency of new sessions (a session changes its own with SET @recall_consistency)' },
   { path: 'laneTimeoutMs', kind: 'int', min: 10, example: '10000', describe: 'longest a transaction may hold the write lane, and a write may wait for it (error 1205 after)' },
   { path: 'leaderWaitMs', kind: 'int', min: 0, example: '2000', describe: 'how long a write waits for a leader to be elected before it is refused (error 1290)' },
   { path: 'readWaitMs', kind: 'int', min: 1, example: '5000', describe: "how long a read waits for this replica to apply the session's last write (session and linearizable consistency)" },

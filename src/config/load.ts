@@ -36,6 +36,8 @@ export interface RecallConfig {
   connectTimeoutMs: number;
   netReadTimeoutMs: number;
   laneTimeoutMs: number;
+  /** Read consistency of new sessions. */
+  consistency: 'local' | 'session' | 'linearizable';
   leaderWaitMs: number;
   readWaitMs: number;
   clusterSecret?: string;
@@ -55,6 +57,7 @@ export const configDefaults = {
   connectTimeoutMs: 10000,
   netReadTimeoutMs: 30000,
   laneTimeoutMs: 10000,
+  consistency: 'session',
   leaderWaitMs: 2000,
   readWaitMs: 5000,
   defaultAuthPlugin: 'mysql_native_password',
@@ -201,6 +204,7 @@ function validate(values: Map<string, KeyValue>, origin: Map<string, string>, cw
     connectTimeoutMs: get<number>('connectTimeoutMs') ?? d.connectTimeoutMs,
     netReadTimeoutMs: get<number>('netReadTimeoutMs') ?? d.netReadTimeoutMs,
     laneTimeoutMs: get<number>('laneTimeoutMs') ?? d.laneTimeoutMs,
+    consistency: get<'local' | 'session' | 'linearizable'>('consistency') ?? (d.consistency as 'session'),
     leaderWaitMs: get<number>('leaderWaitMs') ?? d.leaderWaitMs,
     readWaitMs: get<number>('readWaitMs') ?? d.readWaitMs,
     clusterSecret: get<string>('clusterSecret'),

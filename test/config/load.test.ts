@@ -154,7 +154,7 @@ describe('precedence flag > env > file > default', () => {
       'managed.enabled': 'false', 'managed.binary': '/usr/sbin/mariadbd', 'managed.port': '3333', 'managed.extraArgs': '--a --b',
       stopServer: 'stop', startServer: 'start', syncPath: '/d', syncCmd: 'ssh', debug: 'true', logFormat: 'json', 'tls.cert': pem,
       'tls.key': pem, 'tls.required': 'true', defaultAuthPlugin: 'caching_sha2_password', maxConnections: '7', maxPacketBytes: '2048', connectTimeoutMs: '5', netReadTimeoutMs: '6', clusterSecret: 's', clusterId: 'c',
-      laneTimeoutMs: '1500', leaderWaitMs: '300', readWaitMs: '700',
+      laneTimeoutMs: '1500', leaderWaitMs: '300', readWaitMs: '700', consistency: 'linearizable',
     };
     assert.deepEqual(Object.keys(samples).sort(), keySpecs.map((s) => s.path).sort());
     const env: Record<string, string> = {};
@@ -179,6 +179,7 @@ describe('precedence flag > env > file > default', () => {
       assert.equal(c.laneTimeoutMs, 1500);
       assert.equal(c.leaderWaitMs, 300);
       assert.equal(c.readWaitMs, 700);
+      assert.equal(c.consistency, 'linearizable');
       assert.equal(c.clusterSecret, 's');
       assert.equal(c.syncCmd, 'ssh');
     }

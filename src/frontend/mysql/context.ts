@@ -15,6 +15,7 @@ export interface FrontendContext {
     serverVersion?: string;
     tlsRequired?: boolean;
     defaultAuthPlugin?: string;
+    consistency?: 'local' | 'session' | 'linearizable';
   };
   backendTarget: BackendTarget;
   accounts: Accounts;

@@ -50,7 +50,7 @@ export class Router {
   /** a transaction holds the write lane on the leader */
   pinned = false;
   lastWriteIndex = 0;
-  consistency: Consistency = 'session';
+  consistency: Consistency;
   lastInsertId = 0;
   /** the local session's LAST_INSERT_ID() is behind lastInsertId */
   lidStale = false;
@@ -64,7 +64,12 @@ export class Router {
   /** the last decision, for the command the session is about to take over */
   last: { payload: Buffer; action: Action } | null = null;
 
-  constructor(private readonly svc: WriteService) {}
+  constructor(
+    private readonly svc: WriteService,
+    readonly defaultConsistency: Consistency = 'session',
+  ) {
+    this.consistency = defaultConsistency;
+  }
 
   /** Decide for one complete command payload; returns the metrics kind and whether to take it over. */
   decide(cmd: number, payload: Buffer, localInTxn: boolean): { intercept: boolean; kind: StatementKind } {

@@ -34,6 +34,8 @@ export interface MysqlFrontendOptions {
   /** Replication (write lane, forwarding, consistency); absent: a plain relay to the local database. */
   writes?: WriteService;
   nodeId?: number;
+  /** Read consistency of new sessions (default session). */
+  consistency?: 'local' | 'session' | 'linearizable';
 }
 
 export const MYSQL_FRONTEND_DEFAULTS = {

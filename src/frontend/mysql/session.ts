@@ -72,7 +72,7 @@ export class Session {
     private readonly onClosed: (s: Session) => void,
   ) {
     this.key = ctx.sessionPrefix + String(++sessionSeq);
-    if (ctx.writes) this.router = new Router(ctx.writes);
+    if (ctx.writes) this.router = new Router(ctx.writes, ctx.opts.consistency ?? 'session');
     const addr = client.remoteAddress ?? 'localhost';
     this.clientHost = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
     client.setNoDelay(true);
@@ -290,7 +290,7 @@ export class Session {
         if (cmd === COM_RESET_CONNECTION) {
           router.prepared.clear();
           router.tempTables.clear();
-          router.consistency = 'session';
+          router.consistency = router.defaultConsistency;
           router.lidStale = false;
           router.lastInsertId = 0;
         }
@@ -399,7 +399,7 @@ export class Session {
       this.router.tempTables.clear();
       this.router.contextDirty = true;
       this.router.lidStale = false;
-      this.router.consistency = 'session';
+      this.router.consistency = this.router.defaultConsistency;
     }
     channel.write(result.payload, outcome.nextSeq);
     this.phase = 'relay';
