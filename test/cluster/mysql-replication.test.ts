@@ -447,11 +447,16 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     // be the same account on every replica (not the account Recall applies with).
     await dev.query(`CREATE PROCEDURE who() SQL SECURITY DEFINER INSERT INTO acct.t (what, v) VALUES ('in_proc', CURRENT_USER())`);
     await dev.query('CALL who()');
+    // SQL SECURITY INVOKER: CURRENT_USER() in the body is whoever calls, evaluated at the call.
+    await dev.query(`CREATE PROCEDURE whoi() SQL SECURITY INVOKER INSERT INTO acct.t (what, v) VALUES ('in_invoker_proc', CURRENT_USER())`);
+    await dev.query('CALL whoi()');
     await dev.query(`INSERT INTO t (what) VALUES ('trigger')`);
     await sameEverywhere('SELECT * FROM acct.t ORDER BY id');
     const definers = await sameEverywhere(`SELECT 'trigger' AS kind, DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'acct'
       UNION ALL SELECT 'routine', DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'acct' ORDER BY 1`);
     for (const d of definers) assert.match(String(d.DEFINER), /^dev@/, `the ${String(d.kind)} belongs to the account that created it`);
+    const users = await c.dbQuery(leader, 'SELECT what, v FROM acct.t ORDER BY id');
+    for (const r of users) assert.match(String(r.v), /^dev@/, `${String(r.what)}: CURRENT_USER() is the calling/defining account`);
   }));
 
   test('AUTO_INCREMENT reserved in bulk by INSERT … SELECT, INSERT IGNORE and ON DUPLICATE KEY UPDATE, then taken by a procedure', guard(async () => {
