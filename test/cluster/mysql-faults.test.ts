@@ -215,6 +215,21 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     await c.waitConverged(60_000);
   };
 
+  /** waitConverged, and on a duplicate-key divergence, what the stream's client was told about that row. */
+  const converge = async (timeoutMs: number, streams: InsertStream[], which?: number[]) => {
+    try {
+      await c.waitConverged(timeoutMs, which);
+    } catch (e) {
+      const key = /Duplicate entry '([^']+)'/.exec((e as Error).message)?.[1];
+      if (key) {
+        const told = streams.flatMap((st) => st.attempts.filter((a) => a.keys.includes(key)));
+        const where = await Promise.all(c.nodes.map((n) => c.dbQuery(n.index, `SELECT via FROM ${db}.t WHERE k = ?`, [key]).then((r) => (r.length ? 'yes' : 'no'), () => '?')));
+        console.log(`# the diverging row ${key}: clients were told ${JSON.stringify(told)}; present on ${where.map((w, i) => `n${i + 1}=${w}`).join(' ')}`);
+      }
+      throw e;
+    }
+  };
+
   /** Keys of `phase` present in node i's database (read straight from its mariadbd). */
   const keysOn = async (i: number, phase: string): Promise<Set<string>> =>
     new Set((await c.dbQuery(i, `SELECT k FROM ${db}.t WHERE phase = ?`, [phase])).map((r) => String(r.k)));
@@ -623,7 +638,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
       console.log(`# status during the longest gap:\n${around.map((x) => `#   +${x.at} ${x.line}`).join('\n')}`);
     }
     const tc = Date.now();
-    await c.waitConverged(60_000);
+    await converge(60_000, [s]);
     lap('chaos: until converged', tc);
     await assertOutcomes(s, [0, 1, 2]);
     await assertSameChecksums();
