@@ -44,8 +44,13 @@ export function withAccount(sql: string, currentUser: string): string {
       if (t.type !== 'word' || t.text !== 'CURRENT_USER') continue;
       let end = t.end;
       if (ts[i + 1]?.text === '(' && ts[i + 2]?.text === ')') end = ts[i + 2]!.end;
-      // inside a routine body CURRENT_USER is the definer's, evaluated where it runs
-      if (insideBody(ts, i)) continue;
+      if (ts[0]!.text === 'CREATE') {
+        // only DEFINER = CURRENT_USER names the account; in a body (a view's query, a routine,
+        // a trigger) CURRENT_USER is evaluated where and when it runs, as the definer
+        if (!(ts[i - 1]?.text === '=' && ts[i - 2]?.text === 'DEFINER')) continue;
+        edits.push([t.start, end, accountSpec]);
+        continue;
+      }
       edits.push([t.start, end, ddl ? accountSpec : quote(`${user}@${host}`)]);
     }
   }
@@ -75,14 +80,4 @@ function definerInsertPoint(ts: Token[]): number | null {
     return null;
   }
   return null;
-}
-
-/** A CREATE of a stored program: tokens after its BEGIN / FOR EACH ROW / DO belong to the body. */
-function insideBody(ts: Token[], i: number): boolean {
-  if (ts[0]!.text !== 'CREATE') return false;
-  for (let k = 1; k < i; k++) {
-    const w = ts[k]!.text;
-    if (w === 'BEGIN' || w === 'EACH' || w === 'DO' || w === 'RETURN') return true;
-  }
-  return false;
 }

@@ -80,6 +80,10 @@ export class Applier {
     // The write lane records the applied index inside the client's own transaction, as the client's account.
     const g = await c.client.query('GRANT SELECT, UPDATE ON recall.applied TO PUBLIC');
     if (g.err) this.d.log.warn('could not grant UPDATE on recall.applied to PUBLIC; writes by accounts without it will fail on the leader', { error: g.err.message });
+    const mode = SqlClient.rows(await c.client.run('SELECT @@innodb_autoinc_lock_mode'))[0]?.[0];
+    if (mode !== '0') {
+      this.d.log.warn('innodb_autoinc_lock_mode is not 0: INSERT ... SELECT into AUTO_INCREMENT tables can leave replicas with different counters; start the server with --innodb-autoinc-lock-mode=0', { mode });
+    }
     await this.readApplied();
   }
 
@@ -160,6 +164,12 @@ export class Applier {
     const c = await this.conn(0);
     const rs = [c.client.query('BEGIN'), ...sqls.map((s) => c.client.query(s)), c.client.query('COMMIT')];
     for (const r of await Promise.all(rs)) if (r.err) throw new SqlError(r.err.errno, r.err.sqlState, r.err.message);
+  }
+
+  /** A read as the admin account (Recall's own lookups on the leader). */
+  async adminRows(sql: string): Promise<Array<Array<string | null>>> {
+    const c = await this.conn(0);
+    return SqlClient.rows(await c.client.run(sql));
   }
 
   status(): { applied: number; diverged: boolean; divergedReason?: string; lastError?: string } {

@@ -66,6 +66,8 @@ export interface LaneDeps {
   expect(seq: number): Expectation;
   /** run Recall's own bookkeeping statements as the admin account, in one transaction */
   bookkeep(sqls: string[]): Promise<void>;
+  /** a read as the admin account (routine metadata the client's account may not see) */
+  adminRows(sql: string): Promise<Array<Array<string | null>>>;
   /** the local database connection failed (not an SQL error): the leader should step aside */
   databaseFailed(why: string): void;
 }

@@ -63,6 +63,9 @@ interface GroupBatch {
 /** Batches that may join one group transaction while its first entry replicates. */
 const GROUP_BATCHES_MAX = 8;
 
+/** CALL [db.]proc — the routine's name, for the checks a CALL needs. */
+const CALL_RE = /^\s*CALL\s+(`(?:[^`]|``)+`|[A-Za-z0-9_$]+)(?:\s*\.\s*(`(?:[^`]|``)+`|[A-Za-z0-9_$]+))?/i;
+
 const KEEP_AUTO = ~(SERVER_STATUS_IN_TRANS | SERVER_STATUS_AUTOCOMMIT) & 0xffff;
 const KEEP_TXN = ~SERVER_STATUS_AUTOCOMMIT & 0xffff;
 
@@ -86,7 +89,42 @@ export class WriteLane {
     this.sweep.unref();
   }
 
-  submit(req: LaneRequest): Promise<LaneResult> {
+  async submit(req: LaneRequest): Promise<LaneResult> {
+    const refused = req.sql && CALL_RE.test(req.sql.toString('latin1', 0, 64)) ? await this.invokerRefusal(req) : null;
+    if (refused) throw refused;
+    return this.enqueue(req);
+  }
+
+  /**
+   * Replicas apply as the admin account: a SQL SECURITY INVOKER procedure whose body reads the
+   * account (CURRENT_USER(), USER()) would give the admin account there. Refused, with the way out.
+   */
+  private async invokerRefusal(req: LaneRequest): Promise<SqlError | null> {
+    const m = CALL_RE.exec(req.sql!.toString('latin1'));
+    if (!m) return null;
+    const unq = (x: string | undefined) => (x === undefined ? undefined : x.replace(/^`|`$/g, '').replace(/``/g, '`'));
+    const schema = unq(m[2] ? m[1] : undefined) ?? req.sys.db;
+    const name = unq(m[2] ?? m[1]);
+    if (!schema || !name) return null;
+    const lit = (x: string) => `X'${Buffer.from(x, 'latin1').toString('hex')}'`;
+    let rows: Array<Array<string | null>>;
+    try {
+      rows = await this.d.adminRows(
+        `SELECT SECURITY_TYPE, ROUTINE_DEFINITION FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'PROCEDURE' AND ROUTINE_SCHEMA = CONVERT(${lit(schema)} USING utf8mb4) AND ROUTINE_NAME = CONVERT(${lit(name)} USING utf8mb4)`,
+      );
+    } catch {
+      return null; // the CALL itself will say what is wrong
+    }
+    const [security, body] = rows[0] ?? [];
+    if (security === 'INVOKER' && body && /\b(CURRENT_USER|USER|SESSION_USER|SYSTEM_USER)\b/i.test(body)) {
+      return RecallErrors.unsafe(
+        `CALL ${schema}.${name}: an SQL SECURITY INVOKER procedure that reads the calling account (CURRENT_USER(), USER()) would see Recall's admin account on the other replicas; instead, make it SQL SECURITY DEFINER or pass the account as a parameter`,
+      );
+    }
+    return null;
+  }
+
+  private enqueue(req: LaneRequest): Promise<LaneResult> {
     if (this.closed) return Promise.reject(RecallErrors.noLeader('this node is shutting down'));
     const gone = this.expired.get(req.session);
     if (gone && req.mode !== 'auto') {

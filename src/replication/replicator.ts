@@ -122,6 +122,7 @@ export class Replicator {
       ready: () => rep.r!.laneReady(),
       expect: (seq) => applier.expect(seq),
       bookkeep: (sqls) => applier.bookkeep(sqls),
+      adminRows: (sql) => applier.adminRows(sql),
       databaseFailed: (why) => rep.r?.stepAside(why),
     });
     rep.r = new Replicator(o, n, applier, lane, log);

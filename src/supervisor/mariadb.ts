@@ -27,6 +27,8 @@ export interface ManagedMariaDBOptions {
   restart?: { backoffMsMin: number; backoffMsMax: number };
   /** innodb_flush_log_at_trx_commit; 1 (durable at every commit) unless told otherwise. */
   flushLogAtTrxCommit?: 0 | 1 | 2;
+  /** innodb_autoinc_lock_mode; the server's default (1) unless told otherwise. */
+  autoincLockMode?: 0 | 1 | 2;
   maxConnections?: number;
   startTimeoutMs?: number;
   stopTimeoutMs?: number;
@@ -353,6 +355,7 @@ export class ManagedMariaDB extends EventEmitter {
       '--bind-address=127.0.0.1',
       ...this.innodbArgs(),
       `--innodb-flush-log-at-trx-commit=${this.opts.flushLogAtTrxCommit ?? 1}`,
+      ...(this.opts.autoincLockMode !== undefined ? [`--innodb-autoinc-lock-mode=${this.opts.autoincLockMode}`] : []),
       '--performance-schema=OFF',
       // Rows and statements over 16 MiB must pass, also through Recall.
       '--max-allowed-packet=1G',
