@@ -376,6 +376,7 @@ export class WriteLane {
     const group: GroupBatch[] = [];
     let firstDone = false;
     let firstSettled: Promise<unknown> | null = null;
+    let pending = 0;
     let batch: Waiter[] = first;
     try {
       for (;;) {
@@ -397,7 +398,12 @@ export class WriteLane {
             },
             (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
           );
-          if (!firstSettled) firstSettled = b.proposal.then(() => (firstDone = true));
+          // the group stays open while any of its entries is still replicating
+          pending++;
+          const settledNow = b.proposal.then(() => {
+            if (--pending === 0) firstDone = true;
+          });
+          firstSettled = firstSettled ? Promise.all([firstSettled, settledNow]) : settledNow;
         }
         group.push(b);
         if (firstDone || !firstSettled || group.length >= GROUP_BATCHES_MAX) break;

@@ -72,6 +72,7 @@ export class Replicator {
       const idx = await this.node.readIndex({ timeoutMs: o.leaderWaitMs });
       return Buffer.from(String(idx));
     });
+    node.transport.onConnected((peer) => this.releaseOrphans(peer));
     this.roleTimer = setInterval(() => this.watchRole(), 20);
     this.roleTimer.unref();
     applier.notify();
@@ -261,7 +262,24 @@ export class Replicator {
       .finally(() => setTimeout(() => (this.steppingAside = false), 2000).unref());
   }
 
+  /**
+   * A transaction forwarded by a follower that died or lost its link holds the lane until the
+   * lane timeout: nobody will ever finish it. End it when the link to its origin is down, or was
+   * re-established (a restarted follower does not know its old sessions).
+   */
+  private releaseOrphans(reconnected?: number): void {
+    const h = this.lane.holderSession();
+    if (!h || !this.isLeader()) return;
+    const origin = Number(h.split(':', 1)[0]);
+    if (!origin || origin === this.o.nodeId) return;
+    if (origin === reconnected || !this.node.transport.isConnected(origin)) {
+      this.log.info('rolling back a transaction whose replica went away', { session: h, node: origin });
+      this.lane.endSession(h);
+    }
+  }
+
   private watchRole(): void {
+    this.releaseOrphans();
     if (this.forwards.size > 0) {
       const now = this.node.status().leader;
       for (const f of this.forwards) if (now !== 0 && now !== f.leader) f.cancel(`leadership moved from node ${f.leader} to node ${now}`);
