@@ -47,6 +47,8 @@ interface Holder {
   fr: 0 | 1;
   timer: NodeJS.Timeout;
   busy: boolean;
+  /** stop requested while a request was in flight */
+  stop?: { replicate: boolean };
 }
 
 interface GroupBatch {
@@ -157,7 +159,22 @@ export class WriteLane {
       if (this.queue[i]!.req.session === session) this.queue.splice(i, 1)[0]!.reject(new SqlError(1053, '08S01', 'session ended'));
     }
     const h = this.holder;
-    if (h && h.session === session) void this.abandon(h);
+    if (h && h.session === session) this.stopHolder(h, null, true);
+  }
+
+  /**
+   * End a held transaction from outside (session gone, lane timeout, leadership lost). A request
+   * of it in flight finishes first: a ROLLBACK sent in the middle of its COMMIT could undo the
+   * data and keep the applied index, or the other way round.
+   */
+  private stopHolder(h: Holder, reason: SqlError | null, replicate: boolean): void {
+    if (reason) this.expired.set(h.session, reason);
+    if (h.busy) {
+      h.stop = { replicate };
+      return;
+    }
+    if (replicate) void this.abandon(h);
+    else void this.release(h, 'ROLLBACK');
   }
 
   /** Roll back a held transaction the client will not finish; replicate it when it had effects. */
@@ -182,10 +199,7 @@ export class WriteLane {
   /** Leadership lost (or the database went away): roll back the held transaction. */
   abort(reason: SqlError): void {
     const h = this.holder;
-    if (h) {
-      this.expired.set(h.session, reason);
-      void this.release(h, 'ROLLBACK');
-    }
+    if (h) this.stopHolder(h, reason, false);
     for (const w of this.queue.splice(0)) w.reject(reason);
   }
 
@@ -643,9 +657,7 @@ export class WriteLane {
       timer: setTimeout(() => {
         if (this.holder !== h) return;
         this.d.log.info('transaction held the write lane too long; rolled back', { session: h.session, laneTimeoutMs: this.d.laneTimeoutMs });
-        this.expired.set(h.session, RecallErrors.laneHeld(this.d.laneTimeoutMs));
-        if (h.busy) void this.release(h, 'ROLLBACK');
-        else void this.abandon(h);
+        this.stopHolder(h, RecallErrors.laneHeld(this.d.laneTimeoutMs), true);
       }, this.d.laneTimeoutMs),
     };
     this.holder = h;
@@ -694,6 +706,12 @@ export class WriteLane {
       throw asSqlError(e);
     } finally {
       h.busy = false;
+      const stop = h.stop;
+      h.stop = undefined;
+      if (stop && this.holder === h) {
+        if (stop.replicate) void this.abandon(h);
+        else void this.release(h, 'ROLLBACK');
+      }
     }
   }
 
