@@ -154,6 +154,8 @@ export class RaftNode {
   private closed = false;
   private failed: Error | undefined;
   private compacting = false;
+  /** Last log index known durable here (fsynced by an earlier Ready). */
+  private durableLast = 0;
   private readSeq = 0;
   private ticks = 0;
   private readonly addresses: Map<NodeId, string>;
@@ -179,6 +181,7 @@ export class RaftNode {
     this.term = hs.term;
     this.commit = hs.commit;
     this.applied = Math.max(storage.snapshot().meta.index, Math.min(opts.appliedIndex ?? 0, storage.lastIndex()));
+    this.durableLast = storage.lastIndex(); // recovered from disk
     const snap = storage.snapshot().meta;
     this.confs = new ConfHistory(snap.index, snap.conf);
     if (this.applied > snap.index) this.confs.apply(storage.entries(snap.index + 1, this.applied + 1, Number.MAX_SAFE_INTEGER));
@@ -596,6 +599,18 @@ export class RaftNode {
       rd.messages.length > 0 &&
       rd.messages.every((m) => m.type === MessageType.Append || m.type === MessageType.Heartbeat);
     if (early) this.sendAll(rd.messages);
+    // Committed entries that were already durable here before this Ready need not wait for this
+    // Ready's fsync of new entries: applying them now takes an fsync off every commit's latency
+    // under load. Membership changes still wait (their commit index is made durable first).
+    let committed = rd.committedEntries;
+    if (!rd.snapshot && committed.length > 0) {
+      let n = 0;
+      while (n < committed.length && committed[n]!.index <= this.durableLast && committed[n]!.type !== EntryType.ConfChange) n++;
+      if (n > 0) {
+        await this.apply(committed.slice(0, n));
+        committed = committed.slice(n);
+      }
+    }
     if (rd.snapshot) {
       await this.compaction; // never replace the log while a compaction is rewriting it
       await this.storage.applySnapshot(rd.snapshot);
@@ -606,10 +621,11 @@ export class RaftNode {
     }
     if (hs) this.storage.setHardState(hs);
     // A committed membership change makes the commit index durable before it is applied (see DurableLog.sync).
-    const confCommitted = rd.committedEntries.some((e) => e.type === EntryType.ConfChange);
+    const confCommitted = committed.some((e) => e.type === EntryType.ConfChange);
     if (rd.snapshot || rd.entries.length > 0 || hs || confCommitted) {
       const t0 = performance.now();
       await this.storage.sync({ commitDurable: confCommitted });
+      this.durableLast = this.storage.lastIndex();
       raftSyncSeconds.observe((performance.now() - t0) / 1000);
       if (rd.entries.length > 0) raftBatchEntries.observe(rd.entries.length);
     }
@@ -626,7 +642,7 @@ export class RaftNode {
       this.applied = Math.max(this.applied, rd.snapshot.meta.index);
       this.confs.reset(rd.snapshot.meta.index, rd.snapshot.meta.conf);
     }
-    if (rd.committedEntries.length > 0) await this.apply(rd.committedEntries);
+    if (committed.length > 0) await this.apply(committed);
     if (rd.softState) this.onSoftState(rd.softState.role, rd.softState.leader);
     for (const rs of rd.readStates) {
       const p = this.reads.get(Buffer.from(rs.context).toString('hex'));
