@@ -58,6 +58,7 @@ export class DurableLog implements Storage {
   private readonly segmentBytesMax: number;
   private readonly cacheBytesMax: number;
   private readonly commitPersistIntervalMs: number;
+  private readonly pending: Array<{ fd: number; buf: Buffer; pos: number }> = [];
   private readonly log: Logger;
   private segments: Segment[] = [];
   private snap: Snapshot;
@@ -189,7 +190,9 @@ export class DurableLog implements Storage {
         this.sizes.push(off - start);
         this.cachePush(e);
       }
-      fs.writeSync(seg.fd, buf, 0, bytes, seg.bytes);
+      // Written by sync() in the thread pool: a write to a file whose pages are being flushed by
+      // the previous fdatasync can block for as long as that flush, which stalled the event loop.
+      this.pending.push({ fd: seg.fd, buf, pos: seg.bytes });
       seg.bytes += bytes;
       this.dirtyFds.add(seg.fd);
       k += n;
@@ -209,6 +212,10 @@ export class DurableLog implements Storage {
    */
   async sync(opts: { commitDurable?: boolean } = {}): Promise<void> {
     this.assertOpen();
+    const writes = this.pending.splice(0);
+    await Promise.all(
+      writes.map((w) => new Promise<void>((res, rej) => fs.write(w.fd, w.buf, 0, w.buf.length, w.pos, (e) => (e ? rej(e) : res())))),
+    );
     const fds = [...this.dirtyFds];
     this.dirtyFds.clear();
     await Promise.all(fds.map((fd) => new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())))));
@@ -307,6 +314,7 @@ export class DurableLog implements Storage {
       const e = this.cache[k];
       if (e) return e;
     }
+    this.flushPendingSync();
     const seg = this.segmentFor(i);
     const size = this.sizes[k]!;
     const buf = Buffer.allocUnsafe(size);
@@ -350,7 +358,13 @@ export class DurableLog implements Storage {
     return seg;
   }
 
+  /** Appended records not yet written (sync() writes them): written now, for a read or a truncation. */
+  private flushPendingSync(): void {
+    for (const w of this.pending.splice(0)) fs.writeSync(w.fd, w.buf, 0, w.buf.length, w.pos);
+  }
+
   private dropSegment(seg: Segment): void {
+    this.flushPendingSync();
     this.dirtyFds.delete(seg.fd);
     fs.closeSync(seg.fd);
     fs.rmSync(seg.file, { force: true });
@@ -358,6 +372,7 @@ export class DurableLog implements Storage {
 
   /** Remove entries >= i (i within [base, lastIndex]). */
   private truncateFrom(i: number): void {
+    this.flushPendingSync();
     // Later segments go first, and the directory is synced before the tail is cut,
     // so a crash never leaves a stale later segment behind a shortened one (a gap).
     const inTail = this.segments.length > 0 && this.segmentFor(i).first < i;

@@ -35,6 +35,7 @@ export class SqlClient {
   private reading = false;
   private failure: Error | null = null;
   private closed = false;
+  private corked = false;
 
   private constructor(
     readonly socket: Socket,
@@ -90,9 +91,22 @@ export class SqlClient {
     // Pipelined callers may stop awaiting after an earlier failure: a lost connection must not
     // become an unhandled rejection of the later commands (it ends the process).
     p.catch(() => undefined);
-    this.socket.write(encodePacket(payload, 0));
+    this.send(encodePacket(payload, 0));
     if (!this.reading) void this.readLoop();
     return p;
+  }
+
+  /** Commands sent in the same tick leave in one write (the lane and the applier pipeline many). */
+  private send(packet: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(packet);
   }
 
   query(sql: string | Buffer, opts: { infile?: Buffer } = {}): Promise<ResponseAssembler> {
@@ -130,7 +144,7 @@ export class SqlClient {
     const payload = Buffer.allocUnsafe(5);
     payload[0] = COM_STMT_CLOSE;
     payload.writeUInt32LE(stmtId, 1);
-    if (!this.broken) this.socket.write(encodePacket(payload, 0));
+    if (!this.broken) this.send(encodePacket(payload, 0));
   }
 
   /** Rows of a text-protocol result as strings (null for NULL); for Recall's own small queries. */

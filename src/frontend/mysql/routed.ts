@@ -163,10 +163,12 @@ async function waitFor(s: RoutedSession, action: Extract<Action, { do: 'wait' }>
 
 /** Write response packets from sequence id `seq`; returns the next sequence id. */
 function write(s: RoutedSession, packets: Buffer[], seq: number): number {
+  s.client.cork(); // one write for the whole response
   for (const pk of packets) {
     s.client.write(encodePacket(pk, seq));
     seq += Math.floor(pk.length / 0xffffff) + 1;
   }
+  s.client.uncork();
   return seq;
 }
 
