@@ -311,12 +311,11 @@ async function readInfile(s: RoutedSession, channel: PacketChannel, st: Classifi
   return { content: Buffer.concat(parts), nextSeq: seq + 1 };
 }
 
-/** Run one of Recall's own statements on the session's local backend session. */
-async function local(s: RoutedSession, sql: string): Promise<Awaited<ReturnType<SqlClient['query']>>> {
+/** One command on the session's own backend session (the relay is suspended meanwhile). */
+async function onLocal(s: RoutedSession, payload: Buffer): Promise<ResponseAssembler> {
   const c = SqlClient.wrap(s.backendSocket, s.backendCapabilities, s.payloadBytesMax, Buffer.alloc(0));
   try {
-    const r = await c.query(sql);
-    if (r.err) throw new SqlError(r.err.errno, r.err.sqlState, r.err.message);
+    const r = await c.command(payload);
     if (r.ok || r.status) s.statusFlags = r.status;
     return r;
   } finally {
@@ -325,21 +324,21 @@ async function local(s: RoutedSession, sql: string): Promise<Awaited<ReturnType<
   }
 }
 
+/** Run one of Recall's own statements on the session's local backend session; it must succeed. */
+async function local(s: RoutedSession, sql: string): Promise<ResponseAssembler> {
+  const r = await onLocal(s, Buffer.concat([Buffer.from([COM_QUERY]), Buffer.from(sql, 'utf8')]));
+  if (r.err) throw new SqlError(r.err.errno, r.err.sqlState, r.err.message);
+  return r;
+}
+
 async function endLocalTxn(s: RoutedSession, how: 'COMMIT' | 'ROLLBACK'): Promise<void> {
   await local(s, how);
 }
 
-/** Run a command on the local session; its response packets are returned. */
+/** Run a client's command on the local session; its response packets are returned. */
 async function localRun(s: RoutedSession, payload: Buffer, seq: number): Promise<{ packets: Buffer[]; failed: boolean; seq: number }> {
-  const c = SqlClient.wrap(s.backendSocket, s.backendCapabilities, s.payloadBytesMax, Buffer.alloc(0));
-  try {
-    const r = await c.command(payload);
-    s.statusFlags = r.status || s.statusFlags;
-    return { packets: r.packets, failed: r.err !== null, seq };
-  } finally {
-    const left = c.detach();
-    if (left.length) s.backendSocket.unshift(left);
-  }
+  const r = await onLocal(s, payload);
+  return { packets: r.packets, failed: r.err !== null, seq };
 }
 
 function errPayload(e: SqlError): Buffer {
