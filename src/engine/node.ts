@@ -602,10 +602,13 @@ export class RaftNode {
     // Committed entries that were already durable here before this Ready need not wait for this
     // Ready's fsync of new entries: applying them now takes an fsync off every commit's latency
     // under load. Membership changes still wait (their commit index is made durable first).
+    // Only entries that are in storage as they are now: this Ready's entries may replace a suffix
+    // (a follower's stale entries), and an applier reading the log must not see the old ones.
     let committed = rd.committedEntries;
     if (!rd.snapshot && committed.length > 0) {
+      const stored = Math.min(this.durableLast, (rd.entries[0]?.index ?? Number.MAX_SAFE_INTEGER) - 1);
       let n = 0;
-      while (n < committed.length && committed[n]!.index <= this.durableLast && committed[n]!.type !== EntryType.ConfChange) n++;
+      while (n < committed.length && committed[n]!.index <= stored && committed[n]!.type !== EntryType.ConfChange) n++;
       if (n > 0) {
         await this.apply(committed.slice(0, n));
         committed = committed.slice(n);

@@ -63,9 +63,14 @@ export class Replicator {
     readonly applier: Applier,
     private readonly lane: WriteLane,
     private readonly log: Logger,
+    private readonly delivered: { index: number },
   ) {
     this.credentialKey = crypto.createHash('sha256').update('recall-credential\u0000').update(o.secret).digest();
-    node.onCommitted(() => applier.notify());
+    node.onCommitted((entries) => {
+      const last = entries[entries.length - 1];
+      if (last && last.index > delivered.index) delivered.index = last.index;
+      applier.notify();
+    });
     node.transport.onRequest(CHANNEL_EXEC, (from, payload) => this.onForwarded(from, payload));
     node.transport.onMessage(CHANNEL_END, (_from, payload) => this.lane.endSession(payload.toString('utf8')));
     node.transport.onRequest(CHANNEL_READ_INDEX, async () => {
@@ -81,6 +86,7 @@ export class Replicator {
   static async start(o: ReplicatorOptions): Promise<Replicator> {
     const log = logger('replication', { nodeId: o.nodeId });
     let node: RaftNode | null = null;
+    const delivered = { index: 0 };
     const applier = new Applier({
       nodeId: o.nodeId,
       target: o.target,
@@ -89,10 +95,13 @@ export class Replicator {
       connectTimeoutMs: o.connectTimeoutMs,
       log,
       entries: (lo, hi) => node!.storage.entries(lo, Math.min(hi, node!.storage.lastIndex() + 1), 64 * 1024 * 1024),
-      commitIndex: () => (node ? Math.min(node.status().commit, node.storage.lastIndex()) : 0),
+      // Only what the engine has handed over as committed: the core's commit index can run ahead of
+      // the log on disk (a follower learns the commit index before its stale suffix is replaced).
+      commitIndex: () => delivered.index,
       onDiverged: () => replicationDiverged.set(1),
     });
     await applier.open();
+    delivered.index = applier.applied;
     log.debug('local database applied index', { applied: applier.applied });
     const entryBytesMax = o.payloadBytesMax * 4 + (1 << 20);
     node = await RaftNode.open({
@@ -126,7 +135,7 @@ export class Replicator {
       adminRows: (sql) => applier.adminRows(sql),
       databaseFailed: (why) => rep.r?.stepAside(why),
     });
-    rep.r = new Replicator(o, n, applier, lane, log);
+    rep.r = new Replicator(o, n, applier, lane, log, delivered);
     return rep.r;
   }
 
