@@ -600,21 +600,14 @@ export class WriteLane {
    * transaction with `finish` (COMMIT). Returns the finishing response, or the error for the client.
    */
   private async replicate(c: LaneConn, entry: SqlEntry, finish: string): Promise<{ index: number; response: ResponseAssembler } | SqlError> {
-    const seq = ++this.seq;
-    entry.o.s = seq;
-    const data = encodeEntry(entry);
-    const expectation = this.d.expect(seq);
-    let index: number;
-    let term: number;
     const t0 = performance.now();
-    try {
-      ({ index, term } = await this.d.propose(data));
-      stepReplicate.observe((performance.now() - t0) / 1000);
-    } catch (e) {
-      expectation.failed();
+    const p = await this.proposeEntry(entry);
+    if (p instanceof SqlError) {
       await c.client.query('ROLLBACK').catch(() => this.dropConn(c));
-      return proposalFailure(e);
+      return p;
     }
+    stepReplicate.observe((performance.now() - t0) / 1000);
+    const { index, term, data, expectation } = p;
     try {
       const upd = c.client.query(appliedUpdate(index, term, entryChecksum(data)));
       const fin = c.client.query(finish);
@@ -783,20 +776,26 @@ export class WriteLane {
     w.resolve({ packets: r.packets, index: done, insertId: 0, inTxn: false });
   }
 
-  /** Propose an entry that the lane itself applies with bookkeeping statements (admin account). */
-  private async proposeOwn(entry: SqlEntry, statements: (index: number) => string[]): Promise<number | SqlError> {
+  /** Propose an entry of the lane's own (the applier waits for the lane on it); the error for the client when it fails. */
+  private async proposeEntry(entry: SqlEntry): Promise<{ index: number; term: number; data: Buffer; expectation: Expectation } | SqlError> {
     const seq = ++this.seq;
     entry.o.s = seq;
     const data = encodeEntry(entry);
     const expectation = this.d.expect(seq);
-    let index: number;
-    let term: number;
     try {
-      ({ index, term } = await this.d.propose(data));
+      const { index, term } = await this.d.propose(data);
+      return { index, term, data, expectation };
     } catch (e) {
       expectation.failed();
       return proposalFailure(e);
     }
+  }
+
+  /** Propose an entry that the lane itself applies with bookkeeping statements (admin account). */
+  private async proposeOwn(entry: SqlEntry, statements: (index: number) => string[]): Promise<number | SqlError> {
+    const p = await this.proposeEntry(entry);
+    if (p instanceof SqlError) return p;
+    const { index, term, data, expectation } = p;
     try {
       await this.d.bookkeep([...statements(index), appliedUpdate(index, term, entryChecksum(data))]);
       expectation.committed(index);
