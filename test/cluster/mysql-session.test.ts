@@ -154,7 +154,7 @@ describe('MySQL session semantics on 3 real recall + mariadbd', { timeout: 600_0
     for (let i = 0; i < 3; i++) assert.equal(Number((await c.dbQuery(i, "SELECT COUNT(*) AS n FROM s.t WHERE v LIKE 'm_'"))[0]!.n), 2, `node ${i + 1}`);
   });
 
-  test('consistency levels: session sees its own write at once, linearizable sees another session\'s', async () => {
+  test('consistency levels: session sees its own write at once, linearizable (per session or per statement) sees another session\'s', async () => {
     const writer = await connect(leader, { database: 's' });
     const reader = await connect(follower, { database: 's' });
     await reader.query("SET @recall_consistency = 'linearizable'");
@@ -162,6 +162,13 @@ describe('MySQL session semantics on 3 real recall + mariadbd', { timeout: 600_0
       await writer.query('INSERT INTO t (v) VALUES (?)', [`lin${k}`]);
       const [rows] = await reader.query('SELECT COUNT(*) AS n FROM t WHERE v = ?', [`lin${k}`]);
       assert.equal(Number((rows as Array<{ n: number }>)[0]!.n), 1, `linearizable read ${k} through a follower`);
+    }
+    // per statement: a leading comment asks for linearizable on a session that is 'session'
+    const hinted = await connect(follower, { database: 's' });
+    for (let k = 0; k < 20; k++) {
+      await writer.query('INSERT INTO t (v) VALUES (?)', [`hint${k}`]);
+      const [rows] = await hinted.query('/*recall_consistency=linearizable*/ SELECT COUNT(*) AS n FROM t WHERE v = ?', [`hint${k}`]);
+      assert.equal(Number((rows as Array<{ n: number }>)[0]!.n), 1, `statement-level linearizable read ${k} through a follower`);
     }
     const own = await connect(follower, { database: 's' });
     for (let k = 0; k < 20; k++) {

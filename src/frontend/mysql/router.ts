@@ -156,8 +156,9 @@ export class Router {
     // reads, session statements, transaction control, other: here (USE and SET may name what the
     // session just created, so they wait like reads)
     const reads = stmts.some((s) => s.kind === 'read' || s.kind === 'other' || s.kind === 'session');
-    if (!reads || this.consistency === 'local') return this.lidAction(stmts);
-    if (this.consistency === 'linearizable') return { do: 'wait', linearizable: true, syncLid: this.needsLid(stmts) };
+    const level = statementConsistency(st.text) ?? this.consistency;
+    if (!reads || level === 'local') return this.lidAction(stmts);
+    if (level === 'linearizable') return { do: 'wait', linearizable: true, syncLid: this.needsLid(stmts) };
     if (this.lastWriteIndex > this.svc.applied) return { do: 'wait', linearizable: false, syncLid: this.needsLid(stmts) };
     return this.lidAction(stmts);
   }
@@ -237,6 +238,15 @@ function mentionsRecallSchema(st: ClassifiedStatement): boolean {
     if (ts[i]!.text.replace(/`/g, '').toLowerCase() === 'recall' && ts[i + 1]!.text === '.') return true;
   }
   return false;
+}
+
+// A leading comment picks the consistency of one statement, e.g.
+//   /*recall_consistency=linearizable*/ SELECT ...
+const STATEMENT_CONSISTENCY = /^\s*\/\*\s*recall[_.]consistency\s*[=:]\s*(local|session|linearizable)\s*\*\//i;
+
+function statementConsistency(text: string): Consistency | null {
+  const m = STATEMENT_CONSISTENCY.exec(text);
+  return m ? (m[1]!.toLowerCase() as Consistency) : null;
 }
 
 function metricsKind(stmts: ClassifiedStatement[]): StatementKind {
