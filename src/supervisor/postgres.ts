@@ -1,0 +1,503 @@
+// Managed mode for PostgreSQL: one local postgres server run as a child of this process,
+// the counterpart of ManagedMariaDB. It initialises an empty data directory (initdb), starts
+// postgres on 127.0.0.1 with a private port and socket directory, waits until it answers,
+// restarts it with exponential backoff when it dies, and stops it with SIGINT (fast shutdown;
+// SIGKILL after a timeout). postgres refuses to run as root, so as root both initdb and the
+// server run as the `postgres` system user (the Debian packages create it).
+import { EventEmitter } from 'node:events';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import pg from 'pg';
+import { freePort } from '../util/ports.js';
+import { logger } from '../util/log.js';
+import type { CrashInfo, ManagedState } from './mariadb.js';
+
+export type { CrashInfo, ManagedState } from './mariadb.js';
+
+export interface ManagedPostgresOptions {
+  dataDir: string;
+  /** 0 or absent: pick a free port once and keep it across restarts. */
+  port?: number;
+  /** Directory holding initdb and postgres. Default: the newest /usr/lib/postgresql/<version>/bin. */
+  binDir?: string;
+  extraArgs?: string[];
+  restart?: { backoffMsMin: number; backoffMsMax: number };
+  startTimeoutMs?: number;
+  stopTimeoutMs?: number;
+  /** The server must stay up this long before the backoff returns to its minimum. */
+  stableMs?: number;
+  /** False: a crash leaves the state 'crashed' instead of restarting. */
+  autoRestart?: boolean;
+}
+
+export interface PostgresDsn {
+  host: string;
+  port: number;
+  user: string;
+}
+
+// Unix socket paths are limited to 108 bytes including the NUL; postgres appends "/.s.PGSQL.<port>".
+const socketPathBytesMax = 100;
+const socketFileBytesMax = '/.s.PGSQL.65535'.length;
+const logName = 'postgres.log';
+const superuser = 'postgres';
+
+/** The newest /usr/lib/postgresql/<version>/bin that holds a postgres binary. */
+export function findPostgresBinDir(explicit?: string): string {
+  if (explicit) {
+    if (!existsSync(join(explicit, 'postgres'))) throw new Error(`no postgres binary in ${explicit}`);
+    return explicit;
+  }
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => existsSync(join(root, v, 'bin', 'postgres')))
+        .sort((a, b) => Number.parseFloat(b) - Number.parseFloat(a))
+    : [];
+  if (versions.length === 0) throw new Error(`no PostgreSQL server found under ${root} (install postgresql)`);
+  return join(root, versions[0]!, 'bin');
+}
+
+/** Pids of the live processes whose parent is `ppid` (from /proc; empty without /proc). */
+export function childPids(ppid: number): number[] {
+  const pids: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return pids;
+  }
+  for (const d of entries) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const [state, parent] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (state !== 'Z' && Number(parent) === ppid) pids.push(Number(d));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return pids;
+}
+
+/** The uid/gid to run postgres as: the postgres system user when we are root, else ourselves. */
+function runAsIds(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    const uid = Number(execFileSync('id', ['-u', superuser], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', superuser], { encoding: 'utf8' }).trim());
+    if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0) throw new Error(`bad ids ${uid}/${gid}`);
+    return { uid, gid };
+  } catch (err) {
+    throw new Error(`postgres refuses to run as root and no usable '${superuser}' system user exists: ${(err as Error).message}`);
+  }
+}
+
+export class ManagedPostgres extends EventEmitter {
+  private _state: ManagedState = 'stopped';
+  private _port: number;
+  private _socketDir: string | undefined;
+  /** Set when the socket directory is a private one under /tmp (removed on stop). */
+  private tmpSocketDir = false;
+  private child: ChildProcess | undefined;
+  private binDir: string | undefined;
+  private ids: { uid: number; gid: number } | undefined;
+  private backoffMs: number;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  private restarts = 0;
+  // A stop() that arrives while a start is under way makes the start give up at its next step.
+  private stopRequested = false;
+  private starting: Promise<void> | undefined;
+  private readonly dataDir: string;
+  private readonly log = logger('supervisor');
+  private readonly onProcessExit = (): void => {
+    // Last resort when this process exits without stop(): never leave an orphan server.
+    if (this.child?.pid && this.child.exitCode === null) {
+      try {
+        process.kill(this.child.pid, 'SIGINT');
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+
+  constructor(private readonly opts: ManagedPostgresOptions) {
+    super();
+    this.dataDir = resolve(opts.dataDir);
+    this._port = opts.port ?? 0;
+    this.backoffMs = opts.restart?.backoffMsMin ?? 500;
+  }
+
+  get state(): ManagedState {
+    return this._state;
+  }
+  /** The TCP port (0 until the first start picked one). */
+  get port(): number {
+    return this._port;
+  }
+  /** The directory holding the server's unix socket (.s.PGSQL.<port>). */
+  get socketDir(): string {
+    return this._socketDir ?? this.chooseSocketDir();
+  }
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+  get logPath(): string {
+    return join(this.dataDir, logName);
+  }
+  get restartCount(): number {
+    return this.restarts;
+  }
+  /** TCP connection parameters for the superuser (trust authentication, no password). */
+  get dsn(): PostgresDsn {
+    return { host: '127.0.0.1', port: this._port, user: superuser };
+  }
+
+  /** Initialises the data directory if needed, starts the server and waits until it answers. */
+  async start(): Promise<void> {
+    if (this._state !== 'stopped' && this._state !== 'crashed') {
+      throw new Error(`cannot start the managed postgres while it is ${this._state}`);
+    }
+    process.on('exit', this.onProcessExit);
+    this.stopRequested = false;
+    try {
+      await this.runStart();
+    } catch (err) {
+      this.setState('stopped');
+      process.off('exit', this.onProcessExit);
+      throw err;
+    }
+  }
+
+  /** SIGINT (fast shutdown), then SIGKILL after stopTimeoutMs; resolves when the server is gone. */
+  async stop(): Promise<void> {
+    this.stopRequested = true;
+    if (this.backoffTimer) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+    }
+    await this.killChild();
+    await this.starting?.catch(() => undefined);
+    await this.killChild();
+    this.child = undefined;
+    process.off('exit', this.onProcessExit);
+    if (this._socketDir && this.tmpSocketDir) rmSync(this._socketDir, { recursive: true, force: true });
+    this._socketDir = undefined;
+    this.tmpSocketDir = false;
+    this.setState('stopped');
+  }
+
+  private async killChild(): Promise<void> {
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      this.setState('stopping');
+      const exited = new Promise<void>((res) => child.once('exit', () => res()));
+      child.kill('SIGINT');
+      const timeoutMs = this.opts.stopTimeoutMs ?? 30000;
+      let timer: NodeJS.Timeout | undefined;
+      const killed = await Promise.race([
+        exited.then(() => false),
+        new Promise<boolean>((res) => (timer = setTimeout(() => res(true), timeoutMs))),
+      ]);
+      clearTimeout(timer);
+      if (killed) {
+        this.log.warn('managed postgres did not stop in time; killing it', { timeoutMs, pid: child.pid });
+        // Its children too (each is in a session of its own): backends outliving a killed
+        // postmaster would hold its shared memory and keep a new server from starting.
+        const orphans = childPids(child.pid!);
+        child.kill('SIGKILL');
+        for (const pid of orphans) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone meanwhile */
+          }
+        }
+        await exited;
+      }
+    }
+  }
+
+  private setState(next: ManagedState): void {
+    if (next === this._state) return;
+    const prev = this._state;
+    this._state = next;
+    this.log.debug('managed postgres state', { from: prev, to: next });
+    this.emit('state', next, prev);
+  }
+
+  private runStart(): Promise<void> {
+    const p = this.startOnce();
+    this.starting = p;
+    const clear = () => {
+      if (this.starting === p) this.starting = undefined;
+    };
+    p.then(clear, clear);
+    return p;
+  }
+
+  private checkNotStopped(): void {
+    if (this.stopRequested) throw new Error('the managed postgres was stopped during start-up');
+  }
+
+  private async startOnce(): Promise<void> {
+    this.binDir ??= findPostgresBinDir(this.opts.binDir);
+    this.ids ??= runAsIds();
+    if (!existsSync(this.dataDir)) mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
+    this.checkReachable();
+    if (this.ids) chownSync(this.dataDir, this.ids.uid, this.ids.gid);
+    await this.reapStaleServer();
+    if (!existsSync(join(this.dataDir, 'PG_VERSION'))) {
+      this.setState('initializing');
+      await this.initialise();
+    }
+    this.checkNotStopped();
+    const autoPort = !this.opts.port;
+    for (let attempt = 0; ; attempt++) {
+      if (this._port === 0) this._port = await freePort();
+      this.checkNotStopped();
+      this.setState('starting');
+      try {
+        await this.spawnAndWait();
+        break;
+      } catch (err) {
+        if (autoPort && attempt < 3 && /already in use/i.test(this.logTail())) {
+          this.log.debug('port taken, picking another', { port: this._port });
+          this._port = 0;
+          continue;
+        }
+        throw err;
+      }
+    }
+    this.checkNotStopped();
+    this.startedAt = Date.now();
+    this.setState('running');
+    this.log.info('managed postgres running', { port: this._port, socketDir: this.socketDir, pid: this.child?.pid });
+  }
+
+  /** The unprivileged server user must be able to walk down to the data directory. */
+  private checkReachable(): void {
+    if (!this.ids) return;
+    for (let dir = dirname(this.dataDir); ; dir = dirname(dir)) {
+      const st = statSync(dir);
+      const canEnter = st.uid === this.ids.uid ? st.mode & 0o100 : st.gid === this.ids.gid ? st.mode & 0o010 : st.mode & 0o001;
+      if (!canEnter) {
+        throw new Error(`the '${superuser}' user cannot enter ${dir} (mode ${(st.mode & 0o777).toString(8)}), so postgres cannot reach ${this.dataDir}`);
+      }
+      if (dir === dirname(dir)) return;
+    }
+  }
+
+  /**
+   * A postgres left running on our data directory by an earlier Recall process that died
+   * without stopping it holds the data directory lock; stop it (fast shutdown) first.
+   */
+  private async reapStaleServer(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]!.trim());
+    } catch {
+      return;
+    }
+    if (!Number.isInteger(pid) || pid <= 1 || pid === this.child?.pid) return;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      return; // not running: postgres itself replaces a stale postmaster.pid
+    }
+    const args = cmdline.split('\0');
+    if (!args.some((a) => a.endsWith('postgres')) || !args.includes(this.dataDir)) return;
+    this.log.warn('stopping a postgres left running on our data directory by an earlier process', { pid });
+    const gone = () => {
+      try {
+        return !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      } catch {
+        return true;
+      }
+    };
+    const waitGone = async (ms: number) => {
+      const end = Date.now() + ms;
+      while (Date.now() < end) {
+        if (gone()) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return gone();
+    };
+    try {
+      process.kill(pid, 'SIGINT');
+    } catch {
+      return;
+    }
+    if (!(await waitGone(this.opts.stopTimeoutMs ?? 30000))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
+      await waitGone(5000);
+    }
+  }
+
+  private async initialise(): Promise<void> {
+    // initdb wants an empty directory; a log left by an earlier failed attempt is ours to drop.
+    const entries = readdirSync(this.dataDir).filter((f) => f !== logName);
+    if (entries.length > 0) throw new Error(`data directory ${this.dataDir} is not empty and holds no PostgreSQL cluster`);
+    rmSync(this.logPath, { force: true });
+    const cmd = join(this.binDir!, 'initdb');
+    // Trust is for the private socket and 127.0.0.1 only (listen_addresses); C locale keeps
+    // sorting identical on every replica whatever the host's locale settings are.
+    const args = ['-D', this.dataDir, '-U', superuser, '--auth=trust', '--encoding=UTF8', '--locale=C'];
+    this.log.info('initialising postgres data directory', { dataDir: this.dataDir, tool: cmd });
+    const out = await new Promise<string>((res, rej) => {
+      execFile(cmd, args, { timeout: 300000, maxBuffer: 16 << 20, ...this.ids, cwd: this.dataDir }, (err, stdout, stderr) => {
+        const text = `${stdout}${stderr}`;
+        if (err) rej(new Error(`initdb of ${this.dataDir} failed: ${err.message}\n${text.slice(-2000)}`));
+        else res(text);
+      });
+    });
+    writeFileSync(this.logPath, `--- ${new Date().toISOString()} initialise: ${cmd} ${args.join(' ')}\n${out}`, { flag: 'a' });
+  }
+
+  private chooseSocketDir(): string {
+    if (this._socketDir) return this._socketDir;
+    const inData = join(this.dataDir, 'sock');
+    if (Buffer.byteLength(inData) + socketFileBytesMax <= socketPathBytesMax) {
+      this._socketDir = inData;
+    } else {
+      // Long data dir paths would overflow sockaddr_un; use a short private directory instead.
+      this._socketDir = mkdtempSync(join(tmpdir(), 'rclpg-'));
+      this.tmpSocketDir = true;
+    }
+    return this._socketDir;
+  }
+
+  private prepareSocketDir(): string {
+    const dir = this.chooseSocketDir();
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (this.ids) chownSync(dir, this.ids.uid, this.ids.gid);
+    return dir;
+  }
+
+  private serverArgs(): string[] {
+    return [
+      '-D', this.dataDir,
+      '-p', String(this._port),
+      '-k', this.socketDir,
+      '-c', 'listen_addresses=127.0.0.1',
+      ...(this.opts.extraArgs ?? []),
+    ];
+  }
+
+  private async spawnAndWait(): Promise<void> {
+    this.prepareSocketDir();
+    const cmd = join(this.binDir!, 'postgres');
+    const args = this.serverArgs();
+    const fd = openSync(this.logPath, 'a');
+    writeFileSync(fd, `--- ${new Date().toISOString()} start: ${cmd} ${args.join(' ')}\n`);
+    let child: ChildProcess;
+    try {
+      // Its own process group: a Ctrl-C in the terminal reaches us, and we stop the server in order.
+      child = spawn(cmd, args, { stdio: ['ignore', fd, fd], detached: true, cwd: this.dataDir, ...this.ids });
+    } finally {
+      closeSync(fd);
+    }
+    this.child = child;
+    this.log.debug('managed postgres spawned', { pid: child.pid, port: this._port });
+    let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    child.once('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      this.onChildExit(child, code, signal);
+    });
+    child.once('error', (err) => this.log.error('managed postgres process error', { err: err.message }));
+
+    const timeoutMs = this.opts.startTimeoutMs ?? 120000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.stopRequested) {
+        child.kill('SIGINT');
+        this.checkNotStopped();
+      }
+      if (exitInfo) {
+        throw new Error(
+          `postgres exited during start-up (code ${exitInfo.code}, signal ${exitInfo.signal}); log ${this.logPath}:\n${this.logTail()}`,
+        );
+      }
+      if (await this.ping()) return;
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`postgres did not answer within ${timeoutMs} ms; log ${this.logPath}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** True when the server accepts a superuser connection over its socket (SELECT 1). */
+  async ping(): Promise<boolean> {
+    if (!this._socketDir || !existsSync(join(this._socketDir, `.s.PGSQL.${this._port}`))) return false;
+    const client = new pg.Client({ host: this._socketDir, port: this._port, user: superuser, database: 'postgres', connectionTimeoutMillis: 2000 });
+    // A server shutting down mid-check may reset the connection after connect(); never let that escape.
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  private onChildExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (child !== this.child) return;
+    // Exits we caused (stop) or that start-up reports itself are not crashes.
+    if (this._state !== 'running') return;
+    const autoRestart = this.opts.autoRestart ?? true;
+    const stableMs = this.opts.stableMs ?? 30000;
+    const min = this.opts.restart?.backoffMsMin ?? 500;
+    const max = this.opts.restart?.backoffMsMax ?? 30000;
+    if (Date.now() - this.startedAt >= stableMs) this.backoffMs = min;
+    const delay = this.backoffMs;
+    this.setState('crashed');
+    this.log.error('managed postgres exited unexpectedly', { code, signal, restartInMs: autoRestart ? delay : null, log: this.logPath });
+    this.emit('crash', { code, signal, restartInMs: autoRestart ? delay : null } satisfies CrashInfo);
+    if (!autoRestart) return;
+    this.scheduleRestart(delay);
+    this.backoffMs = Math.min(max, this.backoffMs * 2);
+  }
+
+  private scheduleRestart(delay: number): void {
+    this.setState('backoff');
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = undefined;
+      this.restarts++;
+      this.runStart().then(
+        () => this.emit('restarted', this.restarts),
+        (err: Error) => {
+          if (this.stopRequested) return;
+          const max = this.opts.restart?.backoffMsMax ?? 30000;
+          const next = this.backoffMs;
+          this.backoffMs = Math.min(max, this.backoffMs * 2);
+          this.setState('crashed');
+          this.log.error('restarting the managed postgres failed', { err: err.message, restartInMs: next });
+          this.emit('crash', { code: null, signal: null, restartInMs: next } satisfies CrashInfo);
+          this.scheduleRestart(next);
+        },
+      );
+    }, delay);
+  }
+
+  private logTail(): string {
+    try {
+      const text = readFileSync(this.logPath, 'utf8');
+      return text.slice(Math.max(0, text.length - 3000));
+    } catch {
+      return '';
+    }
+  }
+}
