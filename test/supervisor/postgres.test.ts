@@ -153,3 +153,32 @@ describe('ManagedPostgres', () => {
     return m.stop();
   });
 });
+
+describe('ManagedPostgres stop during start-up', () => {
+  for (const during of ['initializing', 'starting'] as const) {
+    test(`stop() while ${during}: start() rejects, nothing keeps running`, async () => {
+      const dir = tempDir('recall-pg-early-');
+      chmodSync(dir.path, 0o755);
+      const db = new ManagedPostgres({ dataDir: join(dir.path, 'db'), port: 0, startTimeoutMs: 30000, stopTimeoutMs: 10000 });
+      let pid: number | undefined;
+      try {
+        const reached = new Promise<void>((res) => db.on('state', (s: ManagedState) => s === during && res()));
+        const outcome = db.start().then(() => 'started', (err: Error) => err.message);
+        await reached;
+        // While starting, wait for the spawn so the stop has a real server process to end.
+        if (during === 'starting') await waitFor(() => db.pid !== undefined, 5000);
+        pid = db.pid;
+        if (during === 'starting') assert.ok(pid !== undefined);
+        await db.stop();
+        assert.match(await outcome, /stopped during start-up/);
+        assert.equal(db.state, 'stopped');
+        if (pid !== undefined) assert.equal(alive(pid), false);
+        assert.equal(existsSync(join(dir.path, 'db', 'postmaster.pid')), false);
+      } finally {
+        await db.stop();
+        if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
+        dir.remove();
+      }
+    });
+  }
+});
