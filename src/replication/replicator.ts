@@ -63,7 +63,7 @@ export class Replicator {
     readonly applier: Applier,
     private readonly lane: WriteLane,
     private readonly log: Logger,
-    private readonly delivered: { index: number },
+    delivered: { index: number },
   ) {
     this.credentialKey = crypto.createHash('sha256').update('recall-credential\u0000').update(o.secret).digest();
     node.onCommitted((entries) => {

@@ -3,17 +3,16 @@
 // port and socket, waits until it answers, restarts it with exponential backoff when it
 // dies, and stops it with SIGTERM (SIGKILL after a timeout). Its state is one explicit
 // value, announced with a 'state' event on every change.
-import { EventEmitter } from 'node:events';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import mysql from 'mysql2/promise';
-import { freePort } from '../util/ports.js';
-import { logger } from '../util/log.js';
 import { findInstallDb, findServerBinary, serverVersion, type ServerFlavor } from './binaries.js';
 
-export type ManagedState = 'stopped' | 'initializing' | 'starting' | 'running' | 'stopping' | 'crashed' | 'backoff';
+import { SupervisedServer } from './supervised-server.js';
+
+export type { CrashInfo, ManagedState } from './supervised-server.js';
 
 export interface ManagedMariaDBOptions {
   dataDir: string;
@@ -38,132 +37,37 @@ export interface ManagedMariaDBOptions {
   autoRestart?: boolean;
 }
 
-export interface CrashInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  restartInMs: number | null;
-}
-
 // Unix socket paths are limited to 108 bytes including the terminating NUL.
 const socketPathBytesMax = 100;
 const initMarker = 'recall-managed.json';
 
-export class ManagedMariaDB extends EventEmitter {
-  private _state: ManagedState = 'stopped';
-  private _port: number;
+export class ManagedMariaDB extends SupervisedServer {
   private _socketPath: string | undefined;
   private socketDir: string | undefined;
   /** Private tmpdir: servers sharing /tmp collide over #sql-temptable files during bootstrap. */
   private tmpDir: string | undefined;
-  private child: ChildProcess | undefined;
   private flavor: ServerFlavor | undefined;
   private binaryPath: string | undefined;
-  private backoffMs: number;
-  private backoffTimer: NodeJS.Timeout | undefined;
-  private startedAt = 0;
-  private restarts = 0;
-  // A stop() that arrives while a start is under way makes the start give up at its next step.
-  private stopRequested = false;
-  private starting: Promise<void> | undefined;
-  private readonly dataDir: string;
-  private readonly log = logger('supervisor');
-  private readonly onProcessExit = (): void => {
-    // Last resort when this process exits without stop(): never leave an orphan server.
-    if (this.child?.pid && this.child.exitCode === null) {
-      try {
-        process.kill(this.child.pid, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
-    }
-  };
-
   constructor(private readonly opts: ManagedMariaDBOptions) {
-    super();
-    this.dataDir = resolve(opts.dataDir);
-    this._port = opts.port ?? 0;
-    this.backoffMs = opts.restart?.backoffMsMin ?? 500;
+    super(opts, 'managed database', 'SIGTERM');
   }
 
-  get state(): ManagedState {
-    return this._state;
-  }
-  /** The TCP port (0 until the first start picked one). */
-  get port(): number {
-    return this._port;
-  }
   get socketPath(): string {
     return this._socketPath ?? this.chooseSocketPath();
   }
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-  get logPath(): string {
+  override get logPath(): string {
     return join(this.dataDir, 'mariadbd.log');
-  }
-  get restartCount(): number {
-    return this.restarts;
   }
   get serverFlavor(): ServerFlavor | undefined {
     return this.flavor;
   }
 
-  /** Initialises the data directory if needed, starts the server and waits until it answers. */
-  async start(): Promise<void> {
-    if (this._state !== 'stopped' && this._state !== 'crashed') {
-      throw new Error(`cannot start the managed server while it is ${this._state}`);
-    }
-    process.on('exit', this.onProcessExit);
-    this.stopRequested = false;
-    try {
-      await this.runStart();
-    } catch (err) {
-      this.setState('stopped');
-      process.off('exit', this.onProcessExit);
-      throw err;
-    }
-  }
-
-  /** SIGTERM, then SIGKILL after stopTimeoutMs; resolves when the server process is gone. */
-  async stop(): Promise<void> {
-    this.stopRequested = true;
-    if (this.backoffTimer) {
-      clearTimeout(this.backoffTimer);
-      this.backoffTimer = undefined;
-    }
-    await this.killChild();
-    // A start under way (initialising, waiting for the server) gives up; wait for it.
-    await this.starting?.catch(() => undefined);
-    await this.killChild();
-    this.child = undefined;
-    process.off('exit', this.onProcessExit);
+  protected override afterStop(): void {
     if (this.socketDir) rmSync(this.socketDir, { recursive: true, force: true });
     this.socketDir = undefined;
     if (this.tmpDir) rmSync(this.tmpDir, { recursive: true, force: true });
     this.tmpDir = undefined;
     this._socketPath = undefined;
-    this.setState('stopped');
-  }
-
-  private async killChild(): Promise<void> {
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      this.setState('stopping');
-      const exited = new Promise<void>((res) => child.once('exit', () => res()));
-      child.kill('SIGTERM');
-      const timeoutMs = this.opts.stopTimeoutMs ?? 30000;
-      let timer: NodeJS.Timeout | undefined;
-      const killed = await Promise.race([
-        exited.then(() => false),
-        new Promise<boolean>((res) => (timer = setTimeout(() => res(true), timeoutMs))),
-      ]);
-      clearTimeout(timer);
-      if (killed) {
-        this.log.warn('managed server did not stop in time; killing it', { timeoutMs, pid: child.pid });
-        child.kill('SIGKILL');
-        await exited;
-      }
-    }
   }
 
   /** Connection options for the server's root account over its socket. */
@@ -171,29 +75,7 @@ export class ManagedMariaDB extends EventEmitter {
     return { socketPath: this.socketPath, user: 'root', password: '' };
   }
 
-  private setState(next: ManagedState): void {
-    if (next === this._state) return;
-    const prev = this._state;
-    this._state = next;
-    this.log.debug('managed server state', { from: prev, to: next });
-    this.emit('state', next, prev);
-  }
-
-  private runStart(): Promise<void> {
-    const p = this.startOnce();
-    this.starting = p;
-    const clear = () => {
-      if (this.starting === p) this.starting = undefined;
-    };
-    p.then(clear, clear);
-    return p;
-  }
-
-  private checkNotStopped(): void {
-    if (this.stopRequested) throw new Error('the managed database was stopped during start-up');
-  }
-
-  private async startOnce(): Promise<void> {
+  protected override async startOnce(): Promise<void> {
     if (!this.binaryPath) {
       this.binaryPath = findServerBinary(this.opts.binary);
       this.flavor = (await serverVersion(this.binaryPath)).flavor;
@@ -205,24 +87,7 @@ export class ManagedMariaDB extends EventEmitter {
       await this.initialise();
     }
     this.checkNotStopped();
-    // A port picked by us may be taken by someone else between picking and binding; try again then.
-    const autoPort = !this.opts.port;
-    for (let attempt = 0; ; attempt++) {
-      if (this._port === 0) this._port = await freePort();
-      this.checkNotStopped();
-      this.setState('starting');
-      try {
-        await this.spawnAndWait();
-        break;
-      } catch (err) {
-        if (autoPort && attempt < 3 && /already in use/i.test(this.logTail())) {
-          this.log.debug('port taken, picking another', { port: this._port });
-          this._port = 0;
-          continue;
-        }
-        throw err;
-      }
-    }
+    await this.startOnPort(() => this.spawnAndWait());
     await this.firstStartSetup();
     this.checkNotStopped();
     this.startedAt = Date.now();
@@ -438,54 +303,5 @@ export class ManagedMariaDB extends EventEmitter {
       await conn.end().catch(() => undefined);
     }
     writeFileSync(marker, JSON.stringify({ initialisedAt: new Date().toISOString(), flavor: this.flavor }) + '\n');
-  }
-
-  private onChildExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
-    if (child !== this.child) return;
-    // Exits we caused (stop) or that start-up reports itself are not crashes.
-    if (this._state !== 'running') return;
-    const autoRestart = this.opts.autoRestart ?? true;
-    const stableMs = this.opts.stableMs ?? 30000;
-    const min = this.opts.restart?.backoffMsMin ?? 500;
-    const max = this.opts.restart?.backoffMsMax ?? 30000;
-    if (Date.now() - this.startedAt >= stableMs) this.backoffMs = min;
-    const delay = this.backoffMs;
-    this.setState('crashed');
-    this.log.error('managed database exited unexpectedly', { code, signal, restartInMs: autoRestart ? delay : null, log: this.logPath });
-    this.emit('crash', { code, signal, restartInMs: autoRestart ? delay : null } satisfies CrashInfo);
-    if (!autoRestart) return;
-    this.scheduleRestart(delay);
-    this.backoffMs = Math.min(max, this.backoffMs * 2);
-  }
-
-  private scheduleRestart(delay: number): void {
-    this.setState('backoff');
-    this.backoffTimer = setTimeout(() => {
-      this.backoffTimer = undefined;
-      this.restarts++;
-      this.runStart().then(
-        () => this.emit('restarted', this.restarts),
-        (err: Error) => {
-          if (this.stopRequested) return;
-          const max = this.opts.restart?.backoffMsMax ?? 30000;
-          const next = this.backoffMs;
-          this.backoffMs = Math.min(max, this.backoffMs * 2);
-          this.setState('crashed');
-          this.log.error('restarting the managed database failed', { err: err.message, restartInMs: next });
-          this.emit('crash', { code: null, signal: null, restartInMs: next } satisfies CrashInfo);
-          this.scheduleRestart(next);
-        },
-      );
-    }, delay);
-  }
-
-  private logTail(): string {
-    try {
-      const size = statSync(this.logPath).size;
-      const text = readFileSync(this.logPath, 'utf8');
-      return text.slice(Math.max(0, size - 3000));
-    } catch {
-      return '';
-    }
   }
 }

@@ -4,17 +4,14 @@
 // restarts it with exponential backoff when it dies, and stops it with SIGINT (fast shutdown;
 // SIGKILL after a timeout). postgres refuses to run as root, so as root both initdb and the
 // server run as the `postgres` system user (the Debian packages create it).
-import { EventEmitter } from 'node:events';
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
-import { freePort } from '../util/ports.js';
-import { logger } from '../util/log.js';
-import type { CrashInfo, ManagedState } from './mariadb.js';
+import { SupervisedServer } from './supervised-server.js';
 
-export type { CrashInfo, ManagedState } from './mariadb.js';
+export type { CrashInfo, ManagedState } from './supervised-server.js';
 
 export interface ManagedPostgresOptions {
   dataDir: string;
@@ -96,155 +93,41 @@ function runAsIds(): { uid: number; gid: number } | undefined {
   }
 }
 
-export class ManagedPostgres extends EventEmitter {
-  private _state: ManagedState = 'stopped';
-  private _port: number;
+export class ManagedPostgres extends SupervisedServer {
   private _socketDir: string | undefined;
   /** Set when the socket directory is a private one under /tmp (removed on stop). */
   private tmpSocketDir = false;
-  private child: ChildProcess | undefined;
   private binDir: string | undefined;
   private ids: { uid: number; gid: number } | undefined;
-  private backoffMs: number;
-  private backoffTimer: NodeJS.Timeout | undefined;
-  private startedAt = 0;
-  private restarts = 0;
-  // A stop() that arrives while a start is under way makes the start give up at its next step.
-  private stopRequested = false;
-  private starting: Promise<void> | undefined;
-  private readonly dataDir: string;
-  private readonly log = logger('supervisor');
-  private readonly onProcessExit = (): void => {
-    // Last resort when this process exits without stop(): never leave an orphan server.
-    if (this.child?.pid && this.child.exitCode === null) {
-      try {
-        process.kill(this.child.pid, 'SIGINT');
-      } catch {
-        /* already gone */
-      }
-    }
-  };
 
   constructor(private readonly opts: ManagedPostgresOptions) {
-    super();
-    this.dataDir = resolve(opts.dataDir);
-    this._port = opts.port ?? 0;
-    this.backoffMs = opts.restart?.backoffMsMin ?? 500;
+    super(opts, 'managed postgres', 'SIGINT');
   }
 
-  get state(): ManagedState {
-    return this._state;
-  }
-  /** The TCP port (0 until the first start picked one). */
-  get port(): number {
-    return this._port;
-  }
   /** The directory holding the server's unix socket (.s.PGSQL.<port>). */
   get socketDir(): string {
     return this._socketDir ?? this.chooseSocketDir();
   }
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-  get logPath(): string {
+  override get logPath(): string {
     return join(this.dataDir, logName);
-  }
-  get restartCount(): number {
-    return this.restarts;
   }
   /** TCP connection parameters for the superuser (trust authentication, no password). */
   get dsn(): PostgresDsn {
     return { host: '127.0.0.1', port: this._port, user: superuser };
   }
 
-  /** Initialises the data directory if needed, starts the server and waits until it answers. */
-  async start(): Promise<void> {
-    if (this._state !== 'stopped' && this._state !== 'crashed') {
-      throw new Error(`cannot start the managed postgres while it is ${this._state}`);
-    }
-    process.on('exit', this.onProcessExit);
-    this.stopRequested = false;
-    try {
-      await this.runStart();
-    } catch (err) {
-      this.setState('stopped');
-      process.off('exit', this.onProcessExit);
-      throw err;
-    }
-  }
-
-  /** SIGINT (fast shutdown), then SIGKILL after stopTimeoutMs; resolves when the server is gone. */
-  async stop(): Promise<void> {
-    this.stopRequested = true;
-    if (this.backoffTimer) {
-      clearTimeout(this.backoffTimer);
-      this.backoffTimer = undefined;
-    }
-    await this.killChild();
-    await this.starting?.catch(() => undefined);
-    await this.killChild();
-    this.child = undefined;
-    process.off('exit', this.onProcessExit);
+  protected override afterStop(): void {
     if (this._socketDir && this.tmpSocketDir) rmSync(this._socketDir, { recursive: true, force: true });
     this._socketDir = undefined;
     this.tmpSocketDir = false;
-    this.setState('stopped');
   }
 
-  private async killChild(): Promise<void> {
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      this.setState('stopping');
-      const exited = new Promise<void>((res) => child.once('exit', () => res()));
-      child.kill('SIGINT');
-      const timeoutMs = this.opts.stopTimeoutMs ?? 30000;
-      let timer: NodeJS.Timeout | undefined;
-      const killed = await Promise.race([
-        exited.then(() => false),
-        new Promise<boolean>((res) => (timer = setTimeout(() => res(true), timeoutMs))),
-      ]);
-      clearTimeout(timer);
-      if (killed) {
-        this.log.warn('managed postgres did not stop in time; killing it', { timeoutMs, pid: child.pid });
-        // Its children too (each is in a session of its own): backends outliving a killed
-        // postmaster would hold its shared memory and keep a new server from starting.
-        const orphans = childPids(child.pid!);
-        child.kill('SIGKILL');
-        for (const pid of orphans) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            /* gone meanwhile */
-          }
-        }
-        await exited;
-      }
-    }
+  /** Each backend is in a session of its own: killed with the postmaster, or they would hold its shared memory. */
+  protected override orphansOf(pid: number): number[] {
+    return childPids(pid);
   }
 
-  private setState(next: ManagedState): void {
-    if (next === this._state) return;
-    const prev = this._state;
-    this._state = next;
-    this.log.debug('managed postgres state', { from: prev, to: next });
-    this.emit('state', next, prev);
-  }
-
-  private runStart(): Promise<void> {
-    const p = this.startOnce();
-    this.starting = p;
-    const clear = () => {
-      if (this.starting === p) this.starting = undefined;
-    };
-    p.then(clear, clear);
-    return p;
-  }
-
-  private checkNotStopped(): void {
-    if (this.stopRequested) throw new Error('the managed postgres was stopped during start-up');
-  }
-
-  private async startOnce(): Promise<void> {
+  protected override async startOnce(): Promise<void> {
     this.binDir ??= findPostgresBinDir(this.opts.binDir);
     this.ids ??= runAsIds();
     if (!existsSync(this.dataDir)) mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
@@ -256,23 +139,7 @@ export class ManagedPostgres extends EventEmitter {
       await this.initialise();
     }
     this.checkNotStopped();
-    const autoPort = !this.opts.port;
-    for (let attempt = 0; ; attempt++) {
-      if (this._port === 0) this._port = await freePort();
-      this.checkNotStopped();
-      this.setState('starting');
-      try {
-        await this.spawnAndWait();
-        break;
-      } catch (err) {
-        if (autoPort && attempt < 3 && /already in use/i.test(this.logTail())) {
-          this.log.debug('port taken, picking another', { port: this._port });
-          this._port = 0;
-          continue;
-        }
-        throw err;
-      }
-    }
+    await this.startOnPort(() => this.spawnAndWait());
     this.checkNotStopped();
     this.startedAt = Date.now();
     this.setState('running');
@@ -450,54 +317,6 @@ export class ManagedPostgres extends EventEmitter {
       return false;
     } finally {
       await client.end().catch(() => undefined);
-    }
-  }
-
-  private onChildExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
-    if (child !== this.child) return;
-    // Exits we caused (stop) or that start-up reports itself are not crashes.
-    if (this._state !== 'running') return;
-    const autoRestart = this.opts.autoRestart ?? true;
-    const stableMs = this.opts.stableMs ?? 30000;
-    const min = this.opts.restart?.backoffMsMin ?? 500;
-    const max = this.opts.restart?.backoffMsMax ?? 30000;
-    if (Date.now() - this.startedAt >= stableMs) this.backoffMs = min;
-    const delay = this.backoffMs;
-    this.setState('crashed');
-    this.log.error('managed postgres exited unexpectedly', { code, signal, restartInMs: autoRestart ? delay : null, log: this.logPath });
-    this.emit('crash', { code, signal, restartInMs: autoRestart ? delay : null } satisfies CrashInfo);
-    if (!autoRestart) return;
-    this.scheduleRestart(delay);
-    this.backoffMs = Math.min(max, this.backoffMs * 2);
-  }
-
-  private scheduleRestart(delay: number): void {
-    this.setState('backoff');
-    this.backoffTimer = setTimeout(() => {
-      this.backoffTimer = undefined;
-      this.restarts++;
-      this.runStart().then(
-        () => this.emit('restarted', this.restarts),
-        (err: Error) => {
-          if (this.stopRequested) return;
-          const max = this.opts.restart?.backoffMsMax ?? 30000;
-          const next = this.backoffMs;
-          this.backoffMs = Math.min(max, this.backoffMs * 2);
-          this.setState('crashed');
-          this.log.error('restarting the managed postgres failed', { err: err.message, restartInMs: next });
-          this.emit('crash', { code: null, signal: null, restartInMs: next } satisfies CrashInfo);
-          this.scheduleRestart(next);
-        },
-      );
-    }, delay);
-  }
-
-  private logTail(): string {
-    try {
-      const text = readFileSync(this.logPath, 'utf8');
-      return text.slice(Math.max(0, text.length - 3000));
-    } catch {
-      return '';
     }
   }
 }
