@@ -4,6 +4,7 @@
 // Auth and Reject frames are accepted and frames are limited to a few hundred bytes.
 import type net from 'node:net';
 import type { Logger } from '../util/log.js';
+import { TickCork } from '../util/cork.js';
 import { FrameDecoder, FrameError, FrameType, frameHeader, encodeFrame, type Frame } from './frame.js';
 import { authMac, decodeHello, encodeHello, macEqual, newNonce, type Hello, MAC_BYTES } from './handshake.js';
 
@@ -35,12 +36,13 @@ export class Connection {
   private readonly decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX);
   private readonly hello: Hello;
   private peerHello: Hello | undefined;
-  private corked = false;
+  private readonly cork: TickCork;
   private readonly handshakeTimer: NodeJS.Timeout;
   readonly remote: string;
 
   constructor(readonly socket: net.Socket, private readonly opts: ConnectionOptions, private readonly ev: ConnectionEvents) {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.cork = new TickCork(socket);
     this.hello = { clusterId: opts.clusterId, nodeId: opts.selfId, nonce: newNonce() };
     this.handshakeTimer = setTimeout(() => this.reject('handshake timed out'), opts.handshakeTimeoutMs);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -60,14 +62,7 @@ export class Connection {
     let n = 0;
     for (const p of parts) n += p.length;
     // Corking until the end of this tick turns many small frames into one writev.
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
+    this.cork.hold();
     this.socket.write(frameHeader(type, n));
     for (const p of parts) if (p.length > 0) this.socket.write(p);
   }

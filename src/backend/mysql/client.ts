@@ -9,6 +9,7 @@ import { encodePacket } from '../../protocol/mysql/packets.js';
 import { ResponseAssembler } from '../../protocol/mysql/response.js';
 import { BackendConnection, BackendRefusedError, type BackendLogin, type BackendTarget } from './connection.js';
 import { ChannelClosedError, PacketChannel } from './channel.js';
+import { TickCork } from '../../util/cork.js';
 
 export class SqlError extends Error {
   constructor(
@@ -35,7 +36,7 @@ export class SqlClient {
   private reading = false;
   private failure: Error | null = null;
   private closed = false;
-  private corked = false;
+  private readonly cork: TickCork;
 
   private constructor(
     readonly socket: Socket,
@@ -45,6 +46,7 @@ export class SqlClient {
     readonly threadId: number,
   ) {
     this.channel = new PacketChannel(socket, payloadBytesMax, leftover);
+    this.cork = new TickCork(socket);
   }
 
   /** Open a session logged in as `login` (its stage1 hash). Throws SqlError when refused. */
@@ -98,14 +100,7 @@ export class SqlClient {
 
   /** Commands sent in the same tick leave in one write (the lane and the applier pipeline many). */
   private send(packet: Buffer): void {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
+    this.cork.hold();
     this.socket.write(packet);
   }
 
