@@ -55,6 +55,12 @@ export const keySpecs: readonly KeySpec[] = [
   { path: 'laneTimeoutMs', kind: 'int', min: 10, example: '10000', describe: 'longest a transaction may hold the write lane, and a write may wait for it (error 1205 after)' },
   { path: 'leaderWaitMs', kind: 'int', min: 0, example: '2000', describe: 'how long a write waits for a leader to be elected before it is refused (error 1290)' },
   { path: 'readWaitMs', kind: 'int', min: 1, example: '5000', describe: "how long a read waits for this replica to apply the session's last write (session and linearizable consistency)" },
+  { path: 'join', kind: 'bool', example: 'true', describe: 'start as a new member of a running cluster (added with `recall join`), not as a founder' },
+  { path: 'logRetainEntries', kind: 'int', min: 0, example: '100000', describe: 'log entries kept below the applied index for replicas that were down (older ones need a full resync)' },
+  { path: 'logRetainBytes', kind: 'bytes', min: 0, example: '256MiB', describe: 'log bytes kept below the applied index; the log is compacted only when both retain limits are exceeded' },
+  { path: 'resyncMethod', kind: 'enum', choices: ['auto', 'snapshot', 'rsync'], example: 'snapshot', describe: 'full resync by built-in snapshot transfer or hook-mode rsync (auto: rsync when syncPath and syncCmd are set)' },
+  { path: 'resyncRateBytes', kind: 'bytes', min: 0, example: '50MiB', describe: 'throttle of a resync transfer in bytes per second (0: unlimited)' },
+  { path: 'autoResync', kind: 'bool', example: 'false', describe: 'resync a diverged replica on its own (a replica that lacks compacted entries always resyncs)' },
   { path: 'clusterSecret', kind: 'string', secret: true, example: 'a-long-random-string', describe: 'shared secret that authenticates peer links' },
   { path: 'clusterId', kind: 'string', example: 'prod-eu-1', describe: 'name of the cluster; peers of another cluster are refused' },
 ];

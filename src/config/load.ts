@@ -42,6 +42,13 @@ export interface RecallConfig {
   readWaitMs: number;
   clusterSecret?: string;
   clusterId?: string;
+  /** Start as a new member of a running cluster. */
+  join: boolean;
+  logRetainEntries: number;
+  logRetainBytes: number;
+  resyncMethod: 'auto' | 'snapshot' | 'rsync';
+  resyncRateBytes: number;
+  autoResync: boolean;
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -60,6 +67,8 @@ export const configDefaults = {
   consistency: 'session',
   leaderWaitMs: 2000,
   readWaitMs: 5000,
+  logRetainEntries: 100000,
+  logRetainBytes: 256 << 20,
   defaultAuthPlugin: 'mysql_native_password',
 } as const;
 
@@ -209,6 +218,12 @@ function validate(values: Map<string, KeyValue>, origin: Map<string, string>, cw
     readWaitMs: get<number>('readWaitMs') ?? d.readWaitMs,
     clusterSecret: get<string>('clusterSecret'),
     clusterId: get<string>('clusterId'),
+    join: get<boolean>('join') ?? false,
+    logRetainEntries: get<number>('logRetainEntries') ?? d.logRetainEntries,
+    logRetainBytes: get<number>('logRetainBytes') ?? d.logRetainBytes,
+    resyncMethod: get<'auto' | 'snapshot' | 'rsync'>('resyncMethod') ?? 'auto',
+    resyncRateBytes: get<number>('resyncRateBytes') ?? 0,
+    autoResync: get<boolean>('autoResync') ?? true,
     configFile,
   };
 
