@@ -84,6 +84,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         laneTimeoutMs: cfg.laneTimeoutMs,
         leaderWaitMs: cfg.leaderWaitMs,
         readWaitMs: cfg.readWaitMs,
+        join: cfg.join,
       });
       const rep = replicator;
       cleanups.push(() => rep.close());

@@ -34,6 +34,8 @@ export interface ReplicatorOptions {
   /** how long a read waits for this replica to apply what the session needs */
   readWaitMs: number;
   tickMs?: number;
+  /** Start as a new member of a running cluster (RaftNode join mode). */
+  join?: boolean;
 }
 
 export interface ReplicationStatus {
@@ -112,6 +114,7 @@ export class Replicator {
       clusterId: o.clusterId,
       secret: o.secret,
       appliedIndex: applier.applied,
+      join: o.join ?? false,
       entryBytesMax,
       tickMs: o.tickMs,
       transport: { frameBytesMax: entryBytesMax + (1 << 20), queueBytesMax: Math.max(32 << 20, 2 * entryBytesMax) },
