@@ -13,6 +13,7 @@ import { logger } from '../util/log.js';
 import { recallVersion } from './version.js';
 import { startMysqlFrontend, type ClientListener } from './frontends.js';
 import { Replicator } from '../replication/replicator.js';
+import { Membership } from '../replication/membership.js'; // membership (H3)
 import { sha1 } from '../protocol/mysql/auth.js';
 import crypto from 'node:crypto';
 
@@ -85,10 +86,15 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         leaderWaitMs: cfg.leaderWaitMs,
         readWaitMs: cfg.readWaitMs,
         join: cfg.join,
+        logRetainEntries: cfg.logRetainEntries,
+        logRetainBytes: cfg.logRetainBytes,
+        autoResync: cfg.autoResync,
       });
       const rep = replicator;
       cleanups.push(() => rep.close());
     }
+    // membership (H3): add/remove replicas through /members and `recall join|remove|members`.
+    const membership = replicator ? new Membership({ node: replicator.node, selfAddress: cfg.replicas[cfg.nodeId - 1] ?? cfg.listen.peer, appliedIndex: () => replicator!.applied }) : undefined;
 
     // 3. Admin HTTP.
     let adminPort = 0;
@@ -102,6 +108,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         version: recallVersion(),
         pingDatabase: () => db.ping(2000),
         databaseMode: () => db.status(),
+        ...(membership ? { members: membership, membersSecret: cfg.clusterSecret } : {}), // membership (H3)
         ...(replicator
           ? {
               readyChecks: [async () => replicator.readiness()],

@@ -297,6 +297,19 @@ export class DurableLog implements Storage {
     this.closed = true;
   }
 
+  /**
+   * The highest index the log can be compacted to while the entries after it still hold at
+   * least `bytes` (a retention limit); firstIndex() - 1 when the whole log is needed for that.
+   */
+  compactionBoundForBytes(bytes: number): number {
+    let sum = 0;
+    for (let k = this.sizes.length - 1; k >= 0; k--) {
+      sum += this.sizes[k]!;
+      if (sum >= bytes) return this.base + k - 1;
+    }
+    return this.base - 1;
+  }
+
   /** Bytes on disk in segment files (for status and tests). */
   segmentFiles(): string[] {
     return this.segments.map((s) => s.file);

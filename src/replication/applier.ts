@@ -27,7 +27,11 @@ export interface ApplierDeps {
   /** committed entries [lo, hi) from the durable log */
   entries(lo: number, hi: number): Entry[];
   commitIndex(): number;
+  /** The first index still in the log: below it entries were compacted away. */
+  firstIndex(): number;
   onDiverged?(reason: string): void;
+  /** The database lacks entries the log no longer has: only a full resync helps. */
+  onGap?(applied: number, firstIndex: number): void;
 }
 
 interface Expected {
@@ -63,6 +67,11 @@ export class Applier {
   private closed = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private lastError = '';
+  /** Held by a donor taking a copy, or by a resync replacing the database: nothing is applied. */
+  private held = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  /** Set when the log no longer has the next entry to apply. */
+  gap: { applied: number; firstIndex: number } | null = null;
 
   constructor(private readonly d: ApplierDeps) {}
 
@@ -100,7 +109,55 @@ export class Applier {
   /** The commit index advanced. */
   notify(): void {
     this.wake = true;
-    if (!this.running && !this.retryTimer) void this.loop();
+    if (!this.running && !this.retryTimer && !this.held) this.loopDone = this.loop();
+  }
+
+  /**
+   * A donor's pause (recovery/types.ts ApplierPause): wait until `minIndex` is applied, then
+   * stop applying until resume(); resolves with the index the database holds.
+   */
+  async pause(minIndex: number, timeoutMs: number): Promise<number> {
+    if (this.diverged) throw new Error(`this replica diverged (${this.diverged.reason}) and cannot be a donor`);
+    if (this.held) throw new Error('the applier is already paused (another copy or a resync is in progress)');
+    if (!(await this.waitApplied(minIndex, timeoutMs))) {
+      throw new Error(`this replica applied ${this.applied}, not ${minIndex}, within ${timeoutMs} ms`);
+    }
+    await this.hold();
+    const d = this.diverged as { reason: string } | null; // may have been set while the last entry applied
+    if (d) {
+      this.release();
+      throw new Error(`this replica diverged (${d.reason}) and cannot be a donor`);
+    }
+    return this.applied;
+  }
+
+  resume(): void {
+    this.release();
+  }
+
+  /** Stop applying and wait for the entry in flight; the connections are closed. */
+  async hold(): Promise<void> {
+    this.held = true;
+    await this.loopDone;
+    while (this.running) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.notify();
+  }
+
+  /** After the database was replaced: forget everything about the old one and read its index. */
+  async reload(): Promise<void> {
+    for (const c of this.conns.values()) c.client.close();
+    this.conns.clear();
+    this.expected.clear();
+    this.diverged = null;
+    this.gap = null;
+    this.lastError = '';
+    await this.open();
+    this.advance(this.applied);
   }
 
   /** After a database error: re-read what the database committed, then resume (one loop at a time). */
@@ -172,9 +229,10 @@ export class Applier {
     return SqlClient.rows(await c.client.run(sql));
   }
 
-  status(): { applied: number; diverged: boolean; divergedReason?: string; lastError?: string } {
+  status(): { applied: number; diverged: boolean; divergedReason?: string; lastError?: string; paused?: boolean } {
     return {
       applied: this.applied,
+      ...(this.held ? { paused: true } : {}),
       diverged: this.diverged !== null,
       ...(this.diverged ? { divergedReason: this.diverged.reason } : {}),
       ...(this.lastError ? { lastError: this.lastError } : {}),
@@ -193,18 +251,27 @@ export class Applier {
   private async loop(): Promise<void> {
     this.running = true;
     try {
-      while (this.wake && !this.closed && !this.diverged) {
+      while (this.wake && !this.closed && !this.diverged && !this.held) {
         this.wake = false;
         for (;;) {
           const commit = this.d.commitIndex();
-          if (this.applied >= commit || this.closed || this.diverged) break;
+          if (this.applied >= commit || this.closed || this.diverged || this.held) break;
+          const first = this.d.firstIndex();
+          if (this.applied + 1 < first) {
+            if (!this.gap) {
+              this.gap = { applied: this.applied, firstIndex: first };
+              this.d.log.warn('the log no longer holds the entries this database needs: full resync required', { applied: this.applied, firstIndex: first });
+              this.d.onGap?.(this.applied, first);
+            }
+            break;
+          }
           const hi = Math.min(commit, this.applied + APPLY_BATCH_ENTRIES) + 1;
           const entries = this.d.entries(this.applied + 1, hi);
           if (entries.length === 0) break;
           for (const e of entries) {
             if (e.index !== this.applied + 1) break; // a concurrent lane commit moved us on
             await this.applyOne(e);
-            if (this.diverged || this.closed) break;
+            if (this.diverged || this.closed || this.held) break;
           }
         }
       }
@@ -220,7 +287,7 @@ export class Applier {
       return;
     }
     this.running = false;
-    if (this.wake && !this.closed && !this.diverged) void this.loop();
+    if (this.wake && !this.closed && !this.diverged && !this.held) this.loopDone = this.loop();
   }
 
   private advance(index: number): void {

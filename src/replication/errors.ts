@@ -19,7 +19,10 @@ export const RecallErrors = {
   laneWait: (ms: number) => new SqlError(ER_LOCK_WAIT_TIMEOUT, 'HY000', `Lock wait timeout exceeded; try restarting transaction (Recall: the write lane stayed busy for ${ms} ms)`),
   laneHeld: (ms: number) => new SqlError(ER_LOCK_WAIT_TIMEOUT, 'HY000', `Lock wait timeout exceeded; Recall rolled the transaction back after it held the write lane for ${ms} ms`),
   txnAborted: (why: string) => new SqlError(ER_LOCK_DEADLOCK, '40001', `Deadlock found when trying to get lock; try restarting transaction (Recall: ${why})`),
-  diverged: (why: string) => new SqlError(ER_OPTION_PREVENTS_STATEMENT, 'HY000', `Recall: replica diverged (${why}); it refuses reads until it is resynced, use another replica`),
+  diverged: (why: string) =>
+    why.startsWith('resync ')
+      ? new SqlError(ER_OPTION_PREVENTS_STATEMENT, 'HY000', `Recall: replica resyncing (${why}); it serves again once its new copy of the database is installed, use another replica meanwhile`)
+      : new SqlError(ER_OPTION_PREVENTS_STATEMENT, 'HY000', `Recall: replica diverged (${why}); it refuses reads until it is resynced, use another replica`),
   unsafe: (what: string) => new SqlError(ER_BINLOG_UNSAFE_STATEMENT, 'HY000', `Recall refuses a statement that would not replay identically on every replica: ${what}`),
   unsupported: (what: string) => new SqlError(ER_NOT_SUPPORTED_YET, '42000', `Recall does not support ${what} yet`),
   reserved: () => new SqlError(ER_DBACCESS_DENIED, '42000', "Access denied: the database 'recall' holds Recall's own bookkeeping and is not writable through Recall"),

@@ -11,6 +11,9 @@ import { Applier } from './applier.js';
 import { WriteLane, type LaneRequest, type LaneResult } from './lane.js';
 import { RecallErrors } from './errors.js';
 import { replicationApplied, replicationDiverged, replicationWrites } from './metrics.js';
+import { ResyncManager, type ResyncRunner, type ResyncStatus } from '../recovery/manager.js';
+import type { ApplierPause } from '../recovery/types.js';
+import type { Transport } from '../transport/transport.js';
 
 const CHANNEL_EXEC = CHANNEL_USER_MIN;
 const CHANNEL_END = CHANNEL_USER_MIN + 1;
@@ -36,6 +39,23 @@ export interface ReplicatorOptions {
   tickMs?: number;
   /** Start as a new member of a running cluster (RaftNode join mode). */
   join?: boolean;
+  /** Log kept below the applied index for replicas that were down; compacted when both are exceeded. */
+  logRetainEntries: number;
+  logRetainBytes: number;
+  /** Resync a diverged replica on its own. */
+  autoResync: boolean;
+  /**
+   * The full-resync methods, built by the caller (it owns the local database): the runner this
+   * replica uses, and the donor services it offers to others. Without it a replica that needs a
+   * resync says so and waits.
+   */
+  recovery?: (deps: { transport: Transport; applier: ApplierPause; log: Logger }) => { runner: ResyncRunner; close(): void };
+}
+
+/** The Raft snapshot of a SQL replica is "the database at index i": a marker, the data moves by resync. */
+interface SnapshotMarker {
+  kind: 'recall-sql';
+  index: number;
 }
 
 export interface ReplicationStatus {
@@ -50,6 +70,8 @@ export interface ReplicationStatus {
   divergedReason?: string;
   laneOpen: boolean;
   lastError?: string;
+  firstIndex: number;
+  resync: ResyncStatus;
   peers: Array<{ id: number; address: string; match: number; lag: number; connected: boolean }>;
 }
 
@@ -66,6 +88,8 @@ export class Replicator {
     private readonly lane: WriteLane,
     private readonly log: Logger,
     delivered: { index: number },
+    private readonly resync: ResyncManager,
+    private readonly recovery: { close(): void } | null,
   ) {
     this.credentialKey = crypto.createHash('sha256').update('recall-credential\u0000').update(o.secret).digest();
     node.onCommitted((entries) => {
@@ -82,7 +106,38 @@ export class Replicator {
     node.transport.onConnected((peer) => this.releaseOrphans(peer));
     this.roleTimer = setInterval(() => this.watchRole(), 20);
     this.roleTimer.unref();
+    this.compactTimer = setInterval(() => void this.maybeCompact(), 1000);
+    this.compactTimer.unref();
+    if (!resync.resumeFromMarker() && applier.applied < node.storage.firstIndex() - 1) {
+      resync.request(`the database holds index ${applier.applied} but the log starts after ${node.storage.firstIndex() - 1}`, node.storage.firstIndex() - 1);
+    }
     applier.notify();
+  }
+
+  private readonly compactTimer: NodeJS.Timeout;
+  private compacting = false;
+
+  /**
+   * Retention: keep at least logRetainEntries entries and logRetainBytes bytes below what this
+   * replica's database has applied, so that a replica that was down for a while catches up from
+   * the log; older entries are discarded and a replica that still needs them gets a full resync.
+   */
+  private async maybeCompact(): Promise<void> {
+    if (this.compacting || this.resync.active || this.applier.gap || this.applier.diverged) return;
+    const storage = this.node.storage;
+    const applied = Math.min(this.applier.applied, this.node.status().applied);
+    const first = storage.firstIndex();
+    const target = Math.min(applied - this.o.logRetainEntries, storage.compactionBoundForBytes(this.o.logRetainBytes));
+    const slack = Math.max(1, Math.floor(this.o.logRetainEntries / 4));
+    if (target < first + slack) return;
+    this.compacting = true;
+    try {
+      await this.node.snapshot(target, markerOf(target));
+    } catch (e) {
+      this.log.warn('log compaction failed', { index: target, error: (e as Error).message });
+    } finally {
+      this.compacting = false;
+    }
   }
 
   static async start(o: ReplicatorOptions): Promise<Replicator> {
@@ -100,11 +155,17 @@ export class Replicator {
       // Only what the engine has handed over as committed: the core's commit index can run ahead of
       // the log on disk (a follower learns the commit index before its stale suffix is replaced).
       commitIndex: () => delivered.index,
-      onDiverged: () => replicationDiverged.set(1),
+      firstIndex: () => node!.storage.firstIndex(),
+      onDiverged: (reason) => {
+        replicationDiverged.set(1);
+        if (o.autoResync) rep.r?.resync.request(`diverged: ${reason}`, 0);
+      },
+      onGap: (applied, first) => rep.r?.resync.request(`the log was compacted past this database (applied ${applied}, log starts at ${first})`, first - 1),
     });
     await applier.open();
     delivered.index = applier.applied;
     log.debug('local database applied index', { applied: applier.applied });
+    const rep: { r?: Replicator } = {};
     const entryBytesMax = o.payloadBytesMax * 4 + (1 << 20);
     node = await RaftNode.open({
       id: o.nodeId,
@@ -118,11 +179,27 @@ export class Replicator {
       entryBytesMax,
       tickMs: o.tickMs,
       transport: { frameBytesMax: entryBytesMax + (1 << 20), queueBytesMax: Math.max(32 << 20, 2 * entryBytesMax) },
-      // no compaction before snapshots of the database exist (issue 4): the applier reads the log
+      // compaction is the replicator's (retention below the database's applied index, maybeCompact)
       compactEntriesMin: Number.MAX_SAFE_INTEGER,
+      // Only asked for when a learner is added to a log never compacted: the marker says "the
+      // database at index", which the applier must have reached (the log below goes away).
+      snapshotProvider: async (index) => {
+        if (!(await applier.waitApplied(index, 30_000))) throw new Error(`the local database has not applied ${index} (at ${applier.applied})`);
+        return markerOf(index);
+      },
+      snapshotInstaller: (s) => {
+        let m: SnapshotMarker | null = null;
+        try {
+          m = JSON.parse(Buffer.from(s.data).toString('utf8')) as SnapshotMarker;
+        } catch {
+          m = null;
+        }
+        if (m?.kind !== 'recall-sql') log.warn('snapshot from the leader is not a Recall SQL marker; resyncing anyway', { index: s.meta.index });
+        if (applier.applied >= s.meta.index) return; // the database already holds it
+        rep.r?.resync.request(`the leader sent a snapshot at index ${s.meta.index} (this replica lacks entries the log no longer has)`, s.meta.index);
+      },
     });
     const n = node;
-    const rep: { r?: Replicator } = {};
     const lane = new WriteLane({
       nodeId: o.nodeId,
       target: o.target,
@@ -138,7 +215,23 @@ export class Replicator {
       adminRows: (sql) => applier.adminRows(sql),
       databaseFailed: (why) => rep.r?.stepAside(why),
     });
-    rep.r = new Replicator(o, n, applier, lane, log, delivered);
+    const recovery = o.recovery?.({ transport: n.transport, applier, log }) ?? null;
+    const resync = new ResyncManager({
+      dataDir: o.dataDir,
+      log,
+      applier,
+      runner: recovery?.runner ?? {
+        method: 'snapshot',
+        run: () => Promise.reject(new Error('no resync method is configured for this replica')),
+      },
+      candidates: () => donorCandidates(n),
+      logFloor: () => n.storage.firstIndex() - 1,
+      stepDown: async () => {
+        if (n.status().role === Role.Leader) await n.transferLeadership(undefined, 5000);
+      },
+      context: { transport: n.transport },
+    });
+    rep.r = new Replicator(o, n, applier, lane, log, delivered, resync, recovery);
     return rep.r;
   }
 
@@ -188,8 +281,9 @@ export class Replicator {
     return this.applier.applied;
   }
 
+  /** Why this replica refuses reads (diverged, resyncing), or null. */
   get diverged(): string | null {
-    return this.applier.diverged?.reason ?? null;
+    return this.resync.describe() ?? this.applier.diverged?.reason ?? null;
   }
 
   isLeader(): boolean {
@@ -198,6 +292,8 @@ export class Replicator {
 
   /** Caught up enough to serve: not diverged, and applied what this node knows committed. */
   readiness(): string | undefined {
+    const resync = this.resync.describe();
+    if (resync) return resync;
     if (this.applier.diverged) return `replica diverged: ${this.applier.diverged.reason}`;
     const st = this.node.status();
     if (st.leader === 0) return 'no leader known';
@@ -220,12 +316,17 @@ export class Replicator {
       ...(a.divergedReason ? { divergedReason: a.divergedReason } : {}),
       laneOpen: st.role === Role.Leader && this.laneOpenTerm === st.term,
       ...(a.lastError ? { lastError: a.lastError } : {}),
+      firstIndex: st.firstIndex,
+      resync: this.resync.status(),
       peers: st.peers.map((p) => ({ id: p.id, address: p.address, match: p.match, lag: p.lag, connected: p.connected })),
     };
   }
 
   async close(): Promise<void> {
     clearInterval(this.roleTimer);
+    clearInterval(this.compactTimer);
+    await this.resync.close();
+    this.recovery?.close();
     await this.lane.close();
     await this.node.close({ graceful: true });
     this.applier.close();
@@ -397,6 +498,20 @@ export class Replicator {
       infile: b(v.infile),
     };
   }
+}
+
+function markerOf(index: number): Uint8Array {
+  const m: SnapshotMarker = { kind: 'recall-sql', index };
+  return Buffer.from(JSON.stringify(m));
+}
+
+/** Donors for a full resync, best first: connected followers with the most log, then the leader. */
+function donorCandidates(n: RaftNode): number[] {
+  const st = n.status();
+  return st.peers
+    .filter((p) => p.connected && p.id !== st.id)
+    .sort((a, b) => Number(a.id === st.leader) - Number(b.id === st.leader) || b.match - a.match)
+    .map((p) => p.id);
 }
 
 function encodeResult(r: LaneResult | SqlError): Buffer {
