@@ -1,6 +1,6 @@
-// The `recall` command line (yargs): serve, status, demo, version.
+// The `recall` command line (yargs): serve, status, join, remove, members, demo, version.
 // bin/recall imports the compiled form of this file (dist/src/cli/main.js).
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { withConfigOptions } from '../config/flags.js';
 import type { LogFormat } from '../util/log.js';
@@ -9,9 +9,19 @@ import { statusCommand } from './status.js';
 import { demoCommand } from './demo.js';
 import { recallVersion } from './version.js';
 import { configCommand } from './config.js';
+import { joinCommand, membersCommand, removeCommand } from './members.js';
 
 function logFormatOf(v: unknown): LogFormat | undefined {
   return v === 'json' || v === 'text' ? v : undefined;
+}
+
+/** Options shared by join, remove and members. */
+function withMembersOptions<T>(y: Argv<T>) {
+  return y
+    .option('admin', { type: 'string', default: '127.0.0.1:8700', describe: "admin HTTP address (host:port) of any member; it forwards to the leader" })
+    .option('cluster-secret', { type: 'string', describe: 'cluster secret, sent as X-Recall-Secret (env RECALL_CLUSTER_SECRET)' })
+    .option('json', { type: 'boolean', default: false, describe: 'print the raw JSON' })
+    .strict();
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -42,6 +52,45 @@ export async function main(argv: string[]): Promise<void> {
           .option('json', { type: 'boolean', default: false, describe: 'print the raw JSON' }),
       async (args) => {
         process.exitCode = await statusCommand({ admin: args.admin, json: args.json });
+      },
+    )
+    .command(
+      'join',
+      'add a replica to the running cluster (it must already run recall serve --join); it becomes a voter once caught up',
+      (y) =>
+        withMembersOptions(y)
+          .option('node-id', { type: 'number', demandOption: true, describe: "the new replica's node id (its position in its --replicas list)" })
+          .option('peer', { type: 'string', demandOption: true, describe: "the new replica's peer address (host:port) as the other replicas reach it" })
+          .option('voter', { type: 'boolean', default: true, describe: 'promote to voter once caught up (--no-voter: stay a learner)' })
+          .option('replace', { type: 'number', describe: 'then remove this (dead) node id' })
+          .option('timeout', { type: 'number', default: 1800, describe: 'seconds the new replica may take to receive the database and catch up' }),
+      async (args) => {
+        process.exitCode = await joinCommand({
+          admin: args.admin,
+          secret: args['cluster-secret'] ?? process.env.RECALL_CLUSTER_SECRET,
+          json: args.json,
+          nodeId: args['node-id'],
+          peer: args.peer,
+          voter: args.voter,
+          replace: args.replace,
+          timeoutS: args.timeout,
+        });
+      },
+    )
+    .command(
+      'remove',
+      'remove a replica (voter or learner) from the cluster; removing the leader makes it step down',
+      (y) => withMembersOptions(y).option('node-id', { type: 'number', demandOption: true, describe: 'node id to remove' }),
+      async (args) => {
+        process.exitCode = await removeCommand({ admin: args.admin, secret: args['cluster-secret'] ?? process.env.RECALL_CLUSTER_SECRET, json: args.json, nodeId: args['node-id'] });
+      },
+    )
+    .command(
+      'members',
+      'list the members (voters, learners, addresses, replication match, leader)',
+      (y) => withMembersOptions(y),
+      async (args) => {
+        process.exitCode = await membersCommand({ admin: args.admin, json: args.json });
       },
     )
     .command(
@@ -76,7 +125,7 @@ export async function main(argv: string[]): Promise<void> {
     .command('version', 'print the version', {}, () => {
       process.stdout.write(`recall ${recallVersion()}\n`);
     })
-    .demandCommand(1, 'name a command: serve, status, demo, config or version')
+    .demandCommand(1, 'name a command: serve, status, join, remove, members, demo, config or version')
     .strict()
     .help()
     .version(false)

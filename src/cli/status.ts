@@ -1,5 +1,6 @@
 // `recall status`: asks replicas' admin HTTP for /status and prints one row per replica:
-// node id, role, term, leader, commit and applied index, lag, diverged, connectivity.
+// node id, role (learner, joining and removed from the membership), term, leader, commit
+// and applied index, lag, diverged, connectivity; then the membership.
 // Given one admin address, the other replicas are found from its replication peers: their
 // peer addresses, with the admin port at the same distance from the peer port as on the
 // asked replica (the demo and a fleet of hosts with the same ports both lay it out so).
@@ -32,10 +33,19 @@ export interface ReplicationStatus {
   peers: PeerStatus[];
 }
 
+/** The `membership` field of /status: the replica's own view of the configuration. */
+export interface MembershipStatus {
+  voters: number[];
+  learners: number[];
+  leader: number;
+  term: number;
+}
+
 export interface ReplicaStatus {
   nodeId: number;
   database: { state?: string; reachable?: boolean; mode?: string };
   replication?: ReplicationStatus;
+  membership?: MembershipStatus;
 }
 
 /** One asked admin address: its parsed status and raw body, or why it did not answer. */
@@ -67,6 +77,11 @@ export function parseStatus(body: unknown): ReplicaStatus | undefined {
     nodeId,
     database: { state: str(db.state), reachable: typeof db.reachable === 'boolean' ? db.reachable : undefined, mode: str(db.mode) },
   };
+  const m = body.membership;
+  if (isObj(m)) {
+    const ids = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is number => num(x) !== undefined) : []);
+    out.membership = { voters: ids(m.voters), learners: ids(m.learners), leader: num(m.leader) ?? 0, term: num(m.term) ?? 0 };
+  }
   const r = body.replication;
   if (isObj(r)) {
     const peers: PeerStatus[] = [];
@@ -179,6 +194,30 @@ function referenceCommit(reports: ReplicaReport[]): number | undefined {
   return reps.length ? Math.max(...reps.map((r) => r.commit)) : undefined;
 }
 
+/**
+ * The engine reports a learner as a follower; the membership says what it is. A node that
+ * sees no voters has not been added yet (recall serve --join waiting for recall join); one
+ * absent from a non-empty membership was removed.
+ */
+function memberRole(st: ReplicaStatus, raftRole: string): string {
+  const m = st.membership;
+  if (!m) return raftRole;
+  if (m.learners.includes(st.nodeId)) return 'learner';
+  if (m.voters.includes(st.nodeId)) return raftRole;
+  return m.voters.length === 0 ? 'joining' : 'removed';
+}
+
+/** The membership line: the leader's view (highest term), else any replica's. */
+export function membershipLine(reports: ReplicaReport[]): string | undefined {
+  const views = reports.map((r) => r.status).filter((s): s is ReplicaStatus => !!s?.membership);
+  if (views.length === 0) return undefined;
+  views.sort((a, b) => b.membership!.term - a.membership!.term);
+  const best = views.find((s) => s.membership!.leader === s.nodeId) ?? views[0]!;
+  const m = best.membership!;
+  const seen = best.membership!.leader === best.nodeId ? 'the leader' : `node ${best.nodeId}`;
+  return `membership (as ${seen} sees it): voters ${m.voters.join(',') || 'none'}; learners ${m.learners.join(',') || 'none'}`;
+}
+
 export function statusRows(reports: ReplicaReport[]): StatusRow[] {
   const ref = referenceCommit(reports);
   return reports.map((rep) => {
@@ -190,7 +229,7 @@ export function statusRows(reports: ReplicaReport[]): StatusRow[] {
     return {
       node: st ? String(st.nodeId) : rep.expectedId !== undefined ? String(rep.expectedId) : '?',
       admin: rep.admin,
-      role: r ? r.role : st ? 'not running' : 'down',
+      role: r ? memberRole(st!, r.role) : st ? 'not running' : 'down',
       term: r ? String(r.term) : dash,
       leader: r ? (r.leader ? String(r.leader) : 'none') : dash,
       commit: r ? String(r.commit) : dash,
@@ -213,6 +252,8 @@ export function formatTable(reports: ReplicaReport[]): string {
   const keys = Object.keys(header) as Array<keyof StatusRow>;
   const width = Object.fromEntries(keys.map((k) => [k, Math.max(...rows.map((r) => r[k].length))])) as Record<keyof StatusRow, number>;
   const lines = rows.map((r) => keys.map((k, i) => (i === keys.length - 1 ? r[k] : r[k].padEnd(width[k]))).join('  ').trimEnd());
+  const membership = membershipLine(reports);
+  if (membership) lines.push(membership);
   const standalone = reports.filter((r) => r.status && !r.status.replication).map((r) => r.status!.nodeId);
   if (standalone.length) lines.push(`replication: not running on node ${standalone.join(', ')} (each serves its own database alone)`);
   return lines.join('\n') + '\n';
