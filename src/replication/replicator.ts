@@ -368,7 +368,7 @@ export class Replicator {
   stepAside(why: string): void {
     if (this.steppingAside || !this.isLeader()) return;
     this.steppingAside = true;
-    this.log.warn('local database failing: transferring leadership', { why });
+    this.log.warn('this replica cannot lead now: transferring leadership', { why });
     this.node
       .transferLeadership()
       .catch(() => false)
@@ -398,6 +398,9 @@ export class Replicator {
       for (const f of this.forwards) if (now !== 0 && now !== f.leader) f.cancel(`leadership moved from node ${f.leader} to node ${now}`);
     }
     if (this.applier.status().lastError && this.isLeader()) this.stepAside(`applier: ${this.applier.status().lastError}`);
+    // A replica whose database is being replaced cannot run the write lane: its log may be
+    // complete, so it can win an election, but it must hand leadership on.
+    if (this.resync.active && this.isLeader()) this.stepAside(`resync in progress`);
     const leader = this.isLeader();
     replicationApplied.set(this.applier.applied);
     if (this.wasLeader && !leader) {
