@@ -15,7 +15,7 @@ fi
 need=()
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in mariadb-server mariadb-client postgresql sysbench rsync python3-pymysql python3-psycopg2 openssl; do
+for p in mariadb-server mariadb-client mariadb-backup postgresql sysbench rsync python3-pymysql python3-psycopg2 openssl; do
   have_pkg "$p" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then

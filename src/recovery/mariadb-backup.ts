@@ -1,0 +1,140 @@
+// The MariaDB physical backup tools as child processes: mariadb-backup --backup streaming
+// xbstream into a file, mbstream -x unpacking a stream from our stdin, mariadb-backup --prepare.
+// Failures carry the tail of the tool's stderr, which is where the tools say what went wrong.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import type { Writable } from 'node:stream';
+import type { AdminTarget } from './types.js';
+
+const stderrTailBytesMax = 8192;
+
+export class BackupToolError extends Error {
+  constructor(
+    readonly tool: string,
+    message: string,
+    readonly stderrTail: string,
+  ) {
+    super(`${tool}: ${message}${stderrTail ? `\n${stderrTail}` : ''}`);
+    this.name = 'BackupToolError';
+  }
+}
+
+/** Resolves a tool from PATH and the usual bin directories; `override` wins when given. */
+export function findTool(name: 'mariadb-backup' | 'mbstream', override?: string): string {
+  if (override) return override;
+  // mariabackup is the name before MariaDB 10.5 (and still a symlink on many systems).
+  const names = name === 'mariadb-backup' ? ['mariadb-backup', 'mariabackup'] : ['mbstream'];
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/usr/local/bin', '/usr/sbin'];
+  for (const n of names) {
+    for (const d of dirs) {
+      if (!d) continue;
+      try {
+        accessSync(join(d, n), constants.X_OK);
+        return join(d, n);
+      } catch {
+        /* next */
+      }
+    }
+  }
+  throw new Error(`${name} not found in PATH (install the mariadb-backup package)`);
+}
+
+/** A running tool; `done` settles when it exited (rejects unless it exited 0). */
+export interface ToolProcess {
+  readonly pid: number | undefined;
+  readonly done: Promise<void>;
+  kill(): void;
+}
+
+function watch(tool: string, child: ChildProcess): ToolProcess {
+  let tail = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (s: string) => {
+    tail = (tail + s).slice(-stderrTailBytesMax);
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    child.once('error', (e) => reject(new BackupToolError(tool, `could not run: ${e.message}`, tail)));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new BackupToolError(tool, `exited with ${signal ? `signal ${signal}` : `code ${code}`}`, tail.trimEnd()));
+    });
+  });
+  // Callers may look at done only later; a failure is theirs to report, not an unhandled rejection.
+  done.catch(() => undefined);
+  return {
+    pid: child.pid,
+    done,
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    },
+  };
+}
+
+function optionValue(v: string): string {
+  return `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
+}
+
+export interface BackupOptions {
+  target: AdminTarget;
+  /** The server's data directory (mariadb-backup reads the files itself). */
+  datadir: string;
+  /** Private scratch directory: mariadb-backup's --target-dir and the credentials file. */
+  workDir: string;
+  /** File descriptor the xbstream goes to. */
+  outFd: number;
+  /** Copy threads (--parallel). */
+  parallel?: number;
+  binary?: string;
+  extraArgs?: string[];
+}
+
+/**
+ * mariadb-backup --backup --stream=xbstream into outFd. The credentials go in a 0600 option
+ * file (--defaults-file, which also keeps the host's my.cnf out) rather than on the command line.
+ */
+export function startBackup(o: BackupOptions): ToolProcess {
+  const tool = findTool('mariadb-backup', o.binary);
+  const cnf = join(o.workDir, 'client.cnf');
+  const lines = ['[client]', `user=${optionValue(o.target.user)}`, `password=${optionValue(o.target.password)}`];
+  if (o.target.socketPath) lines.push(`socket=${optionValue(o.target.socketPath)}`);
+  if (o.target.host) lines.push(`host=${optionValue(o.target.host)}`);
+  if (o.target.port) lines.push(`port=${o.target.port}`);
+  writeFileSync(cnf, lines.join('\n') + '\n', { mode: 0o600 });
+  const args = [
+    `--defaults-file=${cnf}`,
+    '--backup',
+    '--stream=xbstream',
+    `--target-dir=${join(o.workDir, 'target')}`,
+    `--datadir=${o.datadir}`,
+    `--parallel=${o.parallel ?? 2}`,
+    ...(o.extraArgs ?? []),
+  ];
+  const child = spawn(tool, args, { stdio: ['ignore', o.outFd, 'pipe'] });
+  return watch('mariadb-backup --backup', child);
+}
+
+export interface ExtractProcess extends ToolProcess {
+  readonly stdin: Writable;
+}
+
+/** mbstream -x -C dir, fed through stdin. */
+export function startExtract(o: { dir: string; parallel?: number; binary?: string }): ExtractProcess {
+  const tool = findTool('mbstream', o.binary);
+  const child = spawn(tool, ['-x', '-C', o.dir, `--parallel=${o.parallel ?? 2}`], { stdio: ['pipe', 'ignore', 'pipe'] });
+  // EPIPE when mbstream dies mid-stream shows up as its exit status; do not crash on it.
+  child.stdin!.on('error', () => undefined);
+  return { ...watch('mbstream -x', child), stdin: child.stdin! };
+}
+
+/** mariadb-backup --prepare: applies the copied redo log so the directory is a consistent datadir. */
+export function prepareBackup(o: { dir: string; useMemory?: string; binary?: string; signal?: AbortSignal }): Promise<void> {
+  const tool = findTool('mariadb-backup', o.binary);
+  const child = spawn(tool, ['--no-defaults', '--prepare', `--target-dir=${o.dir}`, `--use-memory=${o.useMemory ?? '256M'}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const p = watch('mariadb-backup --prepare', child);
+  const onAbort = () => p.kill();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  return p.done.finally(() => o.signal?.removeEventListener('abort', onAbort));
+}
