@@ -59,6 +59,8 @@ export interface NodeStatus {
   nodeId: number;
   database: { mode: string; state?: string; port?: number; reachable: boolean; error?: string };
   replication?: ReplicationStatus;
+  /** The node's own view of the membership (src/replication/membership.ts). */
+  membership?: { voters: number[]; learners: number[]; leader: number; term: number };
   [key: string]: unknown;
 }
 
@@ -119,6 +121,18 @@ export interface TestCluster {
   dumpLogs(tailChars?: number): string;
   /** Stops everything, removes the data, closes the relays. Idempotent. */
   stop(): Promise<void>;
+  /** The cluster secret (peer links; X-Recall-Secret of the admin /members changes). */
+  secret: string;
+  /**
+   * Starts `count` more nodes with `recall serve --join` (node ids continue after the last
+   * node), each with a --replicas list of every node's direct peer address, the new ones
+   * included, and waits until their admin /health answers (not /ready: a joining node is
+   * ready only once the cluster added it). Their links use no relays (cut/heal/delay do not
+   * touch them). They are appended to `nodes`; add them with recall join or POST /members.
+   */
+  addJoiners(count: number, opts?: { extraArgs?: string[]; healthTimeoutMs?: number }): Promise<ClusterNode[]>;
+  /** SIGTERM of node i's recall process (a clean stop, its mariadbd stopped with it). */
+  stopNode(i: number): Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -131,6 +145,12 @@ function describe(s: NodeStatus | undefined): string {
   return `${r.role} t${r.term} L${r.leader} commit=${r.commit} applied=${r.applied} last=${r.lastIndex}${r.diverged ? ' DIVERGED' : ''}`;
 }
 const outputCharsMax = 400_000;
+
+/** Whether a node counts itself a member (voter or learner); true when it does not say. */
+function isMember(s: NodeStatus | undefined): boolean {
+  const m = s?.membership;
+  return !m || m.voters.includes(s.nodeId) || m.learners.includes(s.nodeId);
+}
 
 interface NodeProc {
   info: ClusterNode;
@@ -213,8 +233,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     return pid;
   };
 
-  for (let i = 0; i < size; i++) {
-    const [mysqlPort, adminPort, peerPort, dbPort] = ports.slice(i * 4, i * 4 + 4) as [number, number, number, number];
+  const newProc = (i: number, nodePorts: number[]): NodeProc => {
+    const [mysqlPort, adminPort, peerPort, dbPort] = nodePorts as [number, number, number, number];
     const dataDir = join(root.path, `n${i + 1}`);
     mkdirSync(dataDir);
     const p: NodeProc = {
@@ -235,34 +255,35 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
         output: () => p.out,
       },
     };
-    procs.push(p);
-  }
+    return p;
+  };
+  for (let i = 0; i < size; i++) procs.push(newProc(i, ports.slice(i * 4, i * 4 + 4)));
   for (let from = 0; from < size; from++) {
     for (let to = 0; to < size; to++) {
       if (from === to) continue;
       relays.set(relayKey(from, to), await FaultRelay.start({ targetPort: procs[to]!.info.peerPort, name: `${from + 1}->${to + 1}` }));
     }
   }
+  const serveArgs = (p: NodeProc, replicas: string[]): string[] => [
+    ...recallCommand(),
+    'serve',
+    '--node-id', String(p.info.nodeId),
+    '--replicas', replicas.join(','),
+    '--listen-peer', `127.0.0.1:${p.info.peerPort}`,
+    '--listen-mysql', `127.0.0.1:${p.info.mysqlPort}`,
+    '--listen-admin', `127.0.0.1:${p.info.adminPort}`,
+    '--listen-postgres', 'off',
+    '--data-dir', p.info.dataDir,
+    '--managed-port', String(p.info.dbPort),
+    '--cluster-secret', secret,
+    '--cluster-id', clusterId,
+    '--log-format', 'json',
+    ...(opts.extraArgs ?? []),
+    ...(opts.nodeArgs?.(p.info.index) ?? []),
+  ];
   for (const p of procs) {
     const i = p.info.index;
-    const replicas = procs.map((q) => (q === p ? `127.0.0.1:${p.info.peerPort}` : relay(i, q.info.index).address));
-    p.args = [
-      ...recallCommand(),
-      'serve',
-      '--node-id', String(p.info.nodeId),
-      '--replicas', replicas.join(','),
-      '--listen-peer', `127.0.0.1:${p.info.peerPort}`,
-      '--listen-mysql', `127.0.0.1:${p.info.mysqlPort}`,
-      '--listen-admin', `127.0.0.1:${p.info.adminPort}`,
-      '--listen-postgres', 'off',
-      '--data-dir', p.info.dataDir,
-      '--managed-port', String(p.info.dbPort),
-      '--cluster-secret', secret,
-      '--cluster-id', clusterId,
-      '--log-format', 'json',
-      ...(opts.extraArgs ?? []),
-      ...(opts.nodeArgs?.(i) ?? []),
-    ];
+    p.args = serveArgs(p, procs.map((q) => (q === p ? `127.0.0.1:${p.info.peerPort}` : relay(i, q.info.index).address)));
   }
 
   const spawnNode = (p: NodeProc) => {
@@ -309,8 +330,11 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     const deadline = Date.now() + timeoutMs;
     let seen = '';
     for (;;) {
-      const idx = procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running() && !cutSet.has(i) && !frozen.has(i));
-      const sts = await Promise.all(idx.map((i) => tryStatus(i)));
+      const all = procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running() && !cutSet.has(i) && !frozen.has(i));
+      const allSts = await Promise.all(all.map((i) => tryStatus(i)));
+      // A joiner not added yet, or a removed node still running, follows no leader.
+      const idx = all.filter((_, k) => isMember(allSts[k]));
+      const sts = allSts.filter((s) => isMember(s));
       const leaders = idx.filter((_, k) => sts[k]?.replication?.role === 'leader');
       // Highest term wins: an isolated old leader may still believe it leads.
       leaders.sort((a, b) => sts[idx.indexOf(b)]!.replication!.term - sts[idx.indexOf(a)]!.replication!.term);
@@ -409,8 +433,11 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     const deadline = Date.now() + timeoutMs;
     let seen = '';
     for (;;) {
-      const idx = which ?? procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running() && !frozen.has(i));
-      const sts = await Promise.all(idx.map((i) => tryStatus(i)));
+      const all = which ?? procs.map((p) => p.info.index).filter((i) => procs[i]!.info.running() && !frozen.has(i));
+      const allSts = await Promise.all(all.map((i) => tryStatus(i)));
+      // Explicitly named nodes count whatever their membership; by default only members do.
+      const idx = which ? all : all.filter((_, k) => isMember(allSts[k]));
+      const sts = which ? allSts : allSts.filter((s) => isMember(s));
       const reps = sts.map((s) => s?.replication);
       // Divergence is final until a resync: waiting longer would only hide the reason.
       const d = reps.findIndex((r) => r?.diverged);
@@ -467,7 +494,49 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     if (!process.env.RECALL_TEST_KEEP) root.remove();
   };
 
+  const waitHealth = async (i: number, timeoutMs: number): Promise<void> => {
+    const p = procs[i]!;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!p.info.running()) throw new Error(`node ${i + 1} exited before its admin answered:\n${p.out.slice(-4000)}`);
+      try {
+        const r = await fetch(`http://127.0.0.1:${p.info.adminPort}/health`, { signal: AbortSignal.timeout(3000) });
+        if (r.status === 200) return;
+      } catch {
+        /* not listening yet */
+      }
+      if (Date.now() > deadline) throw new Error(`node ${i + 1}: admin /health not answering within ${timeoutMs} ms`);
+      await sleep(150);
+    }
+  };
+
+  const addJoiners = async (count: number, o: { extraArgs?: string[]; healthTimeoutMs?: number } = {}): Promise<ClusterNode[]> => {
+    const fresh: NodeProc[] = [];
+    const newPorts = await distinctFreePorts(count * 4);
+    for (let k = 0; k < count; k++) fresh.push(newProc(procs.length + k, newPorts.slice(k * 4, k * 4 + 4)));
+    procs.push(...fresh);
+    const direct = procs.map((q) => `127.0.0.1:${q.info.peerPort}`);
+    for (const p of fresh) {
+      p.args = [...serveArgs(p, direct), '--join', ...(o.extraArgs ?? [])];
+      cluster.nodes.push(p.info);
+      spawnNode(p);
+    }
+    await Promise.all(fresh.map((p) => waitHealth(p.info.index, o.healthTimeoutMs ?? readyTimeoutMs)));
+    return fresh.map((p) => p.info);
+  };
+
+  const stopNode = async (i: number): Promise<void> => {
+    const p = procs[i]!;
+    if (!p.child || !p.info.running()) return;
+    if (frozen.has(i)) thaw(i);
+    p.child.kill('SIGTERM');
+    await waitExit(p.child, 30_000);
+  };
+
   const cluster: TestCluster = {
+    secret,
+    addJoiners,
+    stopNode,
     nodes: procs.map((p) => p.info),
     relay,
     status,
