@@ -185,7 +185,7 @@ export function decodeBeginReply(payload: Uint8Array): BeginReply {
   return rep;
 }
 
-export const READ_REPLY_HEAD_BYTES = 29;
+export const READ_REPLY_HEAD_BYTES = 25;
 
 /**
  * The reply's head. The donor reads a chunk straight into a buffer after
