@@ -267,16 +267,19 @@ export class Membership {
     const st = this.node.status();
     if (st.voters.includes(id)) throw new MembershipRequestError('already-member', `node ${id} is already a voter (voters ${st.voters.join(',')})`);
     const end = performance.now() + timeoutMs;
+    // The learner's database must reach at least this index: everything committed when it was
+    // added (which is past the snapshot it starts from), not just "within slack of the commit".
+    let floor = st.commit;
     if (st.learners.includes(id)) {
       // A learner left by an earlier add that timed out or was asked to stay a learner: continue.
       this.log.info('node is already a learner; continuing with its promotion', { node: id });
     } else {
       this.log.info('adding learner', { node: id, address, term: st.term, commit: st.commit });
-      await this.node.addLearner(id, address, { timeoutMs: this.changeTimeoutMs });
+      floor = (await this.node.addLearner(id, address, { timeoutMs: this.changeTimeoutMs })).index;
     }
     if (!voter) return;
     this.change = { ...this.change!, phase: 'catching-up' };
-    await this.waitDatabase(id, end, timeoutMs);
+    await this.waitDatabase(id, floor, end, timeoutMs);
     this.change = { ...this.change!, phase: 'promoting' };
     this.log.info('promoting learner', { node: id });
     await this.node.promote(id, { timeoutMs: Math.max(this.changeTimeoutMs, end - performance.now()) });
@@ -287,9 +290,10 @@ export class Membership {
   /**
    * Raft's match index says the learner holds the log; its database may still be loading the
    * snapshot (a full resync). A voter that cannot apply yet counts against the quorum's
-   * headroom, so wait until the learner reports its database within `slack` of the commit.
+   * headroom, so wait until the learner reports its database at `floor` or later and within
+   * `slack` of the commit (under write load it may never be exactly at the commit).
    */
-  private async waitDatabase(id: NodeId, end: number, timeoutMs: number): Promise<void> {
+  private async waitDatabase(id: NodeId, floor: number, end: number, timeoutMs: number): Promise<void> {
     let unreachableSince = 0;
     for (;;) {
       const st = this.node.status();
@@ -306,9 +310,9 @@ export class Membership {
       }
       if (applied !== undefined) this.learnerApplied.set(id, applied);
       this.change = { ...this.change!, match, commit: st.commit, ...(applied !== undefined ? { applied } : {}) };
-      if (applied !== undefined && applied + this.slack >= st.commit && match + this.slack >= st.commit) return;
+      if (applied !== undefined && applied >= floor && applied + this.slack >= st.commit && match + this.slack >= st.commit) return;
       if (performance.now() > end) {
-        const where = applied === undefined ? `its database did not answer${unreachableSince ? ` for ${Math.round((performance.now() - unreachableSince) / 1000)} s` : ''}` : `its database at ${applied}`;
+        const where = applied === undefined ? `its database did not answer${unreachableSince ? ` for ${Math.round((performance.now() - unreachableSince) / 1000)} s` : ''}` : `its database at ${applied} (needs ${floor} or later)`;
         throw new MembershipRequestError('not-caught-up', `learner ${id} not caught up after ${Math.round(timeoutMs / 1000)} s: log at ${match}, ${where}, commit ${st.commit}; it stays a learner (remove it, or run the same join again to continue)`);
       }
       await sleep(progressPollMs);

@@ -17,6 +17,8 @@ import { cleanEnv, recallCommand, repoRoot } from '../harness/recall.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const db = 'mtest';
+/** Seconds a joining node may take to receive the database and catch up (CLUSTER_JOIN_TIMEOUT_S). */
+const joinTimeoutS = Number(process.env.CLUSTER_JOIN_TIMEOUT_S ?? 600);
 
 interface Cli {
   code: number;
@@ -202,7 +204,7 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
         let leader = await c.waitLeader(30_000);
         const follower = (leader + 1) % 3;
         const t4 = Date.now();
-        const join4 = await cli(['join', '--admin', `127.0.0.1:${c.nodes[follower]!.adminPort}`, '--node-id', '4', '--peer', `127.0.0.1:${c.nodes[3]!.peerPort}`, '--cluster-secret', c.secret, '--timeout', '600']);
+        const join4 = await cli(['join', '--admin', `127.0.0.1:${c.nodes[follower]!.adminPort}`, '--node-id', '4', '--peer', `127.0.0.1:${c.nodes[3]!.peerPort}`, '--cluster-secret', c.secret, '--timeout', String(joinTimeoutS)]);
         assert.equal(join4.code, 0, `recall join node 4: ${JSON.stringify(join4)}`);
         assert.match(join4.stdout, /join: node 4 added/);
         assert.match(join4.stdout, /voters 1,2,3,4; learners none/);
@@ -212,7 +214,7 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
         // Node 5 with POST /members on the leader.
         leader = await c.waitLeader(30_000);
         const t5 = Date.now();
-        const add5 = await http(c, leader, 'POST', '/members', { id: 5, address: `127.0.0.1:${c.nodes[4]!.peerPort}` }, c.secret);
+        const add5 = await http(c, leader, 'POST', '/members', { id: 5, address: `127.0.0.1:${c.nodes[4]!.peerPort}`, timeoutMs: joinTimeoutS * 1000 }, c.secret);
         assert.equal(add5.status, 200, JSON.stringify(add5.body));
         assert.deepEqual(voters(add5.body), [1, 2, 3, 4, 5]);
         process.stderr.write(`# node 5 added in ${Date.now() - t5} ms\n`);
