@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process';
 import mysql from 'mysql2/promise';
 import { startCluster, type TestCluster } from '../harness/cluster.js';
 import { cleanEnv, recallCommand, repoRoot } from '../harness/recall.js';
+import { formatTable, parseStatus, type ReplicaReport } from '../../src/cli/status.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const db = 'mtest';
@@ -59,6 +60,25 @@ function guard(fn: () => Promise<void>): () => Promise<void> {
     }
   };
 }
+
+test('recall status: learner, joining and removed roles from the membership, and the membership line', () => {
+  const st = (nodeId: number, role: string, m: { voters: number[]; learners: number[]; leader: number; term: number }): ReplicaReport => {
+    const raw = { nodeId, database: { state: 'running' }, replication: { role, term: m.term, leader: m.leader, commit: 10, applied: 10, diverged: false, peers: [] }, membership: m };
+    return { admin: `127.0.0.1:${8700 + nodeId}`, status: parseStatus(raw)! };
+  };
+  const conf = { voters: [1, 2, 3], learners: [4], leader: 1, term: 3 };
+  const text = formatTable([
+    st(1, 'leader', conf),
+    st(2, 'follower', conf),
+    st(3, 'follower', { ...conf, voters: [1, 2], learners: [], term: 4 }), // removed: it applied its own removal
+    st(4, 'follower', conf),
+    st(5, 'follower', { voters: [], learners: [], leader: 0, term: 0 }),
+  ]);
+  const role = (id: number) => text.split('\n').find((l) => l.startsWith(`${id} `))?.split(/\s+/)[2];
+  assert.deepEqual([1, 2, 3, 4, 5].map(role), ['leader', 'follower', 'removed', 'learner', 'joining'], text);
+  // The leader's own view is shown, not the higher-term view of a removed node.
+  assert.match(text, /membership \(as the leader sees it\): voters 1,2,3; learners 4/, text);
+});
 
 describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
   let c: TestCluster;
@@ -204,16 +224,39 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
         let leader = await c.waitLeader(30_000);
         const follower = (leader + 1) % 3;
         const t4 = Date.now();
-        const join4 = await cli(['join', '--admin', `127.0.0.1:${c.nodes[follower]!.adminPort}`, '--node-id', '4', '--peer', `127.0.0.1:${c.nodes[3]!.peerPort}`, '--cluster-secret', c.secret, '--timeout', String(joinTimeoutS)]);
+        const joining4 = cli(['join', '--admin', `127.0.0.1:${c.nodes[follower]!.adminPort}`, '--node-id', '4', '--peer', `127.0.0.1:${c.nodes[3]!.peerPort}`, '--cluster-secret', c.secret, '--timeout', String(joinTimeoutS)]);
+        // While node 4 catches up: it is a learner (recall status says so), and a second change is refused.
+        let seen: Record<string, unknown> | undefined;
+        for (let k = 0; k < 600 && !seen; k++) {
+          const m = (await http(c, leader, 'GET', '/members')).body;
+          if ((m.change as { id?: number } | undefined)?.id === 4 && (m.learners as number[]).includes(4)) seen = m;
+          else await sleep(100);
+        }
+        assert.ok(seen, 'the leader shows node 4 as a learner with the change in progress');
+        const busy = await http(c, leader, 'POST', '/members', { id: 5, address: `127.0.0.1:${c.nodes[4]!.peerPort}` }, c.secret);
+        assert.equal(busy.status, 409, JSON.stringify(busy.body));
+        assert.match(String(busy.body.error), /another membership change is in progress \(add node 4/);
+        const st4 = await cli(['status', ...c.nodes.slice(0, 4).map((n) => `--admin=127.0.0.1:${n.adminPort}`)]);
+        const row4 = st4.stdout.split('\n').find((l) => l.startsWith('4 '));
+        const joined4Early = !(await http(c, leader, 'GET', '/members')).body.change;
+        if (!joined4Early) assert.match(row4 ?? '', /^4\s+\S+\s+learner\b/, st4.stdout);
+        const join4 = await joining4;
         assert.equal(join4.code, 0, `recall join node 4: ${JSON.stringify(join4)}`);
         assert.match(join4.stdout, /join: node 4 added/);
         assert.match(join4.stdout, /voters 1,2,3,4; learners none/);
         process.stderr.write(`# node 4 added in ${Date.now() - t4} ms; CLI output:\n${join4.stdout.replace(/^/gm, '#   ')}\n`);
         pool.add(3);
 
-        // Node 5 with POST /members on the leader.
+        // Node 5 with POST /members on the leader: first as a learner only, then promoted.
         leader = await c.waitLeader(30_000);
         const t5 = Date.now();
+        const learner5 = await http(c, leader, 'POST', '/members', { id: 5, address: `127.0.0.1:${c.nodes[4]!.peerPort}`, voter: false }, c.secret);
+        assert.equal(learner5.status, 200, JSON.stringify(learner5.body));
+        assert.deepEqual([voters(learner5.body), learner5.body.learners], [[1, 2, 3, 4], [5]]);
+        for (let k = 0; k < 100 && !(await c.status(4)).membership?.learners.includes(5); k++) await sleep(100);
+        const st5 = await cli(['status', ...c.nodes.map((n) => `--admin=127.0.0.1:${n.adminPort}`)]);
+        assert.match(st5.stdout.split('\n').find((l) => l.startsWith('5 ')) ?? '', /^5\s+\S+\s+learner\b/, st5.stdout);
+        assert.match(st5.stdout, /membership \(as the leader sees it\): voters 1,2,3,4; learners 5/, st5.stdout);
         const add5 = await http(c, leader, 'POST', '/members', { id: 5, address: `127.0.0.1:${c.nodes[4]!.peerPort}`, timeoutMs: joinTimeoutS * 1000 }, c.secret);
         assert.equal(add5.status, 200, JSON.stringify(add5.body));
         assert.deepEqual(voters(add5.body), [1, 2, 3, 4, 5]);
