@@ -95,7 +95,7 @@ export class RsyncDonor {
     const req = decodeRequest(payload);
     switch (req.op) {
       case 'info':
-        return encodeInfoReply({ busy: this.state.kind !== 'idle', syncPath: this.syncPath });
+        return encodeInfoReply({ busy: this.state.kind !== 'idle', nowMs: Date.now(), syncPath: this.syncPath });
       case 'quiesce':
         return encodeQuiesceReply({ index: await this.quiesce(from, req.session, req.minIndex), leaseMs: this.leaseMs, syncPath: this.syncPath });
       case 'renew':

@@ -12,6 +12,8 @@
 // paths come from configuration (the donor's own, for its side), and both paths are checked to
 // be absolute before a `--delete` can touch anything.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { RemoteError, type PeerId } from '../transport/transport.js';
 import type { Logger } from '../util/log.js';
 import { CHANNEL_RSYNC, type ResyncContext, type ResyncProgress, type ServerControl } from './types.js';
@@ -45,10 +47,9 @@ export interface RsyncResyncOptions extends ResyncContext {
   /** Throttle in bytes per second (resyncRateBytes); 0 or absent: unlimited. */
   rateBytes?: number;
   /**
-   * How the final pass finds changed files. 'checksum' (default) compares contents, which is
-   * always right but reads every file on both sides while the donor is stopped. 'mtime' compares
-   * size and modification time to the nanosecond: faster, but a file rewritten within one tick of
-   * the file system's clock during the first pass, at unchanged size, would be missed.
+   * How the final pass finds changed files. 'mtime' (default): size and modification time, as
+   * rsync does by default, made exact by markRecentFiles (below). 'checksum': compares the
+   * contents of every file, reading all of them on both sides while the donor is stopped.
    */
   finalPassCompare?: 'checksum' | 'mtime';
   /** Longest wait for the donor to pause at minIndex and stop its server. */
@@ -84,6 +85,9 @@ export interface RsyncResyncResult {
 }
 
 const progressEveryMs = 250;
+// Covers the file system's timestamp granularity (rsync compares whole seconds) and the time
+// between the donor's clock reading and the first pass's first stat, with room to spare.
+const recentMarginMs = 5000;
 
 /** Replaces this replica's data directory with the donor's; see the file comment. */
 export async function rsyncResync(o: RsyncResyncOptions): Promise<RsyncResyncResult> {
@@ -102,6 +106,7 @@ export async function rsyncResync(o: RsyncResyncOptions): Promise<RsyncResyncRes
   if (info.busy) throw new Error(`donor node ${o.donor} is busy with another resync`);
   const donorPath = checkSyncPath(info.syncPath, `donor node ${o.donor}'s syncPath`);
   const source = `${host}:${donorPath}/`;
+  const compare = o.finalPassCompare ?? 'mtime';
   const args = (final: boolean): string[] => [
     '-a',
     '--delete',
@@ -109,7 +114,7 @@ export async function rsyncResync(o: RsyncResyncOptions): Promise<RsyncResyncRes
     '--no-inc-recursive',
     '--stats',
     ...(o.rateBytes ? [`--bwlimit=${Math.max(1, Math.ceil(o.rateBytes / 1024))}`] : []),
-    ...(final ? ((o.finalPassCompare ?? 'checksum') === 'checksum' ? ['--checksum'] : ['--modify-window=-1']) : []),
+    ...(final && compare === 'checksum' ? ['--checksum'] : []),
     '-e',
     o.syncCmd,
     source,
@@ -134,6 +139,10 @@ export async function rsyncResync(o: RsyncResyncOptions): Promise<RsyncResyncRes
   const firstPass = await rsync(false, o.signal);
   progress.passDone(firstPass);
   log.info('rsync resync: first pass done', passLog(firstPass));
+  if (compare === 'mtime') {
+    const marked = await markRecentFiles(syncPath, info.nowMs - recentMarginMs);
+    log.info('rsync resync: files written during the first pass marked for the final pass', { files: marked.files, mb: mb(marked.bytes) });
+  }
 
   progress.phase('waiting-for-donor');
   const session = newRsyncSession();
@@ -191,6 +200,36 @@ export async function rsyncResync(o: RsyncResyncOptions): Promise<RsyncResyncRes
   progress.phase('done');
   log.info('rsync resync done', { index, mb: mb(result.bytes), seconds: result.seconds, quiescedMs });
   return result;
+}
+
+/**
+ * rsync's quick check skips a file whose size and modification time match. A file the donor
+ * wrote during the first pass can match and still differ: written again after rsync read it,
+ * within the same tick of the clock that stamps file times (whole seconds for rsync's compare),
+ * at the same size, as InnoDB's preallocated files are. Only a file whose time is that recent
+ * can be caught so; every such file in our copy (its time is the donor's, rsync -a keeps it) gets
+ * time 0, so the final pass compares it by content (and moves only its changed blocks). Every
+ * other file had a time older than the first pass: a later write gives it a newer one.
+ */
+export async function markRecentFiles(dir: string, sinceMs: number): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await fs.readdir(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) {
+        const st = await fs.lstat(p);
+        if (st.mtimeMs >= sinceMs) {
+          await fs.utimes(p, st.atime, 0);
+          files++;
+          bytes += st.size;
+        }
+      }
+    }
+  };
+  await walk(dir);
+  return { files, bytes };
 }
 
 /** Renews the donor's lease every third of it; a donor that says the session ended aborts the pass. */

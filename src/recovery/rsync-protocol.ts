@@ -4,7 +4,7 @@
 // the operator's SyncCmd (ssh); this channel only asks the donor to hold still meanwhile.
 //
 //   Info    ('I')  u8 op, u8 version
-//     reply        u8 state (0 idle, 1 busy), str syncPath
+//     reply        u8 state (0 idle, 1 busy), u64 nowMs (the donor's clock), str syncPath
 //   Quiesce ('Q')  u8 op, u8 version, u64 session, u64 minIndex
 //     reply        u64 index, u32 leaseMs, str syncPath
 //   Renew   ('N')  u8 op, u64 session
@@ -37,6 +37,8 @@ export type RsyncRequest =
 
 export interface InfoReply {
   busy: boolean;
+  /** The donor's wall clock (ms since the epoch): file times it copies are on this clock. */
+  nowMs: number;
   syncPath: string;
 }
 export interface QuiesceReply {
@@ -189,11 +191,11 @@ export function decodeRequest(payload: Uint8Array): RsyncRequest {
 }
 
 export function encodeInfoReply(rep: InfoReply): Buffer {
-  return new ByteWriter().u8(rep.busy ? 1 : 0).str(rep.syncPath).done();
+  return new ByteWriter().u8(rep.busy ? 1 : 0).u64(rep.nowMs).str(rep.syncPath).done();
 }
 export function decodeInfoReply(payload: Uint8Array): InfoReply {
   const r = new ByteReader(toBuffer(payload), 'rsync info reply');
-  const rep = { busy: r.u8() !== 0, syncPath: r.str() };
+  const rep = { busy: r.u8() !== 0, nowMs: r.u64(), syncPath: r.str() };
   r.end();
   return rep;
 }

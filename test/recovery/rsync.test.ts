@@ -2,7 +2,7 @@
 // StartServer/StopServer fixture scripts through CommandLocalDatabase (hook mode), two peer
 // transports on 127.0.0.1, and rsync speaking its real protocol over a pipe through the
 // local-rsh fixture (in place of ssh).
-//   RSYNC_TEST_MB=300 npx tsx --test test/recovery/rsync.test.ts   (throughput measurement)
+//   RSYNC_TEST_MB=300 [RSYNC_TEST_COMPARE=checksum] npx tsx --test test/recovery/rsync.test.ts   (throughput)
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LO
 const fixtures = join(process.cwd(), 'test/recovery/fixtures');
 const localRsh = join(fixtures, 'local-rsh');
 const dataMb = Number(process.env.RSYNC_TEST_MB ?? 40);
+const finalPassCompare = process.env.RSYNC_TEST_COMPARE === 'checksum' ? 'checksum' : 'mtime';
 const tables = ['t1', 't2', 't3', 't4'];
 const APPLIED_IDX = 777;
 
@@ -220,6 +221,7 @@ describe('hook-mode rsync resync (real mariadbd, rsync, transports)', { timeout:
     const t0 = Date.now();
     const r = await rsyncResync(
       joinerOptions({
+        finalPassCompare,
         onProgress: (p) => {
           reports.push(p);
           if (phases.at(-1) !== p.phase) {
@@ -263,7 +265,7 @@ describe('hook-mode rsync resync (real mariadbd, rsync, transports)', { timeout:
       await run('rsync', ['-a', '-e', localRsh, `127.0.0.1:${donorDb.dataDir}/`, `${plainDir.path}/`]);
       const plainSec = (Date.now() - p0) / 1000;
       const msg =
-        `data dir ${Math.round(r.firstPass.totalBytes / 1e6)} MB: resync ${seconds.toFixed(2)} s in all, ` +
+        `final pass by ${finalPassCompare}: data dir ${Math.round(r.firstPass.totalBytes / 1e6)} MB: resync ${seconds.toFixed(2)} s in all, ` +
         `first pass ${Math.round(r.firstPass.bytes / 1e6)} MB in ${r.firstPass.seconds.toFixed(2)} s (${mbps(r.firstPass.bytes, r.firstPass.seconds)} MB/s), ` +
         `final pass ${Math.round(r.finalPass.bytes / 1e6)} MB changed (${Math.round(r.finalPass.wireBytes / 1e6)} MB on the wire) in ${r.finalPass.seconds.toFixed(2)} s, ` +
         `donor stopped ${r.quiescedMs} ms; plain rsync -a of the same directory ${plainSec.toFixed(2)} s (${mbps(r.firstPass.totalBytes, plainSec)} MB/s)`;
