@@ -12,8 +12,9 @@ import type { QueryBatch } from './relay.js';
 import { Roles, type AdminConnection, type RoleStore } from './roles.js';
 import { Session, type SessionContext } from './session.js';
 
+export type { Session };
+
 export type { QueryBatch } from './relay.js';
-export type { Session } from './session.js';
 export type { Credential, AuthMethod } from './authenticate.js';
 
 export interface PostgresFrontendOptions {
@@ -148,6 +149,11 @@ export class PostgresFrontend {
     cancelBackend(this.opts.backend, s.backendKey.processId, s.backendKey.secretKey, 5000).catch((e: unknown) =>
       this.log.warn('could not forward a CancelRequest to the local database', { error: (e as Error).message }),
     );
+  }
+
+  /** The open sessions (the routing code and tests read their role, credential and state). */
+  sessionsList(): Session[] {
+    return [...this.sessions];
   }
 
   stats(): { connections: number } {

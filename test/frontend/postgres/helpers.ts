@@ -1,7 +1,8 @@
 // Shared set-up for the PostgreSQL frontend tests: a real postgres (ManagedPostgres in a temp dir)
 // whose pg_hba makes every role but the superuser authenticate with its password (md5 method:
 // SCRAM for SCRAM verifiers, md5 for md5 ones), test roles of each kind, and frontends on it.
-import { chmodSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { ManagedPostgres } from '../../../src/supervisor/postgres.js';
@@ -96,4 +97,17 @@ export async function connect(port: number, config: pg.ClientConfig = {}): Promi
   const c = new pg.Client({ host: '127.0.0.1', port, user: 'alice', password: ROLES.alice, database: 'app', ...config });
   await c.connect();
   return c;
+}
+
+/** A self-signed certificate made with openssl. */
+export function selfSignedCert(): { cert: string; key: string } {
+  const dir = tempDir('recall-tls-');
+  try {
+    const key = join(dir.path, 'key.pem');
+    const cert = join(dir.path, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    return { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
+  } finally {
+    dir.remove();
+  }
 }
