@@ -118,7 +118,7 @@ const refuse = (message: string): PgRefusal => ({ sqlstate: '0A000', message });
 /** Sets kind, command and details of `st` from one statement node. */
 function classifyNode(st: PgStatement, node: Node, opts: PgClassifyOptions): void {
   const type = nodeType(node);
-  const f = (node as Record<string, Fields>)[type]!;
+  const f = (node as unknown as Record<string, Fields>)[type]!;
   scanFunctions(st, f, opts);
   switch (type) {
     case 'SelectStmt':

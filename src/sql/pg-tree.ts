@@ -58,12 +58,18 @@ export function some(value: unknown, pred: (type: string, fields: Fields) => boo
   return found;
 }
 
-/** `schema.table` as written (catalog too when given), unquoted names as postgres folds them. */
+/** `schema.table` as written (catalog too when given), in the form to_regclass() reads: names
+ * as postgres folded them, double-quoted where they need it. */
 export function rangeVarName(rv: RangeVar | Fields | undefined): string | undefined {
   if (!rv) return undefined;
   const r = rv as RangeVar;
   if (!r.relname) return undefined;
-  return [r.catalogname, r.schemaname, r.relname].filter((p) => p).join('.');
+  return [r.catalogname, r.schemaname, r.relname].filter((p): p is string => !!p).map(quoteIdent).join('.');
+}
+
+/** An identifier as postgres' quote_ident writes it (keywords aside: they are quoted by nobody here). */
+export function quoteIdent(name: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
 }
 
 /** The String values of a name list (funcname, names of a TypeName, ...). */
