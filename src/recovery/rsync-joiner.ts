@@ -14,9 +14,11 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { RemoteError, type PeerId } from '../transport/transport.js';
+import { RemoteError, type PeerId, type Transport } from '../transport/transport.js';
 import type { Logger } from '../util/log.js';
-import { CHANNEL_RSYNC, type ResyncContext, type ResyncProgress, type ServerControl } from './types.js';
+import { CHANNEL_RSYNC, type ApplierPause, type ResyncContext, type ResyncProgress, type ServerControl } from './types.js';
+import type { ResyncRunner } from './manager.js';
+import { RsyncDonor, type RsyncDonorOptions } from './rsync-donor.js';
 import {
   checkRsyncHost,
   checkSyncPath,
@@ -200,6 +202,51 @@ export async function rsyncResync(o: RsyncResyncOptions): Promise<RsyncResyncRes
   progress.phase('done');
   log.info('rsync resync done', { index, mb: mb(result.bytes), seconds: result.seconds, quiescedMs });
   return result;
+}
+
+export interface RsyncMethodOptions extends Pick<RsyncDonorOptions, 'leaseMs' | 'quiesceMaxMs' | 'disconnectGraceMs' | 'pauseWaitMs'> {
+  /** This replica's data directory (syncPath) and remote shell (syncCmd), from configuration. */
+  syncPath: string;
+  syncCmd: string;
+  /** The local database (hook mode: StopServer/StartServer). */
+  server: ServerControl;
+  /** Host part of a peer's address (from `replicas`), as rsync and SyncCmd reach it. */
+  donorHost(peer: PeerId): string;
+  rateBytes?: number;
+  rsyncBinary?: string;
+  finalPassCompare?: 'checksum' | 'mtime';
+}
+
+/**
+ * Hook-mode resync as the replicator's `recovery` option wants it: the donor service this
+ * replica offers (registered on the transport at once) and the runner it uses itself.
+ * Throws at once when syncPath or syncCmd is unusable.
+ */
+export function rsyncMethod(m: RsyncMethodOptions): (deps: { transport: Transport; applier: ApplierPause; log: Logger }) => { runner: ResyncRunner; close(): void } {
+  checkSyncPath(m.syncPath, 'syncPath');
+  if (typeof m.syncCmd !== 'string' || m.syncCmd.trim() === '') throw new Error('syncCmd is empty: set it to the remote shell rsync uses, e.g. "ssh -l mysql"');
+  return ({ transport, applier, log }) => {
+    const donor = new RsyncDonor({ ...m, transport, applier, log });
+    const runner: ResyncRunner = {
+      method: 'rsync',
+      run: (peer, minIndex, ctx) =>
+        rsyncResync({
+          ...ctx,
+          donor: peer,
+          donorHost: m.donorHost(peer),
+          syncPath: m.syncPath,
+          syncCmd: m.syncCmd,
+          server: m.server,
+          minIndex,
+          rateBytes: m.rateBytes,
+          rsyncBinary: m.rsyncBinary,
+          finalPassCompare: m.finalPassCompare,
+          // The resync manager logs progress itself.
+          progressLogMs: 0,
+        }),
+    };
+    return { runner, close: () => void donor.close() };
+  };
 }
 
 /**
