@@ -37,6 +37,8 @@ export interface RsyncDonorOptions {
   disconnectGraceMs?: number;
   /** How long the applier may take to reach the joiner's minimum index. */
   pauseWaitMs?: number;
+  /** Why this replica cannot donate now (e.g. it is being resynced itself), or null. */
+  unavailable?: () => string | null;
 }
 
 type Held = { session: SessionId; joiner: PeerId; since: number };
@@ -95,7 +97,7 @@ export class RsyncDonor {
     const req = decodeRequest(payload);
     switch (req.op) {
       case 'info':
-        return encodeInfoReply({ busy: this.state.kind !== 'idle', nowMs: Date.now(), syncPath: this.syncPath });
+        return encodeInfoReply({ busy: this.state.kind !== 'idle' || !!this.o.unavailable?.(), nowMs: Date.now(), syncPath: this.syncPath });
       case 'quiesce':
         return encodeQuiesceReply({ index: await this.quiesce(from, req.session, req.minIndex), leaseMs: this.leaseMs, syncPath: this.syncPath });
       case 'renew':
@@ -121,6 +123,8 @@ export class RsyncDonor {
       throw new Error(`donor busy: already ${this.describeHolder(s)}; only one resync at a time, try another donor or later`);
     }
     if (this.ended.has(session)) throw new Error('this resync session has already ended; start a new one');
+    const why = this.o.unavailable?.();
+    if (why) throw new Error(`donor unavailable: ${why}`);
     const log = this.o.log.child({ joiner, session: session.toString(16) });
     log.info('rsync donor: quiescing (pausing the applier, stopping the database server)', { minIndex });
     const done = this.doQuiesce(minIndex, log);

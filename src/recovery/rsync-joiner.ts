@@ -226,24 +226,35 @@ export function rsyncMethod(m: RsyncMethodOptions): (deps: { transport: Transpor
   checkSyncPath(m.syncPath, 'syncPath');
   if (typeof m.syncCmd !== 'string' || m.syncCmd.trim() === '') throw new Error('syncCmd is empty: set it to the remote shell rsync uses, e.g. "ssh -l mysql"');
   return ({ transport, applier, log }) => {
-    const donor = new RsyncDonor({ ...m, transport, applier, log });
+    // One replica is never donor and joiner at once: a copy taken from a directory that is being
+    // replaced would be garbage, and a joiner's own server is stopped anyway.
+    let joining = false;
+    const donor = new RsyncDonor({ ...m, transport, applier, log, unavailable: () => (joining ? 'it is being resynced itself' : null) });
     const runner: ResyncRunner = {
       method: 'rsync',
-      run: (peer, minIndex, ctx) =>
-        rsyncResync({
-          ...ctx,
-          donor: peer,
-          donorHost: m.donorHost(peer),
-          syncPath: m.syncPath,
-          syncCmd: m.syncCmd,
-          server: m.server,
-          minIndex,
-          rateBytes: m.rateBytes,
-          rsyncBinary: m.rsyncBinary,
-          finalPassCompare: m.finalPassCompare,
-          // The resync manager logs progress itself.
-          progressLogMs: 0,
-        }),
+      run: async (peer, minIndex, ctx) => {
+        const d = donor.status();
+        if (d.state !== 'idle') throw new Error(`this replica is a donor for node ${d.joiner} right now (${d.state}); resync after that`);
+        joining = true;
+        try {
+          return await rsyncResync({
+            ...ctx,
+            donor: peer,
+            donorHost: m.donorHost(peer),
+            syncPath: m.syncPath,
+            syncCmd: m.syncCmd,
+            server: m.server,
+            minIndex,
+            rateBytes: m.rateBytes,
+            rsyncBinary: m.rsyncBinary,
+            finalPassCompare: m.finalPassCompare,
+            // The resync manager logs progress itself.
+            progressLogMs: 0,
+          });
+        } finally {
+          joining = false;
+        }
+      },
     };
     return { runner, close: () => void donor.close() };
   };

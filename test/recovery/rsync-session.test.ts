@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Transport, RemoteError, RequestTimeoutError } from '../../src/transport/transport.js';
 import { configureLogging, logger } from '../../src/util/log.js';
 import { RsyncDonor } from '../../src/recovery/rsync-donor.js';
-import { rsyncResync, type RsyncResyncOptions } from '../../src/recovery/rsync-joiner.js';
+import { rsyncMethod, rsyncResync, type RsyncResyncOptions } from '../../src/recovery/rsync-joiner.js';
 import { CHANNEL_RSYNC, type ApplierPause, type ResyncProgress, type ServerControl } from '../../src/recovery/types.js';
 import { decodeQuiesceReply, encodeQuiesce, newRsyncSession } from '../../src/recovery/rsync-protocol.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
@@ -163,6 +163,31 @@ describe('rsync donor session', () => {
       assert.deepEqual(rec.events, ['pause', 'stop', 'start', 'resume']);
     } finally {
       await donor.close();
+    }
+  });
+
+  test('rsyncMethod: the runner copies from a peer, and a replica being resynced refuses to donate', async () => {
+    const d = donorDir();
+    const recB = new Recorder({ stop: d.rewrite });
+    const recA = new Recorder();
+    const deps = (transport: Transport, applier: ApplierPause) => ({ transport, applier, log });
+    const b = rsyncMethod({ syncPath: d.src, syncCmd: localRsh, server: recB, donorHost: () => 'unused' })(deps(donorT, recB));
+    const a = rsyncMethod({ syncPath: d.dst, syncCmd: localRsh, server: recA, donorHost: (peer) => (peer === 1 ? '127.0.0.1' : 'nowhere'), rateBytes: 4 << 20 })(deps(joinerT, recA));
+    try {
+      assert.equal(a.runner.method, 'rsync');
+      const phases: string[] = [];
+      const run = a.runner.run(1, 1, { transport: joinerT, log, onProgress: (p) => phases.push(p.phase) });
+      await until(() => phases.includes('first-pass'), 10_000, 'first pass');
+      await assert.rejects(donorT.request(2, CHANNEL_RSYNC, encodeQuiesce(newRsyncSession(), 1), 5000), /donor unavailable: it is being resynced itself/);
+      const r = await run;
+      assert.equal(r.index, 9);
+      assert.deepEqual(readFileSync(join(d.dst, 'data')), readFileSync(join(d.src, 'data')));
+      assert.deepEqual(recA.events, ['stop', 'start'], 'the joiner stopped and started its own server');
+      assert.deepEqual(recB.events, ['pause', 'stop', 'start', 'resume']);
+      assert.throws(() => rsyncMethod({ syncPath: 'rel', syncCmd: localRsh, server: recA, donorHost: () => 'x' }), /not an absolute path/);
+    } finally {
+      a.close();
+      b.close();
     }
   });
 
