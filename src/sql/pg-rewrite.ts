@@ -264,11 +264,15 @@ export class Rewriter {
     const sel = unwrap(f.selectStmt)?.[1];
     const rows = sel && Array.isArray(sel.valuesLists) ? sel.valuesLists.length : sel ? 2 : 1; // DEFAULT VALUES: one row
     const conflict = f.onConflictClause as Fields | undefined;
-    if (conflict) this.visit([conflict.targetList, conflict.whereClause], { ...s, perRow: s.perRow || rows > 1 });
+    const conflictPerRow = s.perRow || rows > 1;
+    if (conflict) this.visit([conflict.targetList, conflict.whereClause], { ...s, perRow: conflictPerRow });
     this.visit(f.returningClause ?? f.returningList, { ...s, returning: true });
     const table = rangeVarName(f.relation as Fields);
     const defaults = table ? this.ctx.tables?.get(table) : undefined;
-    if (defaults && defaults.volatile.size > 0) insertDefaults(this, f, defaults, s);
+    if (defaults && defaults.volatile.size > 0) {
+      insertDefaults(this, f, defaults, s);
+      if (conflict) updateDefault(this, conflict.targetList, defaults, conflictPerRow);
+    }
   }
 
   private update(f: Fields, s: Scope): void {
