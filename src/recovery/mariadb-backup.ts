@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { AdminTarget } from './types.js';
 
 const stderrTailBytesMax = 8192;
@@ -81,19 +81,22 @@ export interface BackupOptions {
   datadir: string;
   /** Private scratch directory: mariadb-backup's --target-dir and the credentials file. */
   workDir: string;
-  /** File descriptor the xbstream goes to. */
-  outFd: number;
   /** Copy threads (--parallel). */
   parallel?: number;
   binary?: string;
   extraArgs?: string[];
 }
 
+export interface BackupProcess extends ToolProcess {
+  /** The xbstream. */
+  readonly stdout: Readable;
+}
+
 /**
- * mariadb-backup --backup --stream=xbstream into outFd. The credentials go in a 0600 option
+ * mariadb-backup --backup --stream=xbstream to its stdout. The credentials go in a 0600 option
  * file (--defaults-file, which also keeps the host's my.cnf out) rather than on the command line.
  */
-export function startBackup(o: BackupOptions): ToolProcess {
+export function startBackup(o: BackupOptions): BackupProcess {
   const tool = findTool('mariadb-backup', o.binary);
   const cnf = join(o.workDir, 'client.cnf');
   const lines = ['[client]', `user=${optionValue(o.target.user)}`, `password=${optionValue(o.target.password)}`];
@@ -113,8 +116,8 @@ export function startBackup(o: BackupOptions): ToolProcess {
     '--log-copy-interval=20',
     ...(o.extraArgs ?? []),
   ];
-  const child = spawn(tool, args, { stdio: ['ignore', o.outFd, 'pipe'] });
-  return watch('mariadb-backup --backup', child);
+  const child = spawn(tool, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  return { ...watch('mariadb-backup --backup', child), stdout: child.stdout! };
 }
 
 export interface ExtractProcess extends ToolProcess {

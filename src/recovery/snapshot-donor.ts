@@ -1,16 +1,18 @@
 // The donor side of the built-in snapshot transfer. A joiner's begin pauses the applier, starts
-// mariadb-backup --stream=xbstream into a spool file and answers at once; the joiner's reads are
-// served from the spool while the backup is still writing it (backup and transfer overlap).
-// When the backup exits the applier resumes, whatever the joiner does next, and the spool stays
-// until the joiner's end, or until the session has been idle for sessionIdleMs.
-import { mkdirSync, openSync, closeSync, readdirSync, rmSync } from 'node:fs';
-import { mkdtemp, open, readdir, lstat, type FileHandle } from 'node:fs/promises';
+// mariadb-backup --stream=xbstream into a spool (snapshot-spool.ts: memory while the joiner keeps
+// up, a file beyond) and answers at once; the joiner's reads are served from the spool while the
+// backup is still producing it (backup and transfer overlap). When the backup exits the applier
+// resumes, whatever the joiner does next, and the spool stays until the joiner's end, or until
+// the session has been idle for sessionIdleMs.
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtemp, readdir, lstat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { PeerId, Transport } from '../transport/transport.js';
 import type { Logger } from '../util/log.js';
 import { startBackup, type ToolProcess } from './mariadb-backup.js';
+import { Spool } from './snapshot-spool.js';
 import {
   decodeRequest,
   encodeBeginReply,
@@ -44,6 +46,8 @@ export interface SnapshotDonorOptions {
   readWaitMs?: number;
   /** Largest read served (must fit the transport's frameBytesMax). */
   chunkBytesMax?: number;
+  /** Stream bytes a session holds in memory before the rest goes to a file in spoolDir. */
+  spoolMemoryBytesMax?: number;
   /** mariadb-backup copy threads. */
   backupParallel?: number;
   backupBinary?: string;
@@ -57,10 +61,9 @@ interface Session {
   readonly peer: PeerId;
   readonly index: number;
   readonly dir: string;
-  readonly reader: FileHandle;
+  readonly spool: Spool;
   readonly backup: ToolProcess;
   state: SessionState;
-  spooled: number;
   total?: number;
   error?: string;
   lastUsedAt: number;
@@ -70,11 +73,10 @@ interface Session {
 }
 
 export interface SnapshotDonorStatus {
-  sessions: { peer: PeerId; index: number; state: SessionState; spooled: number; total?: number; bytesServed: number }[];
+  sessions: { peer: PeerId; index: number; state: SessionState; spooled: number; inFile: boolean; total?: number; bytesServed: number }[];
 }
 
 const spoolPrefix = 'snap-';
-const spoolPollMs = 20;
 
 export class SnapshotDonor {
   private readonly sessions = new Map<SessionId, Session>();
@@ -92,6 +94,7 @@ export class SnapshotDonor {
       pauseWaitMs: 30_000,
       readWaitMs: 5_000,
       chunkBytesMax: 8 << 20,
+      spoolMemoryBytesMax: 64 << 20,
       backupParallel: 2,
       ...opts,
     };
@@ -111,7 +114,8 @@ export class SnapshotDonor {
         peer: s.peer,
         index: s.index,
         state: s.state,
-        spooled: s.spooled,
+        spooled: s.spool.produced,
+        inFile: s.spool.inFile,
         total: s.total,
         bytesServed: s.bytesServed,
       })),
@@ -186,62 +190,61 @@ export class SnapshotDonor {
 
   private async startSession(peer: PeerId, index: number): Promise<Session> {
     const dir = await mkdtemp(join(this.o.spoolDir, spoolPrefix));
-    const file = join(dir, 'stream.xb');
-    let reader: FileHandle | undefined;
     try {
-      // mariadb-backup writes straight into the spool file (no copy through this process);
-      // readers see its size grow.
-      const fd = openSync(file, 'w', 0o600);
-      let backup: ToolProcess;
-      try {
-        backup = startBackup({
-          target: this.o.target,
-          datadir: this.o.datadir,
-          workDir: dir,
-          outFd: fd,
-          parallel: this.o.backupParallel,
-          binary: this.o.backupBinary,
-          extraArgs: this.o.backupExtraArgs,
-        });
-      } finally {
-        closeSync(fd);
-      }
-      reader = await open(file, 'r');
+      const backup = startBackup({
+        target: this.o.target,
+        datadir: this.o.datadir,
+        workDir: dir,
+        parallel: this.o.backupParallel,
+        binary: this.o.backupBinary,
+        extraArgs: this.o.backupExtraArgs,
+      });
+      const spool = new Spool(join(dir, 'stream.xb'), this.o.spoolMemoryBytesMax);
+      const consumed = spool.consume(backup.stdout);
+      consumed.catch(() => undefined);
       const now = Date.now();
       const s: Session = {
         id: randomBytes(8).readBigUInt64BE(0),
         peer,
         index,
         dir,
-        reader,
+        spool,
         backup,
         state: 'backup',
-        spooled: 0,
         lastUsedAt: now,
         startedAt: now,
         bytesServed: 0,
         resumed: false,
       };
       this.sessions.set(s.id, s);
-      backup.done.then(
-        async () => {
-          s.total = (await s.reader.stat().catch(() => ({ size: s.spooled }))).size;
-          s.spooled = s.total;
+      // Done when the tool exited 0 and its whole output is readable.
+      Promise.all([backup.done, consumed]).then(
+        ([, total]) => {
+          s.total = total;
           s.state = 'done';
           this.resume(s);
-          this.o.log.info('snapshot backup done', { peer, index, bytes: s.total, seconds: (Date.now() - s.startedAt) / 1000 });
+          this.o.log.info('snapshot backup done', {
+            peer,
+            index,
+            bytes: total,
+            spilledToFile: spool.inFile,
+            seconds: (Date.now() - s.startedAt) / 1000,
+          });
         },
         (e: Error) => {
+          backup.kill();
           s.state = 'failed';
           s.error = e.message;
-          this.resume(s);
+          // The applier resumes only once the backup has exited, never while it still copies.
+          void backup.done
+            .catch(() => undefined)
+            .then(() => this.resume(s));
           if (this.sessions.has(s.id)) this.o.log.error('snapshot backup failed', { peer, index, error: e.message });
           else this.o.log.info('snapshot backup stopped: its session ended', { peer, index });
         },
       );
       return s;
     } catch (e) {
-      await reader?.close().catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
       throw e;
     }
@@ -266,30 +269,22 @@ export class SnapshotDonor {
     if (req.length === 0 || req.length > this.o.chunkBytesMax) {
       throw new Error(`read length ${req.length} out of range (1..${this.o.chunkBytesMax})`);
     }
+    if (req.ack > req.offset) throw new Error(`read acknowledges ${req.ack} bytes but asks for bytes from ${req.offset}`);
+    s.spool.ack(req.ack);
     const end = req.offset + req.length;
-    const deadline = Date.now() + this.o.readWaitMs;
-    for (;;) {
-      if (s.state === 'backup') s.spooled = Math.max(s.spooled, (await s.reader.stat()).size);
-      if (s.state !== 'backup' || s.spooled >= end || Date.now() >= deadline || !this.sessions.has(s.id)) break;
-      await sleep(spoolPollMs);
-    }
+    if (s.state === 'backup') await s.spool.waitFor(end, this.o.readWaitMs);
     if (!this.sessions.has(s.id)) throw new Error('snapshot session ended while reading');
     if (s.state === 'failed') throw new Error(`donor's backup failed: ${s.error}`);
     // A read at or past the end is no error: a joiner reads ahead before it knows the size.
-    const limit = s.state === 'done' ? s.total! : s.spooled;
+    const limit = s.state === 'done' ? s.total! : s.spool.available;
     const n = Math.max(0, Math.min(req.length, limit - req.offset));
     const buf = Buffer.allocUnsafe(READ_REPLY_HEAD_BYTES + n);
     const data = buf.subarray(READ_REPLY_HEAD_BYTES);
-    let got = 0;
-    while (got < n) {
-      const { bytesRead } = await s.reader.read(data, got, n - got, req.offset + got);
-      if (bytesRead === 0) throw new Error(`spool file ended at ${req.offset + got}, expected ${req.offset + n}`);
-      got += bytesRead;
-    }
+    await s.spool.read(req.offset, data);
     s.bytesServed += n;
     s.lastUsedAt = Date.now();
     const eof = s.state === 'done' && req.offset + n >= s.total!;
-    encodeReadReplyHead({ eof, crc: crc32(data), spooled: s.spooled, total: s.total }, n).copy(buf, 0);
+    encodeReadReplyHead({ eof, crc: crc32(data), spooled: s.spool.produced, total: s.total }, n).copy(buf, 0);
     return buf;
   }
 
@@ -305,13 +300,10 @@ export class SnapshotDonor {
 
   private async endSession(s: Session, why: string): Promise<void> {
     if (!this.sessions.delete(s.id)) return;
-    if (s.state === 'backup') {
-      s.backup.kill();
-      // The applier resumes when the backup has exited (its done handler).
-      await s.backup.done.catch(() => undefined);
-    }
+    s.backup.kill();
+    await s.backup.done.catch(() => undefined);
     this.resume(s);
-    await s.reader.close().catch(() => undefined);
+    await s.spool.close();
     rmSync(s.dir, { recursive: true, force: true });
     this.o.log.info('snapshot session ended', { peer: s.peer, index: s.index, why, bytesServed: s.bytesServed });
   }

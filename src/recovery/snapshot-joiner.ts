@@ -127,8 +127,9 @@ interface Slot {
 async function transfer(o: FetchSnapshotOptions, session: SessionId, extract: ExtractProcess, lim: TransferLimits, progress: Progress): Promise<number> {
   const readTimeoutMs = o.readTimeoutMs ?? 30_000;
   const bucket = lim.rate > 0 ? new TokenBucket(lim.rate, lim.chunkBytes) : undefined;
-  const issue = (offset: number, length: number): Slot => {
-    const reply = o.transport.request(o.donor, CHANNEL_SNAPSHOT, encodeRead(session, offset, length), readTimeoutMs).then(decodeReadReply);
+  // Each read acknowledges what is already unpacked, so the donor can drop it.
+  const issue = (offset: number, length: number, ack: number): Slot => {
+    const reply = o.transport.request(o.donor, CHANNEL_SNAPSHOT, encodeRead(session, offset, length, ack), readTimeoutMs).then(decodeReadReply);
     reply.catch(() => undefined); // slots dropped after a failure are never awaited
     return { offset, length, reply };
   };
@@ -154,7 +155,7 @@ async function transfer(o: FetchSnapshotOptions, session: SessionId, extract: Ex
     while (queue.length < lim.inflight && (total === undefined || nextOffset < total)) {
       const length = total === undefined ? lim.chunkBytes : Math.min(lim.chunkBytes, total - nextOffset);
       if (bucket) await bucket.take(length, o.signal);
-      queue.push(issue(nextOffset, length));
+      queue.push(issue(nextOffset, length, written));
       nextOffset += length;
     }
     const slot = queue[0];
@@ -194,7 +195,7 @@ async function transfer(o: FetchSnapshotOptions, session: SessionId, extract: Ex
     }
     if (n < slot.length && (total === undefined || slot.offset + n < total)) {
       // Short read (the bytes were not spooled yet): ask for the rest before anything behind it.
-      queue.unshift(issue(slot.offset + n, slot.length - n));
+      queue.unshift(issue(slot.offset + n, slot.length - n, written));
     }
   }
 }

@@ -6,7 +6,8 @@
 //
 //   Begin ('B')  u8 op, u8 version, u64 minIndex
 //     reply      u64 session, u64 index, u64 estimatedBytes
-//   Read  ('R')  u8 op, u64 session, u64 offset, u32 length
+//   Read  ('R')  u8 op, u64 session, u64 offset, u32 length, u64 ack (all below it is unpacked:
+//                the donor may drop it)
 //     reply      u8 flags (1 = eof, 2 = total known), u32 crc32, u64 spooled, u64 total, u32 n, n bytes
 //   End   ('E')  u8 op, u64 session
 //     reply      empty
@@ -34,6 +35,8 @@ export interface ReadRequest {
   session: SessionId;
   offset: number;
   length: number;
+  /** The joiner never asks for bytes below this again. */
+  ack: number;
 }
 export interface EndRequest {
   op: 'end';
@@ -144,8 +147,8 @@ export function encodeBegin(minIndex: number): Buffer {
   return new ByteWriter(10).u8(OP_BEGIN).u8(SNAPSHOT_PROTOCOL_VERSION).u64(minIndex).done();
 }
 
-export function encodeRead(session: SessionId, offset: number, length: number): Buffer {
-  return new ByteWriter(21).u8(OP_READ).u64(session).u64(offset).u32(length).done();
+export function encodeRead(session: SessionId, offset: number, length: number, ack: number): Buffer {
+  return new ByteWriter(29).u8(OP_READ).u64(session).u64(offset).u32(length).u64(ack).done();
 }
 
 export function encodeEnd(session: SessionId): Buffer {
@@ -162,7 +165,7 @@ export function decodeRequest(payload: Uint8Array): SnapshotRequest {
       req = { op: 'begin', version: r.u8(), minIndex: r.u64() };
       break;
     case OP_READ:
-      req = { op: 'read', session: r.u64big(), offset: r.u64(), length: r.u32() };
+      req = { op: 'read', session: r.u64big(), offset: r.u64(), length: r.u32(), ack: r.u64() };
       break;
     case OP_END:
       req = { op: 'end', session: r.u64big() };

@@ -24,7 +24,7 @@ describe('snapshot protocol codec', () => {
 
   test('requests round-trip', () => {
     assert.deepEqual(decodeRequest(encodeBegin(1234)), { op: 'begin', version: SNAPSHOT_PROTOCOL_VERSION, minIndex: 1234 });
-    assert.deepEqual(decodeRequest(encodeRead(session, 2 ** 40 + 3, 4 << 20)), { op: 'read', session, offset: 2 ** 40 + 3, length: 4 << 20 });
+    assert.deepEqual(decodeRequest(encodeRead(session, 2 ** 40 + 3, 4 << 20, 2 ** 40)), { op: 'read', session, offset: 2 ** 40 + 3, length: 4 << 20, ack: 2 ** 40 });
     assert.deepEqual(decodeRequest(encodeEnd(session)), { op: 'end', session });
   });
 
@@ -40,7 +40,7 @@ describe('snapshot protocol codec', () => {
   });
 
   test('every truncation and any trailing byte is refused', () => {
-    for (const whole of [encodeBegin(1), encodeRead(session, 1, 2), encodeEnd(session)]) {
+    for (const whole of [encodeBegin(1), encodeRead(session, 1, 2, 0), encodeEnd(session)]) {
       for (let n = 0; n < whole.length; n++) assert.throws(() => decodeRequest(whole.subarray(0, n)), SnapshotProtocolError);
       assert.throws(() => decodeRequest(Buffer.concat([whole, Buffer.from([0])])), /trailing/);
     }
