@@ -116,7 +116,10 @@ export async function rsyncResync(o: RsyncResyncOptions): Promise<RsyncResyncRes
     '--no-inc-recursive',
     '--stats',
     ...(o.rateBytes ? [`--bwlimit=${Math.max(1, Math.ceil(o.rateBytes / 1024))}`] : []),
-    ...(final && compare === 'checksum' ? ['--checksum'] : []),
+    // First pass: whatever this replica holds is suspect (it diverged, or its own server wrote
+    // a file in the same second the donor had, at the same size), so no file is skipped on size
+    // and time; rsync's delta transfer still moves only the blocks that differ.
+    ...(final ? (compare === 'checksum' ? ['--checksum'] : []) : ['--ignore-times']),
     '-e',
     o.syncCmd,
     source,

@@ -77,6 +77,22 @@ describe('rsync resync final pass', () => {
     assert.notDeepEqual(readFileSync(join(dst, 'db', 't.ibd')), readFileSync(join(src, 'db', 't.ibd')));
   });
 
+  test('a file of the joiner with the donor\'s size and time but other contents is replaced', async () => {
+    const src = donorDir('stale-src');
+    const dst = join(dir.path, 'stale-dst');
+    mkdirSync(join(dst, 'db'), { recursive: true });
+    // What a diverged replica may hold: its own write, stamped in the same second as the donor's.
+    writeFileSync(join(dst, 'db', 'old.frm'), randomBytes(4096));
+    utimesSync(join(dst, 'db', 'old.frm'), new Date(1e12), new Date(1e12));
+    const donor = new RsyncDonor({ transport: donorT, log, applier, server: idle, syncPath: src });
+    try {
+      await rsyncResync({ transport: joinerT, log, donor: 1, donorHost: '127.0.0.1', syncPath: dst, syncCmd: localRsh, server: idle, minIndex: 1 });
+      assert.deepEqual(readFileSync(join(dst, 'db', 'old.frm')), readFileSync(join(src, 'db', 'old.frm')));
+    } finally {
+      await donor.close();
+    }
+  });
+
   for (const finalPassCompare of ['mtime', 'checksum'] as const) {
     test(`finalPassCompare ${finalPassCompare}: the copy equals the donor's files at quiesce`, async () => {
       const src = donorDir(`${finalPassCompare}-src`);
