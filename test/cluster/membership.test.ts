@@ -5,9 +5,10 @@
 //   member added, an unknown node removed) get a clear error through the HTTP API and the CLI;
 // - 3 -> 5 -> 3 under write load: nodes 4 and 5 start with --join, are added (recall join
 //   through a follower, POST /members on the leader), receive the database and become voters;
-//   then the leader (through a follower's admin: forwarded, and the leader steps down) and
-//   one more founder are removed. Every acknowledged row is on every member at 5 voters and
-//   at 3, and CHECKSUM TABLE is equal across them.
+//   then the leader is removed (through a follower's admin: forwarded, and the leader steps
+//   down), a founder is killed and replaced by node 6 (recall join --replace), and node 4 is
+//   removed. Every acknowledged row is on every member at 5 voters and at 3, and CHECKSUM
+//   TABLE is equal across them.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -288,14 +289,28 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
         assert.notEqual(leader, old, 'a new leader once the old one removed itself');
         await c.stopNode(old);
 
-        // One more founder, with the CLI through node 4.
-        const second = [0, 1, 2].find((i) => i !== old && i !== leader)!;
-        pool.delete(second);
+        // A founder dies (kill -9) and node 6 replaces it: recall join --replace, through node 4.
+        const dead = [0, 1, 2].find((i) => i !== old && i !== leader)!;
+        pool.delete(dead);
         await sleep(300);
-        const rm = await cli(['remove', '--admin', `127.0.0.1:${c.nodes[3]!.adminPort}`, '--node-id', String(second + 1), '--cluster-secret', c.secret]);
+        await c.kill(dead);
+        const [n6] = await c.addJoiners(1);
+        assert.equal(n6!.nodeId, 6);
+        const t6 = Date.now();
+        const replace = await cli(['join', '--admin', `127.0.0.1:${c.nodes[3]!.adminPort}`, '--node-id', '6', '--peer', `127.0.0.1:${n6!.peerPort}`, '--replace', String(dead + 1), '--cluster-secret', c.secret, '--timeout', String(joinTimeoutS)]);
+        assert.equal(replace.code, 0, `recall join --replace: ${JSON.stringify(replace)}`);
+        const six = [1, 2, 3, 4, 5, 6].filter((id) => id !== old + 1 && id !== dead + 1);
+        assert.match(replace.stdout, new RegExp(`voters ${six.join(',')}; learners none`), replace.stdout);
+        process.stderr.write(`# node 6 replaced dead node ${dead + 1} in ${Date.now() - t6} ms\n`);
+        pool.add(5);
+
+        // Node 4 leaves, with recall remove asked of node 5.
+        pool.delete(3);
+        await sleep(300);
+        const rm = await cli(['remove', '--admin', `127.0.0.1:${c.nodes[4]!.adminPort}`, '--node-id', '4', '--cluster-secret', c.secret]);
         assert.equal(rm.code, 0, JSON.stringify(rm));
-        await c.stopNode(second);
-        const left = [0, 1, 2, 3, 4].filter((i) => i !== old && i !== second);
+        await c.stopNode(3);
+        const left = [0, 1, 2, 4, 5].filter((i) => i !== old && i !== dead);
         const after3 = await http(c, left[0]!, 'GET', '/members');
         assert.deepEqual(voters(after3.body), left.map((i) => i + 1));
         await sleep(2000);
