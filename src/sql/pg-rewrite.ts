@@ -11,6 +11,7 @@ import { type Fields, funcName, constText, rangeVarName, unwrap } from './pg-tre
 import { PG_SET_RETURNING_FUNCTIONS, PG_STABLE_FUNCTIONS, PG_VOLATILE_FUNCTIONS } from './pg-builtins.js';
 import { FRESH_FUNCTIONS, NEVER_FUNCTIONS, TIME_FUNCTIONS, TIME_KEYWORDS } from './pg-volatile.js';
 import { insertDefaults, updateDefault } from './pg-rewrite-insert.js';
+import { bodyCalls, routineBody } from './pg-bodies.js';
 
 export interface PgWriteContext {
   /** transaction start, for now(), current_timestamp, ...: timestamptz text with an explicit
@@ -170,6 +171,9 @@ export class Rewriter {
         return this.refuseIfAny(f.query, 'PREPARE', 'the prepared statement would run each EXECUTE with the time or value fixed when it was prepared; pass the value as a parameter ($1)');
       case 'AlterTableStmt':
         return this.alterTable(f);
+      case 'CreateFunctionStmt':
+      case 'DoStmt':
+        return this.routine(type, f);
       default:
         return; // other DDL stores expressions (defaults, bodies, views) instead of evaluating them
     }
@@ -336,6 +340,23 @@ export class Rewriter {
         this.visit(def[1].raw_default, { perRow: true, returning: false, dataWrite: true, exists: false });
       }
     }
+  }
+
+  /** A body that reads the clock or a random source runs on every replica with its own. */
+  private routine(type: string, f: Fields): void {
+    const { language, body } = routineBody(type === 'DoStmt' ? f.args : f.options);
+    const lang = language ?? (type === 'DoStmt' ? 'plpgsql' : 'sql');
+    let calls: string[] = [];
+    if (f.sql_body) {
+      const probe = new Rewriter(this.text, this.offsets, this.end, this.ctx);
+      probe.visit(f.sql_body, { perRow: false, returning: false, dataWrite: true, exists: false });
+      if (probe.edits.length > 0 || probe.refusal) calls = ['now() or another time, random or uuid function'];
+    } else if (body !== undefined && (lang === 'sql' || lang === 'plpgsql')) calls = bodyCalls(body);
+    if (calls.length === 0) return;
+    const list = calls.map((c) => (/^[a-z_]+$/.test(c) && !c.startsWith('current_') && !c.startsWith('local') ? `${c}()` : c)).join(', ');
+    this.refuse(type === 'DoStmt'
+      ? `the DO block calls ${list}, and every replica would run it with its own clock or random source; run the statements themselves (Recall rewrites these calls in INSERT, UPDATE, DELETE and SELECT) or pass the values in`
+      : `the function body calls ${list}, which every replica would evaluate itself each time the function runs in a replicated write (a trigger, a called function); pass the value as an argument, set the column in the statement itself (UPDATE ... SET updated_at = now() is rewritten), or give the column a DEFAULT (Recall writes volatile defaults out into each INSERT)`);
   }
 
   private rangeFunction(f: Fields, s: Scope): void {

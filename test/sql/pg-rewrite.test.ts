@@ -217,6 +217,10 @@ describe('rewritePgWrite on a real postgres', () => {
       ['COPY ev (a) FROM STDIN', /COPY FROM leaves column created/],
       ['MERGE INTO ev USING log ON ev.id = log.id WHEN NOT MATCHED THEN INSERT (a) VALUES (1)', /MERGE \.\.\. INSERT leaves column created/],
       ['INSERT INTO log (msg) SELECT msg FROM log TABLESAMPLE BERNOULLI (10)', /TABLESAMPLE/],
+      ['CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.ts := now(); RETURN NEW; END $$', /function body calls now\(\)/],
+      ['CREATE FUNCTION f() RETURNS timestamptz LANGUAGE sql BEGIN ATOMIC SELECT CURRENT_TIMESTAMP; END', /function body calls/],
+      ["CREATE PROCEDURE p() LANGUAGE sql AS 'INSERT INTO log (u) VALUES (pg_catalog.gen_random_uuid())'", /gen_random_uuid\(\)/],
+      ['DO $$ BEGIN INSERT INTO log (x) VALUES (random()); END $$', /DO block calls random\(\)/],
     ];
     for (const [sql, re] of cases) {
       const r = rewritePgWrite(sql, context(3, tables));
@@ -233,6 +237,9 @@ describe('rewritePgWrite on a real postgres', () => {
       'DELETE FROM log WHERE EXISTS (SELECT 1 FROM ev LIMIT 1)',
       'ALTER TABLE log ADD COLUMN seen2 timestamptz',
       'CREATE TABLE t2 (created timestamptz DEFAULT now(), r float8 DEFAULT random())',
+      "CREATE FUNCTION g() RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN 'now()'; -- random()\n END $$",
+      "CREATE FUNCTION h(x timestamptz) RETURNS timestamptz LANGUAGE sql AS 'SELECT x.now FROM (SELECT x AS now) x'",
+      'DO $$ BEGIN INSERT INTO log (msg) VALUES (1); END $$',
     ]) {
       const r = rewritePgWrite(sql, context(3, tables));
       assert.ok(r.ok, `${sql}: ${r.ok ? '' : r.refusal.message}`);
