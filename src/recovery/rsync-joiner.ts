@@ -20,6 +20,7 @@ import { CHANNEL_RSYNC, type ApplierPause, type ResyncContext, type ResyncProgre
 import type { ResyncRunner } from './manager.js';
 import { RsyncDonor, type RsyncDonorOptions } from './rsync-donor.js';
 import {
+  checkProtected,
   checkRsyncHost,
   checkSyncPath,
   decodeInfoReply,
@@ -41,6 +42,8 @@ export interface RsyncResyncOptions extends ResyncContext {
   syncPath: string;
   /** Remote shell rsync uses (configured syncCmd), passed to `rsync -e` as one string. */
   syncCmd: string;
+  /** Directories that must never be inside syncPath (Recall's own dataDir): refused if they are. */
+  protect?: readonly string[];
   /** This replica's own database server (stopped during the copy). */
   server: ServerControl;
   /** The copy must hold at least this index (the donor's applier pauses at or after it). */
@@ -95,6 +98,7 @@ const recentMarginMs = 5000;
 export async function rsyncResync(o: RsyncResyncOptions): Promise<RsyncResyncResult> {
   const t0 = Date.now();
   const syncPath = checkSyncPath(o.syncPath, 'syncPath');
+  checkProtected(syncPath, o.protect ?? []);
   if (typeof o.syncCmd !== 'string' || o.syncCmd.trim() === '') throw new Error('syncCmd is empty: set it to the remote shell rsync uses, e.g. "ssh -l mysql"');
   const host = checkRsyncHost(o.donorHost);
   if (!Number.isSafeInteger(o.minIndex) || o.minIndex < 0) throw new Error(`minIndex ${o.minIndex} is not a non-negative integer`);
@@ -211,6 +215,8 @@ export interface RsyncMethodOptions extends Pick<RsyncDonorOptions, 'leaseMs' | 
   /** This replica's data directory (syncPath) and remote shell (syncCmd), from configuration. */
   syncPath: string;
   syncCmd: string;
+  /** Directories that must never be inside syncPath (Recall's own dataDir). */
+  protect?: readonly string[];
   /** The local database (hook mode: StopServer/StartServer). */
   server: ServerControl;
   /** Host part of a peer's address (from `replicas`), as rsync and SyncCmd reach it. */
@@ -226,7 +232,7 @@ export interface RsyncMethodOptions extends Pick<RsyncDonorOptions, 'leaseMs' | 
  * Throws at once when syncPath or syncCmd is unusable.
  */
 export function rsyncMethod(m: RsyncMethodOptions): (deps: { transport: Transport; applier: ApplierPause; log: Logger }) => { runner: ResyncRunner; close(): void } {
-  checkSyncPath(m.syncPath, 'syncPath');
+  checkProtected(checkSyncPath(m.syncPath, 'syncPath'), m.protect ?? []);
   if (typeof m.syncCmd !== 'string' || m.syncCmd.trim() === '') throw new Error('syncCmd is empty: set it to the remote shell rsync uses, e.g. "ssh -l mysql"');
   return ({ transport, applier, log }) => {
     // One replica is never donor and joiner at once: a copy taken from a directory that is being
@@ -246,6 +252,7 @@ export function rsyncMethod(m: RsyncMethodOptions): (deps: { transport: Transpor
             donorHost: m.donorHost(peer),
             syncPath: m.syncPath,
             syncCmd: m.syncCmd,
+            protect: m.protect,
             server: m.server,
             minIndex,
             rateBytes: m.rateBytes,

@@ -247,6 +247,19 @@ export function checkSyncPath(p: unknown, what: string): string {
 }
 
 /**
+ * `--delete` into syncPath removes whatever the donor does not have: a directory of Recall's
+ * own (its log and state in dataDir) must not be syncPath or lie inside it.
+ */
+export function checkProtected(syncPath: string, protect: readonly string[]): void {
+  for (const p of protect) {
+    const dir = path.resolve(p).replace(/\/+$/, '');
+    if (dir === syncPath || dir.startsWith(syncPath + '/')) {
+      throw new Error(`syncPath ${syncPath} holds ${dir}, which a resync would delete: point syncPath at the database's own data directory`);
+    }
+  }
+}
+
+/**
  * The host part of rsync's "host:path" source. It comes from the configuration (the donor's
  * peer address); checked so that no value is read as an rsync option or a second path.
  */

@@ -2,6 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  checkProtected,
   checkRsyncHost,
   checkSyncPath,
   decodeInfoReply,
@@ -82,6 +83,12 @@ describe('rsync protocol', () => {
     assert.throws(() => checkSyncPath('/var/lib/../../', 'syncPath'), /root directory/);
     assert.throws(() => checkSyncPath('/var//lib', 'syncPath'), /not in normal form/);
     assert.throws(() => checkSyncPath('/var/lib/mysql\n/etc', 'syncPath'), /control characters/);
+  });
+
+  test("Recall's own directories may not lie inside syncPath", () => {
+    checkProtected('/var/lib/mysql', ['/var/lib/recall', '/var/lib/mysql-old', '/var/lib']);
+    assert.throws(() => checkProtected('/var/lib/mysql', ['/var/lib/mysql']), /holds \/var\/lib\/mysql, which a resync would delete/);
+    assert.throws(() => checkProtected('/var/lib', ['/var/lib/recall/']), /holds \/var\/lib\/recall/);
   });
 
   test('donor hosts cannot be read as options or paths; IPv6 literals get brackets', () => {

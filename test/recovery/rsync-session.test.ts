@@ -185,6 +185,7 @@ describe('rsync donor session', () => {
       assert.deepEqual(recA.events, ['stop', 'start'], 'the joiner stopped and started its own server');
       assert.deepEqual(recB.events, ['pause', 'stop', 'start', 'resume']);
       assert.throws(() => rsyncMethod({ syncPath: 'rel', syncCmd: localRsh, server: recA, donorHost: () => 'x' }), /not an absolute path/);
+      assert.throws(() => rsyncMethod({ syncPath: dir.path, protect: [join(dir.path, 'recall')], syncCmd: localRsh, server: recA, donorHost: () => 'x' }), /which a resync would delete/);
     } finally {
       a.close();
       b.close();
