@@ -100,9 +100,9 @@ export class Spool {
   /** Copies [offset, offset + into.length) into `into`; the range must be below `available`. */
   async read(offset: number, into: Buffer): Promise<void> {
     const end = offset + into.length;
+    if (offset < (this.file ? this.fileBase : this.memStart)) throw new Error(`bytes at ${offset} were acknowledged and dropped`);
     if (end > this.available) throw new Error(`spool read [${offset}, ${end}) beyond the ${this.available} bytes available`);
     if (this.file) {
-      if (offset < this.fileBase) throw new Error(`bytes at ${offset} were acknowledged and dropped`);
       let got = 0;
       while (got < into.length) {
         const { bytesRead } = await this.file.read(into, got, into.length - got, offset - this.fileBase + got);
@@ -111,7 +111,6 @@ export class Spool {
       }
       return;
     }
-    if (offset < this.memStart) throw new Error(`bytes at ${offset} were acknowledged and dropped`);
     let pos = this.memStart;
     let copied = 0;
     for (const b of this.mem) {

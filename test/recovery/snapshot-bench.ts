@@ -3,8 +3,9 @@
 // CHUNK_KB and INFLIGHT override the joiner's chunk size and reads in flight.
 // Prints one line per measurement; MB/s are of the donor's data directory size (the same
 // numerator for every method), MB = 10^6 bytes.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Transport } from '../../src/transport/transport.js';
 import { logger } from '../../src/util/log.js';
 import { SnapshotDonor } from '../../src/recovery/snapshot-donor.js';
@@ -22,9 +23,8 @@ async function main(): Promise<void> {
   const spool = tempDir('recall-spool-');
   const rsyncDir = tempDir('recall-rsync-');
   const staging = stagingDirFor(joinerDb.dataDir);
-  let donorT: Transport | undefined;
   let joinerT: Transport | undefined;
-  let donor: SnapshotDonor | undefined;
+  let donorProc: ChildProcess | undefined;
   try {
     const c = await connect(donorDb.socketPath);
     let t = Date.now();
@@ -34,19 +34,16 @@ async function main(): Promise<void> {
     const dataBytes = Number(execFileSync('du', ['-sb', donorDb.dataDir]).toString().split('\t')[0]);
     console.log(`populated ${mb} MB of rows in ${((Date.now() - t) / 1000).toFixed(1)} s; donor datadir ${(dataBytes / 1e6).toFixed(0)} MB`);
 
-    donorT = await Transport.start({ id: 1, clusterId: 'bench', secret: 's', listen: '127.0.0.1:0', peers: new Map() });
+    // The donor runs in its own process, as it does in a cluster (one event loop per side).
     joinerT = await Transport.start({ id: 2, clusterId: 'bench', secret: 's', listen: '127.0.0.1:0', peers: new Map() });
-    donorT.addPeer(2, `127.0.0.1:${joinerT.port}`);
-    joinerT.addPeer(1, `127.0.0.1:${donorT.port}`);
-    while (!joinerT.isConnected(1) || !donorT.isConnected(2)) await new Promise((r) => setTimeout(r, 20));
-    donor = new SnapshotDonor({
-      transport: donorT,
-      log,
-      applier: new RecordingApplier(donorDb.socketPath),
-      target: { socketPath: donorDb.socketPath, user: 'root', password: '' },
-      datadir: donorDb.dataDir,
-      spoolDir: spool.path,
+    donorProc = fork(fileURLToPath(import.meta.url), ['donor'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const donorPort = await new Promise<number>((resolve, reject) => {
+      donorProc!.once('message', (m) => resolve((m as { port: number }).port));
+      donorProc!.once('exit', (code) => reject(new Error(`donor process exited with ${code}`)));
+      donorProc!.send({ socketPath: donorDb.socketPath, dataDir: donorDb.dataDir, spoolDir: spool.path, joinerPort: joinerT!.port });
     });
+    joinerT.addPeer(1, `127.0.0.1:${donorPort}`);
+    while (!joinerT.isConnected(1)) await new Promise((r) => setTimeout(r, 20));
 
     const phaseAt: Record<string, number> = {};
     const cpu0 = process.cpuUsage();
@@ -63,7 +60,7 @@ async function main(): Promise<void> {
     });
     const transferS = (phaseAt.prepare! - t) / 1000;
     const cpu = process.cpuUsage(cpu0);
-    console.log(`this process (donor and joiner sides) used ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU during the fetch`);
+    console.log(`the joiner's process used ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU during the fetch`);
     const prepareS = (phaseAt.done! - phaseAt.prepare!) / 1000;
     t = Date.now();
     await installSnapshot({
@@ -88,9 +85,8 @@ async function main(): Promise<void> {
     console.log(`snapshot end to end / rsync: ${((rsyncS / (r.seconds + installS)) * 100).toFixed(0)} %`);
     if (!same) process.exitCode = 1;
   } finally {
-    await donor?.close();
+    donorProc?.kill();
     await joinerT?.close();
-    await donorT?.close();
     await joinerDb.stop();
     await donorDb.stop();
     spool.remove();
@@ -99,7 +95,30 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+/** The donor side in a child process: its own Transport and SnapshotDonor. */
+function donorMain(): void {
+  process.once('message', (m: { socketPath: string; dataDir: string; spoolDir: string; joinerPort: number }) => {
+    void (async () => {
+      const t = await Transport.start({ id: 1, clusterId: 'bench', secret: 's', listen: '127.0.0.1:0', peers: new Map() });
+      t.addPeer(2, `127.0.0.1:${m.joinerPort}`);
+      new SnapshotDonor({
+        transport: t,
+        log: logger('snapshot-bench-donor'),
+        applier: new RecordingApplier(m.socketPath),
+        target: { socketPath: m.socketPath, user: 'root', password: '' },
+        datadir: m.dataDir,
+        spoolDir: m.spoolDir,
+      });
+      process.send!({ port: t.port });
+      // Ends with the parent (it kills this process, or the IPC channel closes).
+      process.once('disconnect', () => process.exit(0));
+    })();
+  });
+}
+
+if (process.argv[2] === 'donor') donorMain();
+else
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
