@@ -16,6 +16,12 @@ import { Replicator } from '../replication/replicator.js';
 import { Membership } from '../replication/membership.js'; // membership (H3)
 import { sha1 } from '../protocol/mysql/auth.js';
 import crypto from 'node:crypto';
+import { join } from 'node:path';
+import { parseHostPort } from '../util/ports.js';
+import { snapshotMethod } from '../recovery/snapshot-method.js';
+import { rsyncMethod } from '../recovery/rsync-joiner.js';
+import { recoverInstall } from '../recovery/snapshot-install.js';
+import type { LocalDatabase as LocalDb } from '../supervisor/local-database.js';
 
 export interface RunningNode {
   nodeId: number;
@@ -60,6 +66,13 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
       managed.on('restarted', () => managedServerRestartsTotal.inc());
     }
     cleanups.push(() => db.close());
+    // A snapshot install cut short by a crash is completed or undone before the server starts
+    // (a managed server started first would initialise an empty datadir where the copy belongs).
+    const datadir = serverDatadir(cfg);
+    if (datadir) {
+      const outcome = await recoverInstall(datadir, log);
+      if (outcome !== 'nothing') log.warn('an interrupted resync install was found at start-up', { datadir, outcome });
+    }
     await db.start();
     const dsn = db.dsn;
     if (!db.managed) log.info('local database reachable', { dsn: redactDsn(cfg.dsn!), mode: db.mode });
@@ -89,6 +102,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         logRetainEntries: cfg.logRetainEntries,
         logRetainBytes: cfg.logRetainBytes,
         autoResync: cfg.autoResync,
+        recovery: resyncMethodFor(cfg, db, dsn, datadir),
       });
       const rep = replicator;
       cleanups.push(() => rep.close());
@@ -162,4 +176,40 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
     await stopAll();
     throw err;
   }
+}
+
+/** The local server's own data directory, when Recall knows it (managed, or syncPath in hook mode). */
+function serverDatadir(cfg: RecallConfig): string | undefined {
+  if (cfg.managed.enabled) return join(cfg.dataDir, 'mariadb');
+  return cfg.syncPath;
+}
+
+/** The full-resync method of this replica (DESIGN.md "Recovery"), or undefined when it has none. */
+function resyncMethodFor(cfg: RecallConfig, db: LocalDb, dsn: Dsn, datadir: string | undefined) {
+  const method = cfg.resyncMethod === 'auto' ? (cfg.syncPath && cfg.syncCmd ? 'rsync' : 'snapshot') : cfg.resyncMethod;
+  const log = logger('node', { nodeId: cfg.nodeId });
+  if (method === 'rsync') {
+    if (!cfg.syncCmd || !datadir) {
+      log.warn('resyncMethod rsync needs syncPath and syncCmd: this replica cannot be resynced', {});
+      return undefined;
+    }
+    return rsyncMethod({
+      syncPath: datadir,
+      syncCmd: cfg.syncCmd,
+      server: db,
+      donorHost: (peer) => parseHostPort(cfg.replicas[peer - 1] ?? '')?.host ?? '127.0.0.1',
+      rateBytes: cfg.resyncRateBytes,
+    });
+  }
+  if (!datadir) {
+    log.warn('the built-in resync needs the server\'s data directory (syncPath) outside managed mode: this replica cannot be resynced', {});
+    return undefined;
+  }
+  return snapshotMethod({
+    datadir,
+    dataDir: cfg.dataDir,
+    target: { ...(dsn.socketPath ? { socketPath: dsn.socketPath } : { host: dsn.host ?? '127.0.0.1', port: dsn.port ?? 3306 }), user: dsn.user, password: dsn.password ?? '' },
+    server: db,
+    rateBytes: cfg.resyncRateBytes,
+  });
 }
