@@ -7,7 +7,7 @@ import { classifyPg, type PgRefusal, type PgStatement } from './pg-classify.js';
 import type { TextOffsets } from './pg-parse.js';
 import type { PgTableDefaults, PgVolatileDefault } from './pg-defaults.js';
 import { closingBracket, lexPg, skipTrivia, tokenAt } from './pg-lex.js';
-import { type Fields, funcName, constText, rangeVarName, unwrap } from './pg-tree.js';
+import { type Fields, funcName, constText, defOption, rangeVarName, unwrap } from './pg-tree.js';
 import { PG_SET_RETURNING_FUNCTIONS, PG_STABLE_FUNCTIONS, PG_VOLATILE_FUNCTIONS } from './pg-builtins.js';
 import { FRESH_FUNCTIONS, NEVER_FUNCTIONS, TIME_FUNCTIONS, TIME_KEYWORDS } from './pg-volatile.js';
 import { insertDefaults, updateDefault } from './pg-rewrite-insert.js';
@@ -157,7 +157,7 @@ export class Rewriter {
         if (f.objtype === 'OBJECT_MATVIEW') return this.refuseIfAny(f.query, 'CREATE MATERIALIZED VIEW', 'its query runs again at every REFRESH');
         return this.visit(f.query, once);
       case 'ExplainStmt':
-        if (f.options && JSON.stringify(f.options).includes('"analyze"')) this.statement(f.query as Fields);
+        if (defOption(f.options, 'analyze')) this.statement(f.query as Fields); // ANALYZE runs it
         return;
       case 'CallStmt':
         return this.visit((f.funccall as Fields | undefined)?.args, once);
@@ -168,7 +168,9 @@ export class Rewriter {
         if (f.is_from) this.copyDefaults(f);
         return;
       case 'PrepareStmt':
-        return this.refuseIfAny(f.query, 'PREPARE', 'the prepared statement would run each EXECUTE with the time or value fixed when it was prepared; pass the value as a parameter ($1)');
+        return this.refuseIfAny(f.query, 'PREPARE', 'a literal fixed at PREPARE would repeat in every EXECUTE; pass the values as parameters, listing the columns whose defaults call them (PREPARE p (int, timestamptz) AS INSERT INTO t (a, created) VALUES ($1, $2); EXECUTE p (1, now()))');
+      case 'ExecuteStmt':
+        return this.visit(f.params, once); // the parameters are evaluated now
       case 'AlterTableStmt':
         return this.alterTable(f);
       case 'CreateFunctionStmt':
@@ -185,7 +187,7 @@ export class Rewriter {
     probe.visit(value, { perRow: false, returning: false, dataWrite: true, exists: false });
     const found = probe.edits.length > 0 || probe.refusal;
     if (found) {
-      this.refuse(`${what} with time, random or uuid functions is not supported through Recall: ${why}; replicas would diverge`);
+      this.refuse(`${what} of a statement calling time, random or uuid functions (in its text or through column defaults) is not supported through Recall: ${why}`);
     }
   }
 

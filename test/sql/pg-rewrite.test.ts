@@ -256,6 +256,8 @@ describe('rewritePgWrite on a real postgres', () => {
         "ALTER TABLE snap ALTER COLUMN taken TYPE text USING (taken + (now() - now()))::text",
         'CREATE PROCEDURE stamp(t timestamptz) LANGUAGE sql AS $$ UPDATE snap SET taken = t::text $$',
         'CALL stamp(now())',
+        'PREPARE st (timestamptz) AS UPDATE snap SET taken = $1::text',
+        'EXECUTE st (now())',
         'INSERT INTO ev (id, a) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET tok = DEFAULT, created = DEFAULT',
       ]) {
         const r = rewritePgWrite(sql, ctx);
