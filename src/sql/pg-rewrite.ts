@@ -92,7 +92,13 @@ function statementEdits(st: PgStatement, ctx: PgWriteContext): PgEdit[] | PgRefu
   checkContext(ctx);
   // offsets index into the whole input, of which st.text is a slice
   const rw = new Rewriter(st.offsets.text, st.offsets, st.end, ctx);
-  rw.statement(st.node as unknown as Fields);
+  try {
+    rw.statement(st.node as unknown as Fields);
+  } catch (err) {
+    // The parser accepted the text, so this is a disagreement of ours with it (a bug), met on a
+    // client's statement: refuse that statement rather than stop the process.
+    return { sqlstate: 'XX000', message: `Recall could not make this statement deterministic (${(err as Error).message}); please report it` };
+  }
   return rw.refusal ?? rw.edits;
 }
 
