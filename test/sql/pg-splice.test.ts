@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { loadPgParser } from '../../src/sql/pg-parse.js';
 import { rewritePgWrite, splice, type PgWriteContext } from '../../src/sql/pg-rewrite.js';
+import { classifyPg } from '../../src/sql/pg-classify.js';
 
 interface Piece {
   text: string;
@@ -121,6 +122,21 @@ describe('rewritePgWrite splicing', () => {
         assert.ok(again.ok && !again.changed, r.sql);
       }),
       { numRuns: 500 },
+    );
+  });
+
+  test('any text from a client: classification and rewriting answer, never throw', () => {
+    const words = ['SELECT', 'INSERT INTO t', 'VALUES', '(', ')', ',', ';', "'", '"', '$$', '$a$', 'E\'', '/*', '*/', '--', '\n',
+      'now()', 'random()', 'current_timestamp', 'DEFAULT', 'FROM', 'WITH x AS', 'UPDATE t SET a =', 'é', '😀', '1', 'ON CONFLICT', 'RETURNING *'];
+    const text = fc.oneof(fc.string({ maxLength: 60 }), fc.array(fc.constantFrom(...words), { maxLength: 20 }).map((w) => w.join(' ')));
+    fc.assert(
+      fc.property(text, (sql) => {
+        const st = classifyPg(sql);
+        assert.ok(Array.isArray(st));
+        const r = rewritePgWrite(sql, ctx());
+        assert.ok(r.ok || typeof r.refusal.message === 'string');
+      }),
+      { numRuns: 1500 },
     );
   });
 
