@@ -199,6 +199,8 @@ function resyncMethodFor(cfg: RecallConfig, db: LocalDb, dsn: Dsn, datadir: stri
       server: db,
       donorHost: (peer) => parseHostPort(cfg.replicas[peer - 1] ?? '')?.host ?? '127.0.0.1',
       rateBytes: cfg.resyncRateBytes,
+      // a --delete must never reach the Raft log
+      protect: [cfg.dataDir],
     });
   }
   if (!datadir) {

@@ -102,6 +102,7 @@ describe('crash safety (3 replicas)', { timeout: 900_000 }, () => {
     await k.query(`CREATE TABLE ${db}.t (id INT PRIMARY KEY, v TEXT)`);
     // ~40 MB of bulk data so that DDL and resync take a few seconds
     await k.query(`CREATE TABLE ${db}.big (id INT PRIMARY KEY, pad VARCHAR(2000))`);
+    await k.query(`USE ${db}`);
     for (let b = 0; b < 20; b++) {
       await k.query(`INSERT INTO ${db}.big SELECT seq, REPEAT(MD5(seq), 60) FROM seq_${b * 1000 + 1}_to_${(b + 1) * 1000}`);
     }
