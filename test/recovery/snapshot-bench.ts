@@ -83,6 +83,20 @@ async function main(): Promise<void> {
     const rsyncS = (Date.now() - t) / 1000;
     console.log(`plain rsync -a of the datadir: ${rsyncS.toFixed(2)} s = ${rate(rsyncS)} MB/s`);
     console.log(`snapshot end to end / rsync: ${((rsyncS / (r.seconds + installS)) * 100).toFixed(0)} %`);
+
+    // The floor of this method: the tools piped into each other, no Recall and no network.
+    const floorDir = `${rsyncDir.path}-floor`;
+    t = Date.now();
+    execFileSync('bash', [
+      '-c',
+      `set -o pipefail; mkdir -p ${floorDir} && mariadb-backup --no-defaults --backup --stream=xbstream --log-copy-interval=20 --parallel=2 ` +
+        `--target-dir=${floorDir}.tmp --datadir=${donorDb.dataDir} --user=root --socket=${donorDb.socketPath} 2>/dev/null | mbstream -x -C ${floorDir} && ` +
+        `mariadb-backup --no-defaults --prepare --use-memory=256M --target-dir=${floorDir} 2>/dev/null`,
+    ]);
+    const floorS = (Date.now() - t) / 1000;
+    rmSync(floorDir, { recursive: true, force: true });
+    rmSync(`${floorDir}.tmp`, { recursive: true, force: true });
+    console.log(`tools alone (mariadb-backup | mbstream -x, then --prepare): ${floorS.toFixed(2)} s = ${rate(floorS)} MB/s`);
     if (!same) process.exitCode = 1;
   } finally {
     donorProc?.kill();
