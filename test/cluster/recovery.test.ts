@@ -7,13 +7,23 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
+import { join } from 'node:path';
 import { startCluster, type TestCluster } from '../harness/cluster.js';
+import { repoRoot } from '../harness/recall.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const db = 'rec';
 const retainEntries = 40;
 
-describe('replica recovery (3 replicas, small log retention)', { timeout: 600_000 }, () => {
+// The built-in snapshot transfer, and the hook-mode rsync method (here over a local remote shell
+// that runs rsync's server side on this machine, as ssh would on the donor's).
+const methods: Array<{ name: string; args: string[] }> = [
+  { name: 'snapshot', args: [] },
+  { name: 'rsync', args: ['--resync-method', 'rsync', '--sync-cmd', join(repoRoot(), 'test/recovery/fixtures/local-rsh')] },
+];
+
+for (const method of methods)
+describe(`replica recovery, ${method.name} resync (3 replicas, small log retention)`, { timeout: 600_000 }, () => {
   let c: TestCluster;
   const acked: number[] = [];
   let nextId = 1;
@@ -53,7 +63,7 @@ describe('replica recovery (3 replicas, small log retention)', { timeout: 600_00
   }
 
   before(async () => {
-    c = await startCluster({ extraArgs: ['--log-retain-entries', String(retainEntries), '--log-retain-bytes', '0'] });
+    c = await startCluster({ extraArgs: ['--log-retain-entries', String(retainEntries), '--log-retain-bytes', '0', ...method.args] });
     const l = await c.waitLeader(60_000);
     const k = await mysql.createConnection({ host: '127.0.0.1', port: c.nodes[l]!.mysqlPort, user: 'root' });
     await k.query(`CREATE DATABASE ${db}`);
@@ -121,6 +131,7 @@ describe('replica recovery (3 replicas, small log retention)', { timeout: 600_00
       if (r && r.state !== 'idle') sawResync = true;
       if (r?.state === 'idle' && r.last) {
         sawResync = true;
+        assert.equal((r.last as unknown as { method: string }).method, method.name, 'the configured method ran');
         break;
       }
       if (Date.now() > end) throw new Error(`no resync finished: ${JSON.stringify(st?.replication)}\n${c.nodes[f]!.output().slice(-5000)}`);
