@@ -4,7 +4,8 @@
 // ... SELECT, a fresh value per row) the statement is refused with a way round.
 import type { PgTableDefaults } from './pg-defaults.js';
 import { closingBracket, lexPg, type PgToken } from './pg-lex.js';
-import { type Fields, quoteIdent, unwrap } from './pg-tree.js';
+import { type Fields, funcName, quoteIdent, unwrap } from './pg-tree.js';
+import { PG_SET_RETURNING_FUNCTIONS, PG_STABLE_FUNCTIONS, PG_VOLATILE_FUNCTIONS } from './pg-builtins.js';
 import type { Rewriter } from './pg-rewrite.js';
 
 interface ScopeLike {
@@ -18,17 +19,7 @@ export function insertDefaults(rw: Rewriter, f: Fields, defaults: PgTableDefault
   const rowLength = values?.[0]?.length ?? 0;
   const positionOf = (col: string): number => (given ? given.indexOf(col) : defaults.columns.indexOf(col) < rowLength ? defaults.columns.indexOf(col) : -1);
 
-  if (sel && !values) {
-    // INSERT ... SELECT: the columns left out would be evaluated per selected row by each replica
-    const targets = Array.isArray(sel.targetList) ? sel.targetList.length : 0;
-    for (const [col, d] of defaults.volatile) {
-      const covered = given ? given.includes(col) : defaults.columns.indexOf(col) < targets && !JSON.stringify(sel.targetList ?? []).includes('"A_Star"');
-      if (!covered) {
-        return rw.refuse(`INSERT ... SELECT leaves column ${col} to its DEFAULT ${d.expr}, which every replica would evaluate itself; list the column and select its value (INSERT INTO t (..., ${quoteIdent(col)}) SELECT ..., ${d.expr} ...: Recall rewrites the time functions written in the statement)`);
-      }
-    }
-    return;
-  }
+  if (sel && !values) return selectDefaults(rw, f, sel, given, defaults, s);
 
   // DEFAULT keywords inside VALUES rows
   for (const row of values ?? []) {
@@ -148,4 +139,90 @@ function findWords(tokens: readonly PgToken[], k: number, ...words: string[]): n
     else if (depth === 0 && words.every((w, j) => word(tokens[i + j], w))) return i;
   }
   return -1;
+}
+
+/** Whether a SELECT makes (or may make) several rows: FROM, grouping, windows, set-returning calls. */
+export function selectMany(f: Fields): boolean {
+  return (Array.isArray(f.fromClause) && f.fromClause.length > 0) || !!f.groupClause || !!f.havingClause || !!f.windowClause || mayReturnSets(f.targetList);
+}
+
+/** Whether a target list may return several rows per input row (a set-returning or user function). */
+function mayReturnSets(targetList: unknown): boolean {
+  let sets = false;
+  const check = (v: unknown): void => {
+    if (sets || !v || typeof v !== 'object') return;
+    if (Array.isArray(v)) return v.forEach(check);
+    const u = unwrap(v);
+    if (u?.[0] === 'SubLink') return; // a subquery yields one value
+    if (u?.[0] === 'FuncCall') {
+      const { schema, name } = funcName(u[1]);
+      const builtin = (!schema || schema === 'pg_catalog') && (PG_STABLE_FUNCTIONS.has(name) || PG_VOLATILE_FUNCTIONS.has(name));
+      if (!builtin || PG_SET_RETURNING_FUNCTIONS.has(name)) sets = true;
+    }
+    const f = u ? u[1] : (v as Fields);
+    for (const k in f) check(f[k]);
+  };
+  check(targetList);
+  return sets;
+}
+
+
+// Reserved words that end a SELECT's target list at bracket depth 0.
+const TARGETS_END: ReadonlySet<string> = new Set([
+  'from', 'where', 'group', 'having', 'window', 'order', 'limit', 'offset', 'fetch', 'for', 'union', 'intersect', 'except', 'into', 'on', 'returning',
+]);
+
+/**
+ * INSERT ... SELECT leaving volatile-default columns out: their values are appended to the
+ * column list and to the SELECT's target list (a time default is one value for the statement;
+ * a fresh one is only right when the SELECT makes one row, which defaultValue checks).
+ */
+function selectDefaults(rw: Rewriter, f: Fields, sel: Fields, given: string[] | undefined, defaults: PgTableDefaults, s: ScopeLike): void {
+  const targets = Array.isArray(sel.targetList) ? sel.targetList : [];
+  const star = JSON.stringify(targets).includes('"A_Star"');
+  const positional = !given;
+  const omitted = [...defaults.volatile.keys()].filter((col) => (given ? !given.includes(col) : defaults.columns.indexOf(col) >= targets.length));
+  if (omitted.length === 0) return;
+  const why = (what: string) => rw.refuse(`INSERT ... SELECT leaves column ${omitted[0]} to its DEFAULT ${defaults.volatile.get(omitted[0]!)!.expr}, which every replica would evaluate itself, and ${what}; list the column and select its value (INSERT INTO t (..., ${quoteIdent(omitted[0]!)}) SELECT ..., ${defaults.volatile.get(omitted[0]!)!.expr} ...: Recall rewrites the calls written in the statement)`);
+  if ((sel.op && sel.op !== 'SETOP_NONE') || targets.length === 0) return why('Recall cannot add it to a UNION/INTERSECT/EXCEPT');
+  if (positional && star) return why('with SELECT * and no column list the columns it fills are unknown');
+  const first = unwrap(targets[0])?.[1];
+  const tokens = lexPg(rw.text, rw.at(first?.location), rw.end);
+  let end = tokens.length;
+  let depth = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (punct(t, '(') || punct(t, '[')) depth++;
+    else if (punct(t, ')') || punct(t, ']')) {
+      if (--depth < 0) {
+        end = i; // INSERT INTO t (SELECT ...): the SELECT's closing parenthesis
+        break;
+      }
+    } else if (depth === 0 && (punct(t, ';') || (t.kind === 'word' && TARGETS_END.has(t.value) && !(t.value === 'from' && word(tokens[i - 1], 'distinct'))))) {
+      end = i;
+      break;
+    }
+  }
+  if (end === 0) return why('its target list could not be found');
+  const perRow = s.perRow || selectMany(sel);
+  const vals: string[] = [];
+  for (const col of omitted) {
+    const v = rw.defaultValue(col, defaults.volatile.get(col)!, perRow);
+    if (v === undefined) return;
+    vals.push(`, ${v}`);
+  }
+  // the column list: extend the one given, or write one
+  const rel = lexPg(rw.text, rw.at((f.relation as Fields).location), rw.end);
+  let k = skipName(rel, 0);
+  if (word(rel[k], 'as')) k += 2;
+  if (given) {
+    if (!punct(rel[k], '(')) return why('its column list could not be found');
+    const close = closingBracket(rel, k);
+    if (close < 0) return why('its column list could not be found');
+    rw.edit(rel[close]!.start, rel[close]!.start, omitted.map((c) => `, ${quoteIdent(c)}`).join(''));
+  } else {
+    const listed = defaults.columns.slice(0, targets.length);
+    rw.edit(rel[k - 1]!.end, rel[k - 1]!.end, ` (${[...listed, ...omitted].map(quoteIdent).join(', ')})`);
+  }
+  rw.edit(tokens[end - 1]!.end, tokens[end - 1]!.end, vals.join(''));
 }

@@ -8,9 +8,8 @@ import type { TextOffsets } from './pg-parse.js';
 import type { PgTableDefaults, PgVolatileDefault } from './pg-defaults.js';
 import { closingBracket, lexPg, skipTrivia, tokenAt } from './pg-lex.js';
 import { type Fields, funcName, constText, defOption, rangeVarName, unwrap } from './pg-tree.js';
-import { PG_SET_RETURNING_FUNCTIONS, PG_STABLE_FUNCTIONS, PG_VOLATILE_FUNCTIONS } from './pg-builtins.js';
 import { FRESH_FUNCTIONS, NEVER_FUNCTIONS, TIME_FUNCTIONS, TIME_KEYWORDS } from './pg-volatile.js';
-import { insertDefaults, updateDefault } from './pg-rewrite-insert.js';
+import { insertDefaults, selectMany, updateDefault } from './pg-rewrite-insert.js';
 import { bodyCalls, routineBody } from './pg-bodies.js';
 
 export interface PgWriteContext {
@@ -259,7 +258,7 @@ export class Rewriter {
       this.visit(f.valuesLists, s);
       return;
     }
-    const many = (Array.isArray(f.fromClause) && f.fromClause.length > 0) || !!f.groupClause || !!f.havingClause || !!f.windowClause || mayReturnSets(f.targetList);
+    const many = selectMany(f);
     const inner = { ...s, perRow: s.perRow || many };
     if (s.dataWrite && !s.exists && (f.limitCount || f.limitOffset) && !f.sortClause && many) {
       this.refuse('LIMIT/OFFSET without ORDER BY in a write picks rows in physical order, which differs between replicas; add an ORDER BY on a unique key');
@@ -484,26 +483,6 @@ export class Rewriter {
 
 function hasWritingCte(f: Fields): boolean {
   return JSON.stringify(f.withClause ?? {}).match(/"(Insert|Update|Delete|Merge)Stmt"/) !== null;
-}
-
-/** Whether a target list may return several rows per input row (a set-returning or user function). */
-function mayReturnSets(targetList: unknown): boolean {
-  let sets = false;
-  const check = (v: unknown): void => {
-    if (sets || !v || typeof v !== 'object') return;
-    if (Array.isArray(v)) return v.forEach(check);
-    const u = unwrap(v);
-    if (u?.[0] === 'SubLink') return; // a subquery yields one value
-    if (u?.[0] === 'FuncCall') {
-      const { schema, name } = funcName(u[1]);
-      const builtin = (!schema || schema === 'pg_catalog') && (PG_STABLE_FUNCTIONS.has(name) || PG_VOLATILE_FUNCTIONS.has(name));
-      if (!builtin || PG_SET_RETURNING_FUNCTIONS.has(name)) sets = true;
-    }
-    const f = u ? u[1] : (v as Fields);
-    for (const k in f) check(f[k]);
-  };
-  check(targetList);
-  return sets;
 }
 
 function timeLiteral(ctx: PgWriteContext, clock: 'transaction' | 'statement' | 'clock', casts: string[], precision?: number, text?: true): string {
