@@ -225,6 +225,8 @@ export const installSteps = {
     renameSync(resolve(datadir), oldDirFor(datadir));
     fsyncDir(dirname(resolve(datadir)));
   },
+  /** The whole swap, as recorded in the state file, without the clean-up that follows it. */
+  swap: (datadir: string) => swap(JSON.parse(readFileSync(statePathFor(datadir), 'utf8')) as InstallState, undefined),
   oldDirFor,
   statePathFor,
 };

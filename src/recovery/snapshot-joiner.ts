@@ -162,13 +162,14 @@ async function transfer(o: FetchSnapshotOptions, session: SessionId, extract: Ex
     if (!slot) throw new Error(`snapshot transfer: nothing left to read at byte ${written} of ${total}`); // an invariant, never bad input
     let rep: ReadReply;
     try {
-      rep = await slot.reply;
+      rep = await abortable(slot.reply, o.signal);
       if (rep.data.length > slot.length) throw new Error(`donor sent ${rep.data.length} bytes for a read of ${slot.length}`);
       if (crc32(rep.data) !== rep.crc) throw new Error(`crc32 mismatch in the chunk at offset ${slot.offset}`);
     } catch (e) {
       // The donor answered with an error (session gone, its backup failed, it is shutting down):
       // retrying the same read cannot help.
       if (e instanceof RemoteError) throw new Error(`snapshot transfer from peer ${o.donor} failed: ${e.message}`);
+      checkAborted(o.signal);
       if (!(e instanceof PeerUnavailableError || e instanceof RequestTimeoutError)) o.log.warn('bad snapshot chunk; reading it again', { offset: slot.offset, error: (e as Error).message });
       lastError = (e as Error).message;
       // Start again at the first byte not yet written; the reads behind it are dropped.
@@ -292,6 +293,17 @@ class Progress {
       this.o.log.info('snapshot transfer progress', { donor: p.donor, bytes: p.bytes, totalBytes: p.totalBytes, bytesPerSec: p.bytesPerSec, etaSec: p.etaSec });
     }
   }
+}
+
+/** The promise, or a rejection as soon as the signal aborts (a read may wait up to its timeout). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  checkAborted(signal);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error(`snapshot transfer aborted: ${String(signal.reason ?? 'abort')}`));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function checkAborted(signal: AbortSignal | undefined): void {

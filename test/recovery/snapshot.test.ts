@@ -175,6 +175,17 @@ describe('snapshot resync', () => {
     }
   });
 
+  test('an aborted fetch stops, ends its donor session and removes its staging dir', async () => {
+    const ac = new AbortController();
+    const onProgress = (p: ResyncProgress) => {
+      if (p.phase === 'transfer' && p.bytes > 10e6) ac.abort('test');
+    };
+    await assert.rejects(fetchSnapshot(fetchOpts({ onProgress, signal: ac.signal, rateBytesPerSec: 50e6 })), /aborted: test/);
+    assert.ok(!existsSync(staging));
+    await until(() => donor.status().sessions.length === 0 && readdirSync(spool.path).length === 0, 10000, 'donor session end');
+    await until(() => applier.resumes === applier.pauses, 10000, 'resume');
+  });
+
   test('garbage and bad requests get errors; the donor keeps serving', async () => {
     const ask = (b: Buffer) => joinerT.request(1, CHANNEL_SNAPSHOT, b, 5000);
     for (const bad of [Buffer.alloc(0), Buffer.from('hello, donor'), Buffer.from([0x42]), Buffer.from([0x42, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), encodeRead(123n, 0, 1, 0)]) {
@@ -226,7 +237,7 @@ describe('snapshot resync', () => {
     }
   });
 
-  test('an install interrupted before and after the datadir moved is rolled back or completed by recoverInstall', async () => {
+  test('an install interrupted before the move, mid-swap or before the clean-up is rolled back or completed by recoverInstall', async () => {
     await fetchSnapshot(fetchOpts());
     const datadir = joinerDb.dataDir;
     // Crash 1: state written, nothing moved yet -> rolled back, the staging copy kept.
@@ -244,5 +255,15 @@ describe('snapshot resync', () => {
     await joinerServer.start();
     await assertJoinerEqualsDonor();
     assert.equal(await recoverInstall(datadir, log, staging), 'nothing');
+    // Crash 3: the snapshot is in place, the old datadir not yet deleted -> cleaned up.
+    await fetchSnapshot(fetchOpts());
+    await joinerServer.stop();
+    installSteps.writeState({ datadir, stagingDir: staging });
+    installSteps.swap(datadir);
+    assert.ok(existsSync(installSteps.oldDirFor(datadir)) && !existsSync(staging));
+    assert.equal(await recoverInstall(datadir, log, staging), 'completed');
+    assert.ok(!existsSync(installSteps.oldDirFor(datadir)) && !existsSync(installSteps.statePathFor(datadir)));
+    await joinerServer.start();
+    await assertJoinerEqualsDonor();
   });
 });
