@@ -1,6 +1,7 @@
 // Throughput of the built-in snapshot resync on loopback, next to a plain rsync of the same data
 // directory. Usage: npx tsx test/recovery/snapshot-bench.ts [MB of user data, default 300]
-// CHUNK_KB and INFLIGHT override the joiner's chunk size and reads in flight.
+// CHUNK_KB and INFLIGHT override the joiner's chunk size and reads in flight; DONOR_PROF=dir
+// writes a CPU profile of the donor process there.
 // Prints one line per measurement; MB/s are of the donor's data directory size (the same
 // numerator for every method), MB = 10^6 bytes.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
 
     // The donor runs in its own process, as it does in a cluster (one event loop per side).
     joinerT = await Transport.start({ id: 2, clusterId: 'bench', secret: 's', listen: '127.0.0.1:0', peers: new Map() });
-    donorProc = fork(fileURLToPath(import.meta.url), ['donor'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    donorProc = fork(fileURLToPath(import.meta.url), ['donor'], { execArgv: [...process.execArgv, ...(process.env.DONOR_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.DONOR_PROF] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const donorPort = await new Promise<number>((resolve, reject) => {
       donorProc!.once('message', (m) => resolve((m as { port: number }).port));
       donorProc!.once('exit', (code) => reject(new Error(`donor process exited with ${code}`)));
@@ -45,6 +46,15 @@ async function main(): Promise<void> {
     joinerT.addPeer(1, `127.0.0.1:${donorPort}`);
     while (!joinerT.isConnected(1)) await new Promise((r) => setTimeout(r, 20));
 
+    const donorCpu = () =>
+      new Promise<number>((resolve) => {
+        donorProc!.once('message', (m) => {
+          const c = (m as { cpu: NodeJS.CpuUsage }).cpu;
+          resolve((c.user + c.system) / 1e6);
+        });
+        donorProc!.send('cpu');
+      });
+    const donorCpu0 = await donorCpu();
     const phaseAt: Record<string, number> = {};
     const cpu0 = process.cpuUsage();
     t = Date.now();
@@ -60,7 +70,8 @@ async function main(): Promise<void> {
     });
     const transferS = (phaseAt.prepare! - t) / 1000;
     const cpu = process.cpuUsage(cpu0);
-    console.log(`the joiner's process used ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU during the fetch`);
+    const donorCpuS = (await donorCpu()) - donorCpu0;
+    console.log(`CPU during the fetch: joiner process ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, donor process ${donorCpuS.toFixed(2)} s`);
     const prepareS = (phaseAt.done! - phaseAt.prepare!) / 1000;
     t = Date.now();
     await installSnapshot({
@@ -99,7 +110,14 @@ async function main(): Promise<void> {
     console.log(`tools alone (mariadb-backup | mbstream -x, then --prepare): ${floorS.toFixed(2)} s = ${rate(floorS)} MB/s`);
     if (!same) process.exitCode = 1;
   } finally {
-    donorProc?.kill();
+    if (donorProc && donorProc.exitCode === null) {
+      // Disconnecting lets it exit by itself (and write a --cpu-prof profile); kill if it does not.
+      const exited = new Promise((r) => donorProc!.once('exit', r));
+      donorProc.disconnect();
+      const timer = setTimeout(() => donorProc!.kill(), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
     await joinerT?.close();
     await joinerDb.stop();
     await donorDb.stop();
@@ -124,6 +142,9 @@ function donorMain(): void {
         spoolDir: m.spoolDir,
       });
       process.send!({ port: t.port });
+      process.on('message', (q: unknown) => {
+        if (q === 'cpu') process.send!({ cpu: process.cpuUsage() });
+      });
       // Ends with the parent (it kills this process, or the IPC channel closes).
       process.once('disconnect', () => process.exit(0));
     })();
