@@ -169,6 +169,10 @@ export class SnapshotDonor {
         throw new Error(`donor could not pause its applier at index >= ${req.minIndex}: ${(e as Error).message}`);
       }
       // From here the applier is paused: every path must resume it exactly once.
+      if (this.closed) {
+        this.o.applier.resume();
+        throw new Error('snapshot donor is shut down');
+      }
       let session: Session;
       try {
         session = await this.startSession(from, index);
