@@ -13,6 +13,9 @@ import { logger } from '../util/log.js';
 import { recallVersion } from './version.js';
 import { startMysqlFrontend, type ClientListener } from './frontends.js';
 import { Replicator } from '../replication/replicator.js';
+import { mysqlDialect } from '../replication/mysql-dialect.js';
+import type { Applier } from '../replication/applier.js';
+import type { LaneRequest, LaneResult } from '../replication/lane-types.js';
 import { Membership } from '../replication/membership.js'; // membership (H3)
 import { sha1 } from '../protocol/mysql/auth.js';
 import crypto from 'node:crypto';
@@ -78,7 +81,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
     if (!db.managed) log.info('local database reachable', { dsn: redactDsn(cfg.dsn!), mode: db.mode });
 
     // 2. Replication: the Raft node on the peer listener, the applier, the write lane.
-    let replicator: Replicator | undefined;
+    let replicator: Replicator<LaneRequest, LaneResult, Applier> | undefined;
     if (cfg.listen.peer !== 'off' && cfg.replicas.length > 0) {
       if (cfg.replicas.length > 1 && !cfg.clusterSecret) {
         throw new Error('clusterSecret is required with more than one replica (it authenticates the peer links)');
@@ -91,10 +94,8 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         dataDir: cfg.dataDir,
         clusterId: cfg.clusterId ?? 'recall',
         secret: cfg.clusterSecret ?? crypto.randomBytes(32).toString('hex'),
-        target,
-        admin: { user: dsn.user, stage1: dsn.password ? sha1(Buffer.from(dsn.password, 'utf8')) : null },
-        payloadBytesMax: cfg.maxPacketBytes,
-        connectTimeoutMs: cfg.connectTimeoutMs,
+        // a client payload, its context and base64 in the entry
+        entryBytesMax: cfg.maxPacketBytes * 4 + (1 << 20),
         laneTimeoutMs: cfg.laneTimeoutMs,
         leaderWaitMs: cfg.leaderWaitMs,
         readWaitMs: cfg.readWaitMs,
@@ -103,7 +104,12 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         logRetainBytes: cfg.logRetainBytes,
         autoResync: cfg.autoResync,
         recovery: resyncMethodFor(cfg, db, dsn, datadir),
-      });
+      }, mysqlDialect({
+        target,
+        admin: { user: dsn.user, stage1: dsn.password ? sha1(Buffer.from(dsn.password, 'utf8')) : null },
+        payloadBytesMax: cfg.maxPacketBytes,
+        connectTimeoutMs: cfg.connectTimeoutMs,
+      }));
       const rep = replicator;
       cleanups.push(() => rep.close());
     }

@@ -1,14 +1,13 @@
 // One replica's replication: the Raft node, the applier, the write lane when this node leads,
 // and the forwarding of writes and read-index requests to the leader over the peer link.
-// The front ends call write(), linearizableIndex() and waitApplied().
+// The front ends call write(), linearizableIndex() and waitApplied(). What is particular to a
+// database (the applier, the lane, how requests travel) comes from its Dialect (dialect.ts).
 import crypto from 'node:crypto';
 import { SqlError } from '../backend/mysql/client.js';
-import type { BackendTarget } from '../backend/mysql/connection.js';
 import { RaftNode, CHANNEL_USER_MIN, Role } from '../engine/node.js';
 import { NotLeaderError } from '../engine/errors.js';
 import { logger, type Logger } from '../util/log.js';
-import { Applier } from './applier.js';
-import { WriteLane, type LaneRequest, type LaneResult } from './lane.js';
+import type { CredentialSeal, Dialect, ReplicaApplier, ReplicaLane } from './dialect.js';
 import { RecallErrors } from './errors.js';
 import { replicationApplied, replicationDiverged, replicationWrites } from './metrics.js';
 import { ResyncManager, type ResyncRunner, type ResyncStatus } from '../recovery/manager.js';
@@ -27,10 +26,8 @@ export interface ReplicatorOptions {
   dataDir: string;
   clusterId: string;
   secret: string;
-  target: BackendTarget;
-  admin: { user: string; stage1: Buffer | null };
-  payloadBytesMax: number;
-  connectTimeoutMs: number;
+  /** Largest log entry (a client payload with its context, base64 included). */
+  entryBytesMax: number;
   laneTimeoutMs: number;
   /** how long a write waits for a leader to be elected before it is refused */
   leaderWaitMs: number;
@@ -75,23 +72,24 @@ export interface ReplicationStatus {
   peers: Array<{ id: number; address: string; match: number; lag: number; connected: boolean }>;
 }
 
-export class Replicator {
+export class Replicator<Req = unknown, Res = unknown, A extends ReplicaApplier = ReplicaApplier> {
   private laneOpenTerm = -1;
   private wasLeader = false;
   private readonly roleTimer: NodeJS.Timeout;
-  private readonly credentialKey: Buffer;
+  private readonly seal: CredentialSeal;
 
   private constructor(
     private readonly o: ReplicatorOptions,
     readonly node: RaftNode,
-    readonly applier: Applier,
-    private readonly lane: WriteLane,
+    readonly applier: A,
+    private readonly lane: ReplicaLane<Req, Res>,
+    private readonly dialect: Dialect<Req, Res, A>,
     private readonly log: Logger,
     delivered: { index: number },
     private readonly resync: ResyncManager,
     private readonly recovery: { close(): void } | null,
   ) {
-    this.credentialKey = crypto.createHash('sha256').update('recall-credential\u0000').update(o.secret).digest();
+    this.seal = credentialSeal(o.secret);
     node.onCommitted((entries) => {
       const last = entries[entries.length - 1];
       if (last && last.index > delivered.index) delivered.index = last.index;
@@ -140,16 +138,13 @@ export class Replicator {
     }
   }
 
-  static async start(o: ReplicatorOptions): Promise<Replicator> {
+  static async start<Req, Res, A extends ReplicaApplier>(o: ReplicatorOptions, dialect: Dialect<Req, Res, A>): Promise<Replicator<Req, Res, A>> {
     const log = logger('replication', { nodeId: o.nodeId });
     let node: RaftNode | null = null;
     const delivered = { index: 0 };
-    const applier = new Applier({
+    const rep: { r?: Replicator<Req, Res, A> } = {};
+    const applier = dialect.createApplier({
       nodeId: o.nodeId,
-      target: o.target,
-      admin: o.admin,
-      payloadBytesMax: o.payloadBytesMax,
-      connectTimeoutMs: o.connectTimeoutMs,
       log,
       entries: (lo, hi) => node!.storage.entries(lo, Math.min(hi, node!.storage.lastIndex() + 1), 64 * 1024 * 1024),
       // Only what the engine has handed over as committed: the core's commit index can run ahead of
@@ -165,8 +160,7 @@ export class Replicator {
     await applier.open();
     delivered.index = applier.applied;
     log.debug('local database applied index', { applied: applier.applied });
-    const rep: { r?: Replicator } = {};
-    const entryBytesMax = o.payloadBytesMax * 4 + (1 << 20);
+    const entryBytesMax = o.entryBytesMax;
     node = await RaftNode.open({
       id: o.nodeId,
       peers: o.peers,
@@ -200,21 +194,14 @@ export class Replicator {
       },
     });
     const n = node;
-    const lane = new WriteLane({
+    const lane = dialect.createLane({
       nodeId: o.nodeId,
-      target: o.target,
-      payloadBytesMax: o.payloadBytesMax,
-      connectTimeoutMs: o.connectTimeoutMs,
       laneTimeoutMs: o.laneTimeoutMs,
-      batchStatementsMax: 512,
       log,
       propose: (data) => n.propose(data, { timeoutMs: Math.max(5000, o.laneTimeoutMs) }),
       ready: () => rep.r!.laneReady(),
-      expect: (seq) => applier.expect(seq),
-      bookkeep: (sqls) => applier.bookkeep(sqls),
-      adminRows: (sql) => applier.adminRows(sql),
       databaseFailed: (why) => rep.r?.stepAside(why),
-    });
+    }, applier);
     const recovery = o.recovery?.({ transport: n.transport, applier, log }) ?? null;
     const resync = new ResyncManager({
       dataDir: o.dataDir,
@@ -231,12 +218,12 @@ export class Replicator {
       },
       context: { transport: n.transport },
     });
-    rep.r = new Replicator(o, n, applier, lane, log, delivered, resync, recovery);
+    rep.r = new Replicator(o, n, applier, lane, dialect, log, delivered, resync, recovery);
     return rep.r;
   }
 
   /** Run a write (or a statement of a lane transaction) on the leader, here or over the peer link. */
-  async write(req: LaneRequest): Promise<LaneResult> {
+  async write(req: Req): Promise<Res> {
     if (this.applier.diverged && this.isLeader()) throw RecallErrors.diverged(this.applier.diverged.reason);
     const leader = await this.awaitLeader();
     replicationWrites.inc({ path: leader === this.o.nodeId ? 'local' : 'forwarded' });
@@ -422,8 +409,8 @@ export class Replicator {
 
   private readonly forwards = new Set<{ leader: number; cancel: (why: string) => void }>();
 
-  private async forward(leader: number, req: LaneRequest): Promise<LaneResult> {
-    const payload = this.encodeRequest(req);
+  private async forward(leader: number, req: Req): Promise<Res> {
+    const payload = this.dialect.encodeRequest(req, this.seal);
     let reply: Uint8Array;
     // A leader that went silent (partitioned, frozen) would hold this until the request times
     // out: once another leader is elected the answer is settled as unknown right away.
@@ -435,72 +422,48 @@ export class Replicator {
     try {
       reply = await Promise.race([this.node.transport.request(leader, CHANNEL_EXEC, payload, this.o.laneTimeoutMs * 2 + 10_000), cancelled]);
     } catch (e) {
-      const mayHaveRun = req.mode === 'auto' || req.mode === 'commit' || req.mode === 'ddl';
-      if (mayHaveRun) throw RecallErrors.outcomeUnknown(`forwarding to leader ${leader} failed: ${(e as Error).message}`);
+      if (this.dialect.mayHaveRun(req)) throw RecallErrors.outcomeUnknown(`forwarding to leader ${leader} failed: ${(e as Error).message}`);
       throw RecallErrors.txnAborted(`forwarding to leader ${leader} failed: ${(e as Error).message}`);
     } finally {
       this.forwards.delete(f!);
     }
-    return decodeResult(Buffer.from(reply));
+    return this.dialect.decodeResult(Buffer.from(reply));
   }
 
   private async onForwarded(from: number, payload: Buffer): Promise<Uint8Array> {
-    let req: LaneRequest;
+    let req: Req;
     try {
-      req = this.decodeRequest(payload);
+      req = this.dialect.decodeRequest(payload, this.seal);
     } catch (e) {
       this.log.warn('undecodable forwarded write from peer', { peer: from, error: (e as Error).message });
-      return encodeResult(new SqlError(1047, '08S01', 'Recall: malformed forwarded request'));
+      return this.dialect.encodeResult(new SqlError(1047, '08S01', 'Recall: malformed forwarded request'));
     }
     try {
       if (!this.isLeader()) throw RecallErrors.notApplied(`node ${this.o.nodeId} is no longer the leader`);
-      return encodeResult(await this.lane.submit(req));
+      return this.dialect.encodeResult(await this.lane.submit(req));
     } catch (e) {
-      return encodeResult(e instanceof SqlError ? e : RecallErrors.outcomeUnknown((e as Error).message));
+      return this.dialect.encodeResult(e instanceof SqlError ? e : RecallErrors.outcomeUnknown((e as Error).message));
     }
   }
+}
 
-  private encodeRequest(req: LaneRequest): Buffer {
-    // The account's stage1 hash is password-equivalent for the backend: it travels encrypted.
-    let cred: string | null = null;
-    if (req.account.stage1) {
+/** The key that seals credentials sent to the leader: derived from the cluster secret. */
+function credentialSeal(secret: string): CredentialSeal {
+  const key = crypto.createHash('sha256').update('recall-credential\u0000').update(secret).digest();
+  return {
+    seal(plain) {
       const iv = crypto.randomBytes(12);
-      const c = crypto.createCipheriv('aes-256-gcm', this.credentialKey, iv);
-      const enc = Buffer.concat([c.update(req.account.stage1), c.final()]);
-      cred = Buffer.concat([iv, c.getAuthTag(), enc]).toString('base64');
-    }
-    return Buffer.from(
-      JSON.stringify({
-        ...req,
-        account: { user: req.account.user, cred },
-        sql: req.sql?.toString('base64'),
-        params: req.params?.toString('base64'),
-        infile: req.infile?.toString('base64'),
-      }),
-    );
-  }
-
-  private decodeRequest(payload: Buffer): LaneRequest {
-    const v = JSON.parse(payload.toString('utf8')) as Record<string, unknown> & { account: { user: string; cred: string | null } };
-    if (!v || typeof v !== 'object' || typeof v.session !== 'string' || typeof v.account?.user !== 'string') throw new Error('bad request');
-    const modes = ['auto', 'txn', 'commit', 'rollback', 'ddl'];
-    if (!modes.includes(v.mode as string)) throw new Error('bad mode');
-    let stage1: Buffer | null = null;
-    if (v.account.cred) {
-      const raw = Buffer.from(v.account.cred, 'base64');
-      const d = crypto.createDecipheriv('aes-256-gcm', this.credentialKey, raw.subarray(0, 12));
+      const c = crypto.createCipheriv('aes-256-gcm', key, iv);
+      const enc = Buffer.concat([c.update(plain), c.final()]);
+      return Buffer.concat([iv, c.getAuthTag(), enc]).toString('base64');
+    },
+    open(sealed) {
+      const raw = Buffer.from(sealed, 'base64');
+      const d = crypto.createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
       d.setAuthTag(raw.subarray(12, 28));
-      stage1 = Buffer.concat([d.update(raw.subarray(28)), d.final()]);
-    }
-    const b = (x: unknown) => (typeof x === 'string' ? Buffer.from(x, 'base64') : undefined);
-    return {
-      ...(v as unknown as LaneRequest),
-      account: { user: v.account.user, stage1 },
-      sql: b(v.sql),
-      params: b(v.params),
-      infile: b(v.infile),
-    };
-  }
+      return Buffer.concat([d.update(raw.subarray(28)), d.final()]);
+    },
+  };
 }
 
 function markerOf(index: number): Uint8Array {
@@ -515,29 +478,6 @@ function donorCandidates(n: RaftNode): number[] {
     .filter((p) => p.connected && p.id !== st.id)
     .sort((a, b) => Number(a.id === st.leader) - Number(b.id === st.leader) || b.match - a.match)
     .map((p) => p.id);
-}
-
-function encodeResult(r: LaneResult | SqlError): Buffer {
-  if (r instanceof SqlError) return Buffer.from(JSON.stringify({ err: { errno: r.errno, sqlState: r.sqlState, message: r.message } }));
-  return Buffer.from(
-    JSON.stringify({ ...r, packets: r.packets.map((p) => p.toString('base64')), warnings: r.warnings?.map((p) => p.toString('base64')) }),
-  );
-}
-
-function decodeResult(b: Buffer): LaneResult {
-  const v = JSON.parse(b.toString('utf8')) as {
-    err?: { errno: number; sqlState: string; message: string };
-    packets?: string[];
-    warnings?: string[];
-    index?: number;
-    insertId?: number;
-    inTxn?: boolean;
-  };
-  if (v.err) throw new SqlError(v.err.errno, v.err.sqlState, v.err.message);
-  if (!Array.isArray(v.packets)) throw RecallErrors.outcomeUnknown('malformed reply from the leader');
-  const r: LaneResult = { packets: v.packets.map((p) => Buffer.from(p, 'base64')), index: v.index ?? 0, insertId: v.insertId ?? 0, inTxn: v.inTxn ?? false };
-  if (Array.isArray(v.warnings)) r.warnings = v.warnings.map((p) => Buffer.from(p, 'base64'));
-  return r;
 }
 
 function sleep(ms: number): Promise<void> {
