@@ -5,13 +5,15 @@ import { readFileSync } from 'node:fs';
 import type { RecallConfig } from '../config/load.js';
 import { listenAddress } from '../config/load.js';
 import type { Dsn } from '../config/dsn.js';
-import type { ManagedMariaDB, ManagedState } from '../supervisor/mariadb.js';
+import type { ManagedState } from '../supervisor/mariadb.js';
+import type { SupervisedServer } from '../supervisor/supervised-server.js';
 import { localDatabase, redactDsn, type LocalDatabase } from '../supervisor/local-database.js';
 import { AdminHttpServer } from '../admin/http.js';
 import { managedServerRestartsTotal, managedServerUp } from '../admin/metrics.js';
 import { logger } from '../util/log.js';
 import { recallVersion } from './version.js';
 import { startMysqlFrontend, type ClientListener } from './frontends.js';
+import { startPostgresFrontend } from '../frontend/postgres/server.js';
 import { Replicator } from '../replication/replicator.js';
 import { mysqlDialect } from '../replication/mysql-dialect.js';
 import type { Applier } from '../replication/applier.js';
@@ -30,8 +32,9 @@ export interface RunningNode {
   nodeId: number;
   /** Bound ports, 0 for a listener that is off. */
   mysqlPort: number;
+  postgresPort: number;
   adminPort: number;
-  managed?: ManagedMariaDB;
+  managed?: SupervisedServer;
   database: LocalDatabase;
   /** How Recall reaches the local database. */
   dsn: Dsn;
@@ -46,8 +49,8 @@ export interface StartNodeHooks {
 
 export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): Promise<RunningNode> {
   const log = logger('node', { nodeId: cfg.nodeId });
-  if (cfg.engine !== 'mysql') {
-    throw new Error(`engine ${cfg.engine} is not supported yet by this version (use engine: mysql)`);
+  if (cfg.engine === 'postgres' && cfg.listen.peer !== 'off' && cfg.replicas.length > 1) {
+    throw new Error('engine postgres: replication of PostgreSQL is not available yet in this version (one replica only: --replicas with one address, or --listen-peer off)');
   }
   const cleanups: Array<() => Promise<void>> = [];
   const stopAll = async () => {
@@ -82,7 +85,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
 
     // 2. Replication: the Raft node on the peer listener, the applier, the write lane.
     let replicator: Replicator<LaneRequest, LaneResult, Applier> | undefined;
-    if (cfg.listen.peer !== 'off' && cfg.replicas.length > 0) {
+    if (cfg.engine === 'mysql' && cfg.listen.peer !== 'off' && cfg.replicas.length > 0) {
       if (cfg.replicas.length > 1 && !cfg.clusterSecret) {
         throw new Error('clusterSecret is required with more than one replica (it authenticates the peer links)');
       }
@@ -142,7 +145,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
 
     // 4. Client listeners.
     let mysqlPort = 0;
-    const mysqlAddr = listenAddress(cfg.listen.mysql);
+    const mysqlAddr = cfg.engine === 'mysql' ? listenAddress(cfg.listen.mysql) : undefined;
     if (mysqlAddr) {
       const fe: ClientListener = await startMysqlFrontend({
         host: mysqlAddr.host,
@@ -166,11 +169,28 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
       // Listeners close before the database stops, so clients get a clean close.
       cleanups.push(() => fe.close());
     }
-    if (cfg.listen.postgres !== 'off') log.debug('PostgreSQL listener not available yet in this version', { listen: cfg.listen.postgres });
+    let postgresPort = 0;
+    const pgAddr = cfg.engine === 'postgres' ? listenAddress(cfg.listen.postgres) : undefined;
+    if (pgAddr) {
+      const socketDir = dsn.socketPath ? dsn.socketPath.replace(/\/[^/]*$/, '') : undefined;
+      const fe = await startPostgresFrontend({
+        host: pgAddr.host,
+        port: pgAddr.port,
+        backend: { host: dsn.host ?? '127.0.0.1', port: dsn.port ?? 5432, ...(socketDir ? { socketDir } : {}) },
+        admin: { host: socketDir ?? dsn.host ?? '127.0.0.1', port: dsn.port ?? 5432, user: dsn.user, ...(dsn.password ? { password: dsn.password } : {}) },
+        tls: cfg.tls ? { cert: readFileSync(cfg.tls.cert, 'utf8'), key: readFileSync(cfg.tls.key, 'utf8') } : undefined,
+        tlsRequired: cfg.tlsRequired,
+        connectionsMax: cfg.maxConnections,
+        nodeId: cfg.nodeId,
+      });
+      postgresPort = fe.port;
+      cleanups.push(() => fe.close());
+    }
 
     return {
       nodeId: cfg.nodeId,
       mysqlPort,
+      postgresPort,
       adminPort,
       managed: db.managed,
       database: db,
@@ -186,6 +206,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
 
 /** The local server's own data directory, when Recall knows it (managed, or syncPath in hook mode). */
 function serverDatadir(cfg: RecallConfig): string | undefined {
+  if (cfg.engine !== 'mysql') return undefined; // the built-in resync copies MariaDB data directories
   if (cfg.managed.enabled) return join(cfg.dataDir, 'mariadb');
   return cfg.syncPath;
 }

@@ -69,6 +69,7 @@ export async function serveCommand(flags: Record<string, unknown>): Promise<void
   if (!stopping) {
     log.info('ready', {
       mysql: node.mysqlPort ? `${cfg.listen.mysql.replace(/:\d+$/, '')}:${node.mysqlPort}` : 'off',
+      postgres: node.postgresPort ? `${cfg.listen.postgres.replace(/:\d+$/, '')}:${node.postgresPort}` : 'off',
       admin: node.adminPort ? `${cfg.listen.admin.replace(/:\d+$/, '')}:${node.adminPort}` : 'off',
       database: node.managed ? `managed 127.0.0.1:${node.managed.port}` : 'external',
       dataDir: cfg.dataDir,

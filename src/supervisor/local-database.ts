@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import type { RecallConfig } from '../config/load.js';
 import { parseDsn, type Dsn } from '../config/dsn.js';
 import { ManagedMariaDB, type ManagedState } from './mariadb.js';
+import { ManagedPostgres } from './postgres.js';
+import type { SupervisedServer } from './supervised-server.js';
 import { pingDatabase } from './ping.js';
 import { runHook, waitFor } from './hooks.js';
 import { logger } from '../util/log.js';
@@ -27,7 +29,7 @@ export interface LocalDatabase {
   /** How to reach it as its administrative account (valid after start()). */
   readonly dsn: Dsn;
   /** The managed server, for state events; undefined in hook and external mode. */
-  readonly managed?: ManagedMariaDB;
+  readonly managed?: SupervisedServer;
   /** Makes sure it runs and answers. */
   start(): Promise<void>;
   /**
@@ -46,7 +48,7 @@ export interface LocalDatabase {
 const hookWaitMs = 120000;
 
 export function localDatabase(cfg: RecallConfig): LocalDatabase {
-  if (cfg.managed.enabled) return new ManagedLocalDatabase(cfg);
+  if (cfg.managed.enabled) return cfg.engine === 'postgres' ? new ManagedPostgresDatabase(cfg) : new ManagedLocalDatabase(cfg);
   return new CommandLocalDatabase(cfg);
 }
 
@@ -97,6 +99,45 @@ class ManagedLocalDatabase implements LocalDatabase {
   status(): LocalDatabaseStatus {
     const m = this.managed;
     return { mode: 'managed', state: m.state, port: m.port, socketPath: m.socketPath, restarts: m.restartCount };
+  }
+}
+
+/** The managed postgres: its superuser over the private socket directory (trust, no password). */
+class ManagedPostgresDatabase implements LocalDatabase {
+  readonly mode = 'managed';
+  readonly managed: ManagedPostgres;
+
+  constructor(cfg: RecallConfig) {
+    this.managed = new ManagedPostgres({
+      dataDir: join(cfg.dataDir, 'postgres'),
+      port: cfg.managed.port,
+      binDir: cfg.managed.binary ? join(cfg.managed.binary, '..') : undefined,
+      // Every client session has its own backend session, plus Recall's own connections.
+      extraArgs: [`-c`, `max_connections=${Math.min(cfg.maxConnections + 50, 10000)}`, ...cfg.managed.extraArgs],
+    });
+  }
+
+  get dsn(): Dsn {
+    const m = this.managed;
+    return { engine: 'postgres', host: '127.0.0.1', port: m.port, socketPath: `${m.socketDir}/.s.PGSQL.${m.port}`, user: 'postgres', password: '' };
+  }
+
+  async start(): Promise<void> {
+    if (this.managed.state === 'running') return;
+    await this.managed.start();
+  }
+  stop(): Promise<void> {
+    return this.managed.stop();
+  }
+  close(): Promise<void> {
+    return this.managed.stop();
+  }
+  ping(timeoutMs = 2000): Promise<void> {
+    return pingDatabase(this.dsn, timeoutMs);
+  }
+  status(): LocalDatabaseStatus {
+    const m = this.managed;
+    return { mode: 'managed', state: m.state, port: m.port, socketPath: m.socketDir, restarts: m.restartCount };
   }
 }
 
