@@ -52,12 +52,35 @@ export function localDatabase(cfg: RecallConfig): LocalDatabase {
   return new CommandLocalDatabase(cfg);
 }
 
-class ManagedLocalDatabase implements LocalDatabase {
+/** A managed server (MariaDB or PostgreSQL): start, stop and status are the supervisor's. */
+abstract class ManagedDatabase<S extends SupervisedServer> implements LocalDatabase {
   readonly mode = 'managed';
-  readonly managed: ManagedMariaDB;
+  constructor(readonly managed: S) {}
+  abstract get dsn(): Dsn;
+  protected abstract get socketPath(): string;
 
+  async start(): Promise<void> {
+    if (this.managed.state === 'running') return;
+    await this.managed.start();
+  }
+  stop(): Promise<void> {
+    return this.managed.stop();
+  }
+  close(): Promise<void> {
+    return this.managed.stop();
+  }
+  ping(timeoutMs = 2000): Promise<void> {
+    return pingDatabase(this.dsn, timeoutMs);
+  }
+  status(): LocalDatabaseStatus {
+    const m = this.managed;
+    return { mode: 'managed', state: m.state, port: m.port, socketPath: this.socketPath, restarts: m.restartCount };
+  }
+}
+
+class ManagedLocalDatabase extends ManagedDatabase<ManagedMariaDB> {
   constructor(cfg: RecallConfig) {
-    this.managed = new ManagedMariaDB({
+    super(new ManagedMariaDB({
       dataDir: join(cfg.dataDir, 'mariadb'),
       port: cfg.managed.port,
       binary: cfg.managed.binary,
@@ -75,7 +98,10 @@ class ManagedLocalDatabase implements LocalDatabase {
       // H3's tests). The one mode MySQL calls safe for statement-based replication; the single
       // write lane makes its table lock free.
       autoincLockMode: 0,
-    });
+    }));
+  }
+  protected get socketPath(): string {
+    return this.managed.socketPath;
   }
 
   get dsn(): Dsn {
@@ -83,38 +109,18 @@ class ManagedLocalDatabase implements LocalDatabase {
     return { engine: 'mysql', host: '127.0.0.1', port: m.port, socketPath: m.socketPath, user: 'root', password: '' };
   }
 
-  async start(): Promise<void> {
-    if (this.managed.state === 'running') return;
-    await this.managed.start();
-  }
-  stop(): Promise<void> {
-    return this.managed.stop();
-  }
-  close(): Promise<void> {
-    return this.managed.stop();
-  }
-  ping(timeoutMs = 2000): Promise<void> {
-    return pingDatabase(this.dsn, timeoutMs);
-  }
-  status(): LocalDatabaseStatus {
-    const m = this.managed;
-    return { mode: 'managed', state: m.state, port: m.port, socketPath: m.socketPath, restarts: m.restartCount };
-  }
 }
 
 /** The managed postgres: its superuser over the private socket directory (trust, no password). */
-class ManagedPostgresDatabase implements LocalDatabase {
-  readonly mode = 'managed';
-  readonly managed: ManagedPostgres;
-
+class ManagedPostgresDatabase extends ManagedDatabase<ManagedPostgres> {
   constructor(cfg: RecallConfig) {
-    this.managed = new ManagedPostgres({
+    super(new ManagedPostgres({
       dataDir: join(cfg.dataDir, 'postgres'),
       port: cfg.managed.port,
       binDir: cfg.managed.binary ? join(cfg.managed.binary, '..') : undefined,
       // Every client session has its own backend session, plus Recall's own connections.
       extraArgs: [`-c`, `max_connections=${Math.min(cfg.maxConnections + 50, 10000)}`, ...cfg.managed.extraArgs],
-    });
+    }));
   }
 
   get dsn(): Dsn {
@@ -122,22 +128,8 @@ class ManagedPostgresDatabase implements LocalDatabase {
     return { engine: 'postgres', host: '127.0.0.1', port: m.port, socketPath: `${m.socketDir}/.s.PGSQL.${m.port}`, user: 'postgres', password: '' };
   }
 
-  async start(): Promise<void> {
-    if (this.managed.state === 'running') return;
-    await this.managed.start();
-  }
-  stop(): Promise<void> {
-    return this.managed.stop();
-  }
-  close(): Promise<void> {
-    return this.managed.stop();
-  }
-  ping(timeoutMs = 2000): Promise<void> {
-    return pingDatabase(this.dsn, timeoutMs);
-  }
-  status(): LocalDatabaseStatus {
-    const m = this.managed;
-    return { mode: 'managed', state: m.state, port: m.port, socketPath: m.socketDir, restarts: m.restartCount };
+  protected get socketPath(): string {
+    return this.managed.socketDir;
   }
 }
 
