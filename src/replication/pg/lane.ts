@@ -1,0 +1,527 @@
+// The leader's PostgreSQL write lane (DESIGN.md "Writes"; src/replication/DESIGN.md for the MySQL
+// one it mirrors): one write transaction at a time on the local postgres, so execution order is log
+// order. Statements run as the client's role on a connection logged in with the client's
+// credential (privileges, ownership and RLS hold on the leader as they would without Recall),
+// rewritten to literals fixed here (time, random, uuid, volatile column defaults), inside a
+// transaction that also records the applied index; the entry is proposed, and only once the
+// majority has it does the transaction commit and the client get the backend's own messages.
+// Autocommit writes are one entry each; a transaction holds the lane from its first write to
+// COMMIT/ROLLBACK, at most laneTimeoutMs.
+import { randomUUID } from 'node:crypto';
+import type { SqlError } from '../../backend/mysql/client.js';
+import { MSG_BIND_COMPLETE, MSG_PARSE_COMPLETE, MSG_READY_FOR_QUERY, TX_FAILED, TX_IDLE, TX_IN_TRANSACTION } from '../../protocol/postgres/constants.js';
+import { encodeErrorResponse, encodeQuery } from '../../protocol/postgres/messages.js';
+import { classifyPg } from '../../sql/pg-classify.js';
+import { PG_COLUMNS_SQL, volatileDefaults, type PgColumnRow, type PgTableDefaults } from '../../sql/pg-defaults.js';
+import { pgTimestamp, rewritePgWrite } from '../../sql/pg-rewrite.js';
+import { NotLeaderError, ProposalDroppedError } from '../../engine/errors.js';
+import type { LaneBaseDeps, ReplicaLane } from '../dialect.js';
+import { appliedUpdate, contextSql, outcomeOf, type PgApplier, type PgExpectation } from './applier.js';
+import { PgConn, PgConnError, encodeCommandComplete, encodeExtended, literal, replyError, replyRows, type PgReply } from './conn.js';
+import { encodePgEntry, nondeterministicError, pgEntryChecksum, type PgEntry, type PgItem, type PgOutcome } from './entry.js';
+import { PgRecallErrors } from './errors.js';
+import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from './types.js';
+import type { BackendTarget } from '../../frontend/postgres/backend-login.js';
+
+export interface PgLaneOptions {
+  target: BackendTarget;
+  connectTimeoutMs: number;
+  /** idle lane connections kept per (role, database) */
+  connsMax?: number;
+}
+
+interface Waiter {
+  req: PgLaneRequest;
+  resolve: (r: PgLaneResult) => void;
+  reject: (e: Error) => void;
+  deadline: number;
+}
+
+interface Holder {
+  session: string;
+  conn: PgConn;
+  req: PgLaneRequest;
+  items: PgItem[];
+  txTs: string;
+  status: number;
+  timer: NodeJS.Timeout;
+  busy: boolean;
+  /** the lane timeout fired while a request of the holder ran */
+  expired: boolean;
+}
+
+/** Errors postgres raises before a statement runs (syntax, names, privileges): nothing happened, no sequence moved. */
+function refusedBeforeRunning(o: PgOutcome): boolean {
+  return o.e !== undefined && (o.e.startsWith('42') || o.e === '25P02' || o.e === '25001' || o.e === '0A000');
+}
+
+function proposalFailure(e: unknown): SqlError {
+  if (e instanceof NotLeaderError || e instanceof ProposalDroppedError) return PgRecallErrors.notApplied(`not the leader any more (${e.message})`);
+  return PgRecallErrors.outcomeUnknown(e instanceof Error ? e.message : String(e));
+}
+
+function nowTs(): string {
+  return pgTimestamp(BigInt(Math.floor((performance.timeOrigin + performance.now()) * 1000)));
+}
+
+/** A statement's messages for the client: ParseComplete/BindComplete (the router answers those) and ReadyForQuery left out. */
+function clientMessages(r: PgReply): Buffer[] {
+  return r.messages.filter((m) => m[0] !== MSG_READY_FOR_QUERY && m[0] !== MSG_PARSE_COMPLETE && m[0] !== MSG_BIND_COMPLETE);
+}
+
+/** DDL changes column defaults: any tag other than a plain data statement drops the cache. */
+const DATA_TAG_RE = /^(INSERT|UPDATE|DELETE|MERGE|SELECT|COPY|FETCH|MOVE|SAVEPOINT|RELEASE|ROLLBACK|SET|BEGIN|COMMIT)\b/;
+
+export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
+  private readonly queue: Waiter[] = [];
+  private holder: Holder | null = null;
+  private busy = false;
+  private closed = false;
+  private readonly expired = new Map<string, SqlError>();
+  private readonly idle = new Map<string, PgConn[]>();
+  private readonly defaults = new Map<string, PgTableDefaults>();
+  private seq: number;
+  private readonly sweep: NodeJS.Timeout;
+
+  constructor(
+    private readonly d: LaneBaseDeps,
+    private readonly applier: PgApplier,
+    private readonly o: PgLaneOptions,
+  ) {
+    // unique across restarts of this node: a random high part
+    this.seq = Math.floor(Math.random() * 2 ** 20) * 2 ** 30;
+    this.sweep = setInterval(() => this.expireWaiters(), 100);
+    this.sweep.unref();
+  }
+
+  submit(req: PgLaneRequest): Promise<PgLaneResult> {
+    if (this.closed) return Promise.reject(PgRecallErrors.notApplied('the write lane is closed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ req, resolve, reject, deadline: Date.now() + this.d.laneTimeoutMs });
+      this.pump();
+    });
+  }
+
+  endSession(session: string): void {
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      if (this.queue[i]!.req.session === session) this.queue.splice(i, 1)[0]!.reject(PgRecallErrors.txnAborted('the session ended'));
+    }
+    this.expired.delete(session);
+    const h = this.holder;
+    if (h && h.session === session) {
+      if (h.busy) h.expired = true;
+      else this.run(() => this.rollbackHolder(h, null));
+    }
+  }
+
+  abort(err: Error): void {
+    for (const w of this.queue.splice(0)) w.reject(err);
+    const h = this.holder;
+    if (h) {
+      // not the leader any more: nothing can be replicated; the transaction is simply gone
+      this.holder = null;
+      clearTimeout(h.timer);
+      this.expired.set(h.session, PgRecallErrors.txnAborted(`leadership changed: ${err.message}`));
+      h.conn.close();
+    }
+  }
+
+  holderSession(): string | null {
+    return this.holder?.session ?? null;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.sweep);
+    this.abort(PgRecallErrors.notApplied('the write lane closed'));
+    while (this.busy) await new Promise((r) => setTimeout(r, 5));
+    for (const cs of this.idle.values()) for (const c of cs) c.close();
+    this.idle.clear();
+  }
+
+  // ---- scheduling ----
+
+  private pump(): void {
+    if (this.busy || this.closed) return;
+    const h = this.holder;
+    const i = this.queue.findIndex((w) => !h || w.req.session === h.session);
+    if (i < 0) return;
+    const w = this.queue.splice(i, 1)[0]!;
+    this.run(() => this.serve(w));
+  }
+
+  private run(fn: () => Promise<void>): void {
+    this.busy = true;
+    fn()
+      .catch((e: unknown) => this.d.log.error('write lane step failed', { error: (e as Error).message }))
+      .finally(() => {
+        this.busy = false;
+        this.pump();
+      });
+  }
+
+  private expireWaiters(): void {
+    const now = Date.now();
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const w = this.queue[i]!;
+      if (w.deadline <= now) {
+        this.queue.splice(i, 1);
+        w.reject(PgRecallErrors.laneWait(this.d.laneTimeoutMs));
+      }
+    }
+  }
+
+  private async serve(w: Waiter): Promise<void> {
+    const req = w.req;
+    const gone = this.expired.get(req.session);
+    if (gone && req.mode === 'txn') {
+      this.expired.delete(req.session);
+      return w.reject(gone);
+    }
+    try {
+      await this.d.ready();
+      const r = req.mode === 'auto' ? await this.auto(req) : await this.txn(req);
+      w.resolve(r);
+    } catch (e) {
+      w.reject(e as Error);
+    }
+  }
+
+  // ---- connections ----
+
+  private connKey(req: PgLaneRequest): string {
+    return `${req.role}\u0000${req.database}`;
+  }
+
+  private async conn(req: PgLaneRequest): Promise<PgConn> {
+    const pool = this.idle.get(this.connKey(req));
+    while (pool && pool.length) {
+      const c = pool.pop()!;
+      if (!c.broken) return c;
+    }
+    await this.applier.ensureSchema(req.database);
+    const params = new Map([
+      ['user', req.role],
+      ['database', req.database],
+      ['application_name', 'recall-lane'],
+      ['client_encoding', 'UTF8'],
+    ]);
+    try {
+      return await PgConn.login(this.o.target, params, req.credential, this.o.connectTimeoutMs);
+    } catch (e) {
+      if (e instanceof PgConnError) throw PgRecallErrors.refused('28000', `Recall could not log in to the leader's database as ${req.role}: ${e.message}`);
+      this.d.databaseFailed((e as Error).message);
+      throw PgRecallErrors.notApplied(`the leader's database is unreachable (${(e as Error).message})`);
+    }
+  }
+
+  private giveBack(req: PgLaneRequest, c: PgConn): void {
+    if (c.broken || this.closed) return c.close();
+    const key = this.connKey(req);
+    const pool = this.idle.get(key) ?? [];
+    if (pool.length >= (this.o.connsMax ?? 4)) return c.close();
+    pool.push(c);
+    this.idle.set(key, pool);
+  }
+
+  /** BEGIN and the session's settings; throws SqlError when they cannot be set. */
+  private async begin(c: PgConn, req: PgLaneRequest, text: string): Promise<void> {
+    const set = contextSql(req.role, req.settings, true).replace(/^SET LOCAL SESSION AUTHORIZATION [^;]*(; )?/, '');
+    const rs = await Promise.all([c.query(text), ...(set ? [c.query(set)] : [])]);
+    for (const r of rs) {
+      const e = replyError(r);
+      if (e) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw PgRecallErrors.refused(e.code, e.message);
+      }
+    }
+  }
+
+  // ---- statements ----
+
+  /** The statement with the leader's values in place of time/random/uuid calls, or the refusal. */
+  private async rewrite(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<{ sql: string } | { refusal: Buffer }> {
+    if (st.kind === 'read' || st.kind === 'commit' || st.kind === 'rollback') return { sql: st.sql };
+    const parsed = classifyPg(st.sql);
+    if (parsed.some((p) => p.kind === 'invalid')) return { sql: st.sql }; // postgres gives its own syntax error
+    const tables = new Map<string, PgTableDefaults>();
+    for (const p of parsed) {
+      for (const t of p.tables) {
+        const key = `${req.database}\u0000${t}`;
+        let def = this.defaults.get(key);
+        if (!def) {
+          const r = await c.query(PG_COLUMNS_SQL.replace('$1', literal(t)));
+          if (replyError(r)) continue; // the statement itself will say what is wrong with the name
+          const rows = replyRows(r).map(([name, expr]) => ({ name: name!, default_expr: expr ?? null }) as PgColumnRow);
+          if (rows.length === 0) continue;
+          def = volatileDefaults(rows);
+          this.defaults.set(key, def);
+        }
+        tables.set(t, def);
+      }
+    }
+    const ts = nowTs();
+    const rw = rewritePgWrite(st.sql, {
+      transactionTimestamp: txTs,
+      statementTimestamp: ts,
+      clockTimestamp: ts,
+      random: Math.random,
+      uuid: randomUUID,
+      tables,
+      settings: new Map(Object.entries(req.settings)),
+    });
+    if (!rw.ok) return { refusal: encodeErrorResponse({ severity: 'ERROR', code: rw.refusal.sqlstate, message: rw.refusal.message }) };
+    return { sql: rw.sql };
+  }
+
+  /** Run one statement; the item to record (null when nothing needs replaying) and the client's messages. */
+  private async exec(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<{ item: PgItem | null; messages: Buffer[]; status: number | null }> {
+    const rw = await this.rewrite(c, req, st, txTs);
+    if ('refusal' in rw) return { item: null, messages: [rw.refusal], status: null };
+    const r = st.x
+      ? await c.request(encodeExtended(rw.sql, st.x, st.x.resultFormats, st.x.describe))
+      : await c.request([encodeQuery(rw.sql)]);
+    const out = outcomeOf(r);
+    if (out.e && nondeterministicError(out.e)) out.nd = 1;
+    if (out.tag !== undefined && !DATA_TAG_RE.test(out.tag)) this.dropDefaults(req.database);
+    // a read that failed aborted the transaction: replicas must fail it too
+    const record = st.kind !== 'read' || out.e !== undefined;
+    const item: PgItem | null = record
+      ? { q: rw.sql, ...(st.x ? { x: { types: st.x.types, formats: st.x.formats, values: st.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}), out }
+      : null;
+    return { item, messages: clientMessages(r), status: r.status };
+  }
+
+  private dropDefaults(db: string): void {
+    for (const k of [...this.defaults.keys()]) if (k.startsWith(`${db}\u0000`)) this.defaults.delete(k);
+  }
+
+  private entry(req: PgLaneRequest, items: PgItem[], rollback: boolean): { data: Buffer; seq: number } {
+    const seq = ++this.seq;
+    const e: PgEntry = { t: 'w', o: { n: this.d.nodeId, s: seq }, db: req.database, role: req.role, set: req.settings, items, ...(rollback ? { rollback: 1 as const } : {}) };
+    return { data: encodePgEntry(e), seq };
+  }
+
+  /** Propose; on failure the transaction is rolled back and the error says whether it may still apply. */
+  private async propose(c: PgConn, data: Buffer, seq: number): Promise<{ index: number; term: number; exp: PgExpectation }> {
+    const exp = this.applier.expect(seq);
+    try {
+      const { index, term } = await this.d.propose(data);
+      return { index, term, exp };
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      exp.failed();
+      throw proposalFailure(e);
+    }
+  }
+
+  /** After the entry committed: the applied index and COMMIT (`final`: the client's own statement). */
+  private async finish(c: PgConn, p: { index: number; term: number; exp: PgExpectation }, data: Buffer, failed: boolean, final = 'COMMIT'): Promise<PgReply> {
+    const update = appliedUpdate(p.index, p.term, pgEntryChecksum(data));
+    const sqls = failed ? [final, 'BEGIN', update, 'COMMIT'] : [update, final];
+    try {
+      const rs = await Promise.all(sqls.map((s) => c.query(s)));
+      const bad = rs.map(replyError).find((e, i) => e && !(failed && i === 0));
+      if (bad) throw new PgConnError(`${bad.code} ${bad.message}`);
+      p.exp.committed(p.index);
+      return rs[failed ? 0 : 1]!;
+    } catch (e) {
+      // the entry is committed in the log: the applier applies it once the database is back
+      p.exp.failed();
+      c.close();
+      this.d.databaseFailed((e as Error).message);
+      throw PgRecallErrors.outcomeUnknown(`the leader's database failed at commit: ${(e as Error).message}`);
+    }
+  }
+
+  // ---- autocommit ----
+
+  private async auto(req: PgLaneRequest): Promise<PgLaneResult> {
+    if (req.stmts.length === 1 && req.stmts[0]!.kind === 'alone') return this.alone(req, req.stmts[0]!);
+    const c = await this.conn(req);
+    try {
+      await this.begin(c, req, 'BEGIN');
+      const txTs = nowTs();
+      const replies: Buffer[][] = [];
+      const items: PgItem[] = [];
+      let failed = false;
+      for (const st of req.stmts) {
+        const r = await this.exec(c, req, st, txTs);
+        replies.push(r.messages);
+        if (r.item) items.push(r.item);
+        if (r.status !== TX_IN_TRANSACTION || r.item?.out.e) {
+          failed = true;
+          break; // postgres skips the rest of a failed implicit transaction
+        }
+      }
+      if (items.length === 0 || (failed && items.every((i) => refusedBeforeRunning(i.out)))) {
+        await c.run('ROLLBACK');
+        this.giveBack(req, c);
+        return { replies, index: 0, status: TX_IDLE };
+      }
+      const { data, seq } = this.entry(req, items, failed);
+      const p = await this.propose(c, data, seq);
+      await this.finish(c, p, data, failed, failed ? 'ROLLBACK' : 'COMMIT');
+      this.giveBack(req, c);
+      return { replies, index: p.index, status: TX_IDLE };
+    } catch (e) {
+      c.close();
+      throw e;
+    }
+  }
+
+  /** CREATE DATABASE, CREATE INDEX CONCURRENTLY...: replicated first, run after the commit, alone. */
+  private async alone(req: PgLaneRequest, st: PgLaneStatement): Promise<PgLaneResult> {
+    const c = await this.conn(req);
+    const seq = ++this.seq;
+    const data = encodePgEntry({ t: 'ntb', o: { n: this.d.nodeId, s: seq }, db: req.database, role: req.role, set: req.settings, item: { q: st.sql, out: {} } });
+    const exp = this.applier.expect(seq);
+    let p: { index: number; term: number };
+    try {
+      p = await this.d.propose(data);
+    } catch (e) {
+      exp.failed();
+      this.giveBack(req, c);
+      throw proposalFailure(e);
+    }
+    try {
+      await this.applier.recordAlone(p.index, p.term, pgEntryChecksum(data));
+      exp.committed(p.index);
+    } catch (e) {
+      exp.failed();
+      c.close();
+      throw PgRecallErrors.outcomeUnknown(`the leader's database failed: ${(e as Error).message}`);
+    }
+    const set = contextSql(req.role, req.settings, false).replace(/^SET LOCAL SESSION AUTHORIZATION [^;]*(; )?/, '');
+    if (set) await c.query(set);
+    const r = await c.request(st.x ? encodeExtended(st.sql, st.x, st.x.resultFormats, st.x.describe) : [encodeQuery(st.sql)]);
+    this.dropDefaults(req.database);
+    this.giveBack(req, c);
+    return { replies: [clientMessages(r)], index: p.index, status: TX_IDLE };
+  }
+
+  // ---- transactions ----
+
+  private async txn(req: PgLaneRequest): Promise<PgLaneResult> {
+    let h = this.holder;
+    if (h && h.session !== req.session) throw new Error('lane invariant: a request of another session ran while the lane was held');
+    if (!h) {
+      const c = await this.conn(req);
+      try {
+        await this.begin(c, req, req.begin ?? 'BEGIN');
+      } catch (e) {
+        c.close();
+        throw e;
+      }
+      const holder: Holder = { session: req.session, conn: c, req, items: [], txTs: nowTs(), status: TX_IN_TRANSACTION, busy: false, expired: false, timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs) };
+      holder.timer.unref();
+      this.holder = h = holder;
+    }
+    h.busy = true;
+    const replies: Buffer[][] = [];
+    try {
+      for (const st of req.stmts) {
+        if (st.kind === 'commit' || st.kind === 'rollback') {
+          const r = await this.end(h, st);
+          replies.push(r.messages);
+          return { replies, index: r.index, status: TX_IDLE };
+        }
+        const r = await this.exec(h.conn, req, st, h.txTs);
+        replies.push(r.messages);
+        if (r.item) h.items.push(r.item);
+        if (r.status !== null) h.status = r.status;
+        if (r.status === null || r.item?.out.e) break;
+      }
+    } catch (e) {
+      if (this.holder === h) await this.rollbackHolder(h, null).catch(() => undefined);
+      throw e;
+    } finally {
+      h.busy = false;
+    }
+    if (h.expired && this.holder === h) {
+      await this.rollbackHolder(h, PgRecallErrors.laneHeld(this.d.laneTimeoutMs));
+      throw PgRecallErrors.laneHeld(this.d.laneTimeoutMs);
+    }
+    return { replies, index: 0, status: h.status };
+  }
+
+  /** COMMIT or ROLLBACK of the lane transaction. */
+  private async end(h: Holder, st: PgLaneStatement): Promise<{ messages: Buffer[]; index: number }> {
+    this.unhold(h);
+    const c = h.conn;
+    if (st.kind === 'commit' && h.status === TX_IN_TRANSACTION && h.items.length) {
+      // deferred constraints are checked now, so the entry never holds a transaction whose COMMIT fails
+      const r = await c.query('SET CONSTRAINTS ALL IMMEDIATE');
+      const e = replyError(r);
+      if (e) {
+        h.items.push({ q: 'SET CONSTRAINTS ALL IMMEDIATE', out: { e: e.code } });
+        h.status = TX_FAILED;
+        // postgres would have failed the COMMIT itself with this error
+        await c.query('ROLLBACK');
+        const { data, seq } = this.entry(h.req, h.items, true);
+        const p = await this.propose(c, data, seq).catch((err: Error) => err);
+        if (!(p instanceof Error)) await this.finish(c, p, data, true, 'SELECT 1');
+        this.giveBack(h.req, c);
+        return { messages: clientMessages(r), index: p instanceof Error ? 0 : p.index };
+      }
+    }
+    const failed = st.kind === 'rollback' || h.status !== TX_IN_TRANSACTION;
+    if (h.items.length === 0 || h.items.every((i) => refusedBeforeRunning(i.out))) {
+      const r = await c.query(st.sql);
+      this.giveBack(h.req, c);
+      return { messages: clientMessages(r), index: 0 };
+    }
+    const { data, seq } = this.entry(h.req, h.items, failed);
+    let p;
+    try {
+      p = await this.propose(c, data, seq);
+    } catch (e) {
+      c.close();
+      if (st.kind === 'rollback') return { messages: clientMessages(await this.fakeRollback()), index: 0 };
+      throw e;
+    }
+    const r = await this.finish(c, p, data, failed, st.sql);
+    this.giveBack(h.req, c);
+    return { messages: clientMessages(r), index: p.index };
+  }
+
+  /** The reply a ROLLBACK gets when the lane's own rollback already happened. */
+  private async fakeRollback(): Promise<PgReply> {
+    return { messages: [encodeCommandComplete('ROLLBACK')], status: TX_IDLE };
+  }
+
+  private unhold(h: Holder): void {
+    clearTimeout(h.timer);
+    if (this.holder === h) this.holder = null;
+  }
+
+  private holderTimeout(h: Holder): void {
+    if (this.holder !== h) return;
+    if (h.busy) {
+      h.expired = true;
+      return;
+    }
+    this.d.log.warn('a transaction held the write lane too long: rolled back', { session: h.session, laneTimeoutMs: this.d.laneTimeoutMs });
+    this.run(() => this.rollbackHolder(h, PgRecallErrors.laneHeld(this.d.laneTimeoutMs)));
+  }
+
+  /** Roll the holder back; writes it ran are replicated as a rolled-back entry (sequences moved). */
+  private async rollbackHolder(h: Holder, reason: SqlError | null): Promise<void> {
+    if (this.holder !== h) return;
+    this.unhold(h);
+    if (reason) this.expired.set(h.session, reason);
+    const c = h.conn;
+    if (h.items.length === 0 || h.items.every((i) => refusedBeforeRunning(i.out))) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      return this.giveBack(h.req, c);
+    }
+    const { data, seq } = this.entry(h.req, h.items, true);
+    try {
+      const p = await this.propose(c, data, seq);
+      await this.finish(c, p, data, true, 'ROLLBACK');
+      this.giveBack(h.req, c);
+    } catch {
+      c.close();
+    }
+  }
+}
