@@ -37,8 +37,21 @@ interface Waiter {
   deadline: number;
 }
 
+type Sequences = Map<string, [string, boolean]>;
+
+/** The sequences that moved, with their values before (what replicas set before applying). */
+function seqBefore(before: Sequences, after: Sequences): Array<[string, string, boolean]> | undefined {
+  const out: Array<[string, string, boolean]> = [];
+  for (const [name, [v, called]] of after) {
+    const b = before.get(name);
+    if (b && (b[0] !== v || b[1] !== called)) out.push([name, b[0], b[1]]);
+  }
+  return out.length ? out : undefined;
+}
+
 interface Holder {
   session: string;
+  seqs: Sequences;
   conn: PgConn;
   req: PgLaneRequest;
   items: PgItem[];
@@ -296,9 +309,14 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     for (const k of [...this.defaults.keys()]) if (k.startsWith(`${db}\u0000`)) this.defaults.delete(k);
   }
 
-  private entry(req: PgLaneRequest, items: PgItem[], rollback: boolean): { data: Buffer; seq: number } {
+  private async entry(req: PgLaneRequest, items: PgItem[], rollback: boolean, seqs: Sequences): Promise<{ data: Buffer; seq: number }> {
     const seq = ++this.seq;
-    const e: PgEntry = { t: 'w', o: { n: this.d.nodeId, s: seq }, db: req.database, role: req.role, set: req.settings, items, ...(rollback ? { rollback: 1 as const } : {}) };
+    const moved = seqBefore(seqs, await this.applier.sequences(req.database));
+    const e: PgEntry = {
+      t: 'w', o: { n: this.d.nodeId, s: seq }, db: req.database, role: req.role, set: req.settings, items,
+      ...(moved ? { seq: moved } : {}),
+      ...(rollback ? { rollback: 1 as const } : {}),
+    };
     return { data: encodePgEntry(e), seq };
   }
 
@@ -340,6 +358,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     if (req.stmts.length === 1 && req.stmts[0]!.kind === 'alone') return this.alone(req, req.stmts[0]!);
     const c = await this.conn(req);
     try {
+      const seqs = await this.applier.sequences(req.database);
       await this.begin(c, req, 'BEGIN');
       const txTs = nowTs();
       const replies: Buffer[][] = [];
@@ -359,7 +378,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         this.giveBack(req, c);
         return { replies, index: 0, status: TX_IDLE };
       }
-      const { data, seq } = this.entry(req, items, failed);
+      const { data, seq } = await this.entry(req, items, failed, seqs);
       const p = await this.propose(c, data, seq);
       await this.finish(c, p, data, failed, failed ? 'ROLLBACK' : 'COMMIT');
       this.giveBack(req, c);
@@ -407,13 +426,15 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     if (h && h.session !== req.session) throw new Error('lane invariant: a request of another session ran while the lane was held');
     if (!h) {
       const c = await this.conn(req);
+      let seqs: Sequences;
       try {
+        seqs = await this.applier.sequences(req.database);
         await this.begin(c, req, req.begin ?? 'BEGIN');
       } catch (e) {
         c.close();
         throw e;
       }
-      const holder: Holder = { session: req.session, conn: c, req, items: [], txTs: nowTs(), status: TX_IN_TRANSACTION, busy: false, expired: false, timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs) };
+      const holder: Holder = { session: req.session, seqs, conn: c, req, items: [], txTs: nowTs(), status: TX_IN_TRANSACTION, busy: false, expired: false, timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs) };
       holder.timer.unref();
       this.holder = h = holder;
     }
@@ -458,7 +479,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         h.status = TX_FAILED;
         // postgres would have failed the COMMIT itself with this error
         await c.query('ROLLBACK');
-        const { data, seq } = this.entry(h.req, h.items, true);
+        const { data, seq } = await this.entry(h.req, h.items, true, h.seqs);
         const p = await this.propose(c, data, seq).catch((err: Error) => err);
         if (!(p instanceof Error)) await this.finish(c, p, data, true, 'SELECT 1');
         this.giveBack(h.req, c);
@@ -471,7 +492,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       this.giveBack(h.req, c);
       return { messages: clientMessages(r), index: 0 };
     }
-    const { data, seq } = this.entry(h.req, h.items, failed);
+    const { data, seq } = await this.entry(h.req, h.items, failed, h.seqs);
     let p;
     try {
       p = await this.propose(c, data, seq);
@@ -515,7 +536,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       await c.query('ROLLBACK').catch(() => undefined);
       return this.giveBack(h.req, c);
     }
-    const { data, seq } = this.entry(h.req, h.items, true);
+    const { data, seq } = await this.entry(h.req, h.items, true, h.seqs);
     try {
       const p = await this.propose(c, data, seq);
       await this.finish(c, p, data, true, 'ROLLBACK');

@@ -1,0 +1,192 @@
+// PgLane on a real postgres with a real single-node RaftNode: writes run as the client's role,
+// rewritten to the leader's values, committed with the applied index once the entry is committed;
+// a PgApplier then applies the same log to a SECOND postgres, and the two end with equal md5 of
+// every table's ordered contents after now()/random()/uuid in values and defaults, SERIAL,
+// IDENTITY, a trigger, ON CONFLICT, a CTE with writes, transactions committed and rolled back,
+// failed statements and the extended protocol.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { ManagedPostgres } from '../../src/supervisor/postgres.js';
+import { RaftNode } from '../../src/engine/node.js';
+import { Role } from '../../src/consensus/types.js';
+import { PgApplier } from '../../src/replication/pg/applier.js';
+import { pgDialect } from '../../src/replication/pg/dialect.js';
+import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from '../../src/replication/pg/types.js';
+import type { ReplicaLane, ApplierBaseDeps } from '../../src/replication/dialect.js';
+import { commandTag, errorOf } from '../../src/replication/pg/conn.js';
+import { loadPgParser } from '../../src/sql/pg-parse.js';
+import { configureLogging, logger } from '../../src/util/log.js';
+import { tempDir } from '../harness/tmp.js';
+import { freePort } from '../harness/ports.js';
+
+configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LOG });
+
+async function q(port: number, sql: string, database = 'app'): Promise<unknown[][]> {
+  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database });
+  await c.connect();
+  try {
+    return (await c.query({ text: sql, rowMode: 'array' })).rows as unknown[][];
+  } finally {
+    await c.end();
+  }
+}
+
+/** md5 of every user table's rows in order, by table name. */
+async function fingerprint(port: number): Promise<Record<string, string>> {
+  const tables = (await q(port, "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).map((r) => String(r[0]));
+  const out: Record<string, string> = {};
+  for (const t of tables) out[t] = String((await q(port, `SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM ${t} x`))[0]![0]);
+  return out;
+}
+
+/** The command tags (or SQLSTATEs) of a lane result. */
+function tags(r: PgLaneResult): string[] {
+  return r.replies.map((ms) => {
+    const e = ms.find((m) => m[0] === 0x45);
+    if (e) return `E${errorOf(e).code}`;
+    const c = [...ms].reverse().find((m) => m[0] === 0x43);
+    return c ? commandTag(c) : '?';
+  });
+}
+
+const w = (sql: string): PgLaneStatement => ({ kind: 'write', sql });
+
+describe('PgLane + PgApplier: a leader and a replica end equal', () => {
+  const dir = tempDir('recall-pglane-');
+  chmodSync(dir.path, 0o755);
+  let a: ManagedPostgres;
+  let b: ManagedPostgres;
+  let node: RaftNode;
+  let lane: ReplicaLane<PgLaneRequest, PgLaneResult>;
+  const appliers: PgApplier[] = [];
+  const delivered = { index: 0 };
+  let session = 0;
+
+  function req(stmts: PgLaneStatement[], mode: 'auto' | 'txn' = 'auto', s = `1:${++session}`): PgLaneRequest {
+    return { session: s, role: 'alice', database: 'app', credential: { kind: 'trust' }, settings: { timezone: 'Europe/Paris', search_path: 'public', datestyle: 'ISO, MDY' }, mode, stmts };
+  }
+
+  before(async () => {
+    await loadPgParser();
+    const [pa, pb, pr] = [await freePort(), await freePort(), await freePort()];
+    a = new ManagedPostgres({ dataDir: join(dir.path, 'a'), port: pa, startTimeoutMs: 60000 });
+    b = new ManagedPostgres({ dataDir: join(dir.path, 'b'), port: pb, startTimeoutMs: 60000 });
+    await Promise.all([a.start(), b.start()]);
+    for (const p of [pa, pb]) {
+      await q(p, 'CREATE ROLE alice LOGIN', 'postgres');
+      await q(p, 'CREATE DATABASE app OWNER alice', 'postgres');
+    }
+    mkdirSync(join(dir.path, 'raft'));
+    node = await RaftNode.open({ id: 1, peers: new Map([[1, `127.0.0.1:${pr}`]]), dataDir: join(dir.path, 'raft'), clusterId: 't', secret: 'k', tickMs: 10, onFatal: (e) => assert.fail(e) });
+    const log = logger('test-pg-lane');
+    const deps = (nodeId: number): ApplierBaseDeps => ({
+      nodeId,
+      log,
+      entries: (lo, hi) => node.storage.entries(lo, Math.min(hi, node.storage.lastIndex() + 1), 64 << 20),
+      commitIndex: () => delivered.index,
+      firstIndex: () => node.storage.firstIndex(),
+    });
+    const da = pgDialect({ target: { host: '127.0.0.1', port: pa, socketDir: a.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 });
+    const db = pgDialect({ target: { host: '127.0.0.1', port: pb, socketDir: b.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 });
+    const applierA = da.createApplier(deps(1));
+    const applierB = db.createApplier(deps(2)); // another node: applies every entry itself
+    appliers.push(applierA, applierB);
+    await applierA.open();
+    await applierB.open();
+    node.onCommitted((es) => {
+      if (es.length) delivered.index = es[es.length - 1]!.index;
+      applierA.notify();
+      applierB.notify();
+    });
+    const end = Date.now() + 10000;
+    while (node.status().role !== Role.Leader) {
+      if (Date.now() > end) throw new Error('no leader');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    lane = da.createLane(
+      { nodeId: 1, log, laneTimeoutMs: 3000, propose: (d) => node.propose(d), ready: async () => undefined, databaseFailed: (why) => assert.fail(why) },
+      applierA,
+    );
+  });
+
+  after(async () => {
+    await lane?.close();
+    for (const x of appliers) x.close();
+    await node?.close();
+    await Promise.all([a?.stop(), b?.stop()]);
+    dir.remove();
+  });
+
+  test('a workload through the lane replays to an equal second database', async () => {
+    const ddl = await lane.submit(req([
+      w(`CREATE TABLE items (id serial PRIMARY KEY, n int NOT NULL, at timestamptz DEFAULT now(), r float8 DEFAULT random(), u uuid DEFAULT gen_random_uuid(), d date DEFAULT current_date, note text)`),
+      w('CREATE TABLE ident (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text)'),
+      w('CREATE TABLE audit (id bigserial PRIMARY KEY, item int, n int)'),
+      w('CREATE TABLE kv (k text PRIMARY KEY, v int NOT NULL)'),
+      w(`CREATE FUNCTION audit_item() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO audit (item, n) VALUES (NEW.id, NEW.n); RETURN NEW; END$$`),
+      w('CREATE TRIGGER items_audit AFTER INSERT ON items FOR EACH ROW EXECUTE FUNCTION audit_item()'),
+    ]));
+    assert.deepEqual(tags(ddl), ['CREATE TABLE', 'CREATE TABLE', 'CREATE TABLE', 'CREATE TABLE', 'CREATE FUNCTION', 'CREATE TRIGGER']);
+    assert.ok(ddl.index > 0);
+
+    const r1 = await lane.submit(req([w('INSERT INTO items (n) VALUES (1), (2), (3)')]));
+    assert.deepEqual(tags(r1), ['INSERT 0 3']);
+    const r2 = await lane.submit(req([w("INSERT INTO items (n, at, r, u, note) VALUES (4, now(), random(), gen_random_uuid(), 'explicit'), (5, clock_timestamp(), random(), gen_random_uuid(), localtimestamp::text)")]));
+    assert.deepEqual(tags(r2), ['INSERT 0 2']);
+    const r3 = await lane.submit(req([{ kind: 'write', sql: 'INSERT INTO items (n, note) VALUES ($1, $2) RETURNING id', x: { types: [23, 25], formats: [0, 0], values: [Buffer.from('6'), Buffer.from('extended')], resultFormats: [], describe: true } }]));
+    assert.deepEqual(tags(r3), ['INSERT 0 1']);
+    assert.ok(r3.replies[0]!.some((m) => m[0] === 0x54), 'RowDescription of the described portal');
+    assert.deepEqual(tags(await lane.submit(req([w("INSERT INTO ident (v) VALUES ('a'), ('b')")]))), ['INSERT 0 2']);
+    assert.deepEqual(tags(await lane.submit(req([w("INSERT INTO kv VALUES ('a', 1), ('b', 1)")]))), ['INSERT 0 2']);
+    assert.deepEqual(tags(await lane.submit(req([w("INSERT INTO kv VALUES ('a', 10) ON CONFLICT (k) DO UPDATE SET v = kv.v + EXCLUDED.v")]))), ['INSERT 0 1']);
+    assert.deepEqual(tags(await lane.submit(req([w("WITH x AS (INSERT INTO kv VALUES ('c', 3) RETURNING v) INSERT INTO audit (item, n) SELECT 0, v FROM x")]))), ['INSERT 0 1']);
+    // fails after nextval: replayed and rolled back everywhere, so the sequences stay equal
+    assert.deepEqual(tags(await lane.submit(req([w('INSERT INTO items (n) VALUES (NULL)')]))), ['E23502']);
+    // refused before running: answered, nothing replicated
+    const before = delivered.index;
+    const refused = await lane.submit(req([w('UPDATE items SET r = random()')]));
+    assert.deepEqual(tags(refused), ['E0A000']);
+    assert.equal(refused.index, 0);
+    assert.equal(delivered.index, before);
+
+    // a transaction of several statements, then one rolled back
+    const s = '1:txn';
+    let t = await lane.submit({ ...req([w('INSERT INTO items (n) VALUES (7)')], 'txn', s), begin: 'BEGIN ISOLATION LEVEL REPEATABLE READ' });
+    assert.equal(t.status, 0x54);
+    assert.equal(lane.holderSession(), s);
+    t = await lane.submit(req([w("UPDATE items SET note = 'n=' || n WHERE n > 2"), { kind: 'read', sql: 'SELECT count(*) FROM items' }, w("INSERT INTO ident (v) VALUES ('c')")], 'txn', s));
+    assert.deepEqual(tags(t), ['UPDATE 5', 'SELECT 1', 'INSERT 0 1']);
+    t = await lane.submit(req([{ kind: 'commit', sql: 'COMMIT' }], 'txn', s));
+    assert.deepEqual(tags(t), ['COMMIT']);
+    assert.equal(t.status, 0x49);
+    assert.equal(lane.holderSession(), null);
+    await lane.submit(req([w('INSERT INTO items (n) VALUES (8), (9)')], 'txn', '1:rb'));
+    t = await lane.submit(req([{ kind: 'rollback', sql: 'ROLLBACK' }], 'txn', '1:rb'));
+    assert.deepEqual(tags(t), ['ROLLBACK']);
+    // a transaction that failed: COMMIT answers ROLLBACK, as postgres does
+    await lane.submit(req([w("INSERT INTO kv VALUES ('d', 4)")], 'txn', '1:f'));
+    t = await lane.submit(req([w("INSERT INTO kv VALUES ('d', 5)")], 'txn', '1:f'));
+    assert.deepEqual(tags(t), ['E23505']);
+    assert.equal(t.status, 0x45);
+    t = await lane.submit(req([{ kind: 'commit', sql: 'COMMIT' }], 'txn', '1:f'));
+    assert.deepEqual(tags(t), ['ROLLBACK']);
+    assert.deepEqual(tags(await lane.submit(req([w('INSERT INTO items (n) VALUES (10)')]))), ['INSERT 0 1']);
+
+    const last = delivered.index;
+    const applierB = appliers[1]!;
+    assert.ok(await applierB.waitApplied(last, 20000), JSON.stringify(applierB.status()));
+    assert.equal(applierB.diverged, null);
+    assert.equal(appliers[0]!.applied, last);
+    const fa = await fingerprint(a.dsn.port);
+    const fb = await fingerprint(b.dsn.port);
+    assert.deepEqual(Object.keys(fa), ['public.audit', 'public.ident', 'public.items', 'public.kv']);
+    assert.deepEqual(fb, fa);
+    // ids: 1-3, 4-5, 6, (NULL used 7), 8 (txn), (rolled back 9, 10), 11
+    assert.deepEqual((await q(a.dsn.port, 'SELECT id FROM items ORDER BY id')).map((r) => r[0]), [1, 2, 3, 4, 5, 6, 8, 11]);
+    assert.deepEqual(await q(b.dsn.port, "SELECT tableowner FROM pg_tables WHERE tablename = 'items'"), [['alice']]);
+    assert.deepEqual(await q(b.dsn.port, 'SELECT idx FROM recall.applied'), await q(a.dsn.port, 'SELECT idx FROM recall.applied'));
+  });
+});
