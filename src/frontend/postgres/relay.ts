@@ -75,6 +75,8 @@ export class Relay {
   private bHeadLen = 0;
   private bSkip = 0;
   private bStatusNext = false; // the next body byte is a ReadyForQuery's status
+  /** Type byte of the last message the backend started: an ErrorResponse before a close is its own FATAL. */
+  lastBackendType = 0;
 
   /** Query, Sync and FunctionCall messages forwarded whose ReadyForQuery has not come back. */
   private pending = 0;
@@ -353,6 +355,7 @@ export class Relay {
         pos += 5;
       }
       if (len < 4) throw new Error(`invalid message length ${len} from the server`);
+      this.lastBackendType = type;
       const body = len - 4;
       if (type === MSG_READY_FOR_QUERY) {
         if (pos < n) this.readyForQuery(chunk[pos]!);

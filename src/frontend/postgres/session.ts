@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import { randomInt } from 'node:crypto';
 import {
+  MSG_ERROR_RESPONSE,
   PROTOCOL_MAJOR_SUPPORTED,
   PROTOCOL_MINOR_LATEST,
   SQLSTATE_CANNOT_CONNECT_NOW,
@@ -297,6 +298,11 @@ export class Session {
     recallErrors.inc();
     const busy = this.relay !== null && this.relay.pendingCount() > 0;
     this.ctx.log.warn('the local database closed the session', { user: this.user, busy });
+    // postgres said why itself (FATAL: terminating connection due to administrator command, ...): that is the answer
+    if (this.relay && this.relay.lastBackendType === MSG_ERROR_RESPONSE) {
+      this.client.end();
+      return this.close(false);
+    }
     // postgres itself says this when it is shut down under a session (57P01, FATAL)
     this.sendAndClose(fatal('57P01', 'terminating connection because the local database server went away (Recall); reconnect and retry'));
   }

@@ -181,6 +181,14 @@ describe('start-up', () => {
     } finally {
       await tlsFe.frontend.close();
     }
+    const strict = await startFrontend(db, { auth: 'md5', tls: selfSignedCert(), tlsRequired: true });
+    try {
+      await expectError(connect(strict.port), '28000', /requires TLS/);
+      const c = await connect(strict.port, { ssl: { rejectUnauthorized: false } });
+      await c.end();
+    } finally {
+      await strict.frontend.close();
+    }
   });
 
   test('unsupported protocol 2.0 gets 0A000; 3.1 and _pq_ options get NegotiateProtocolVersion', async () => {
@@ -370,6 +378,18 @@ describe('cancel and session end', () => {
     } finally {
       await c.end();
     }
+  });
+
+  test("a backend terminated by the server: the client gets postgres' own FATAL once, then the close", async () => {
+    const r = await RawClient.connect(port);
+    const start = await r.login('alice', ROLES.alice, 'app', [['application_name', 'to-terminate']]);
+    const key = decodeBackendKeyData(start.find((m) => typeOf(m) === 'K')!);
+    await db.admin('SELECT pg_terminate_backend($1)', [key.processId]);
+    const m = await r.read();
+    const e = decodeErrorFields(m);
+    assert.deepEqual([e.get('S'), e.get('C'), e.get('M')], ['FATAL', '57P01', 'terminating connection due to administrator command']);
+    await r.closed();
+    assert.equal(r.ch.buffered(), 0, 'nothing after the FATAL');
   });
 
   test('Terminate closes both sides; a vanished client closes its backend session', async () => {
