@@ -12,10 +12,14 @@
 // Each method's time is its whole runner.run(): transfer, prepare, install, server start. After
 // each, CHECKSUM TABLE of every table must equal the donor's, or the bench fails.
 // MB/s divide the donor's data directory size (du -sb) for all, so they compare; MB = 10^6 bytes.
+// Every measurement starts with the donor's files read into the page cache and dirty pages synced:
+// InnoDB writes with O_DIRECT, so otherwise whichever run came first would read from disk alone.
 // Settings (environment):
 //   BENCH_RESYNC_MB          data directory size in MiB (default 1024)
 //   BENCH_RESYNC_ROUNDS      plain rsync rounds (default 2: one before, one after the methods)
 //   BENCH_RESYNC_POOL_MB     donor's InnoDB buffer pool (default 2048)
+//   BENCH_RESYNC_CPU_PROF    a directory: the donor process writes a V8 CPU profile there on exit (run the
+//                            bench itself with node --cpu-prof --cpu-prof-dir=DIR for the joiner's)
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
@@ -31,9 +35,11 @@ import { rsyncMethod } from '../src/recovery/rsync-joiner.js';
 import type { ResyncRunner } from '../src/recovery/manager.js';
 import type { ApplierPause, ResyncProgress } from '../src/recovery/types.js';
 import { freePort } from '../test/harness/ports.js';
-import { cpuSeconds, mariadbPid } from './lib/cluster-cpu.js';
+import { mariadbPid } from './lib/cluster-cpu.js';
+import { cpuMeter, type CpuUse } from './lib/resync-cpu.js';
 import { APPLIED_INDEX, assertSameChecksums, checksumsAt, connect, dirBytes, populate } from './lib/resync-data.js';
 import { DONOR_ID, JOINER_ID, donorPaths, type DonorCommand, type DonorInit, type DonorReply } from './lib/resync-ipc.js';
+import { measureFloor, warm } from './lib/resync-floor.js';
 import { printReport, type Measured, type PhaseTimes } from './lib/resync-report.js';
 
 const targetMiB = Number(process.env.BENCH_RESYNC_MB ?? 1024);
@@ -41,6 +47,7 @@ const plainRounds = Math.max(1, Number(process.env.BENCH_RESYNC_ROUNDS ?? 2));
 const donorPoolMiB = Number(process.env.BENCH_RESYNC_POOL_MB ?? 2048);
 const fixtures = join(process.cwd(), 'test/recovery/fixtures');
 const localRsh = join(fixtures, 'local-rsh');
+const cpuProfDir = process.env.BENCH_RESYNC_CPU_PROF;
 const secret = 'resync-bench';
 
 configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LOG });
@@ -87,18 +94,6 @@ function run(cmd: string, args: string[]): Promise<string> {
 /** Dirty pages of earlier steps written out, so no measurement pays for another's writes. */
 const settle = () => run('sync', []);
 
-/** CPU seconds of a process and of the children it has waited for (the tools it ran). */
-function cpuWithChildren(pid: number | undefined): number {
-  if (!pid) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-    return (f[11]! + f[12]! + f[13]! + f[14]!) / 100; // utime stime cutime cstime, in USER_HZ
-  } catch {
-    return 0;
-  }
-}
-
 /** SIGKILLs a mariadbd left running from `dir`'s pid file, if its command line is one of ours. */
 function killLeftover(dir: string, root: string): void {
   const pid = mariadbPid(dir);
@@ -115,19 +110,33 @@ function killLeftover(dir: string, root: string): void {
 async function plainRsync(source: string, dest: string): Promise<Measured> {
   rmSync(dest, { recursive: true, force: true });
   mkdirSync(dest, { recursive: true });
+  await warm(source);
   await settle();
+  const meter = cpuMeter(() => [process.pid]); // both rsyncs are our children (local-rsh runs the remote one)
   const t = performance.now();
   const out = await run('rsync', ['-a', '--delete', '--stats', '-e', localRsh, `127.0.0.1:${source}/`, `${dest}/`]);
   const seconds = (performance.now() - t) / 1000;
   const moved = /Total transferred file size: ([\d,]+)/.exec(out);
-  return { seconds, bytes: moved ? Number(moved[1]!.replace(/,/g, '')) : 0 };
+  return { seconds, bytes: moved ? Number(moved[1]!.replace(/,/g, '')) : 0, cpu: meter() };
 }
 
-/** Runs a method's runner against the donor; phases are the first time each was reported. */
-async function timedRun(runner: ResyncRunner, transport: Transport): Promise<Measured & { phases: PhaseTimes; cpuJoinerS: number }> {
+/**
+ * Runs a method's runner against the donor; phases are the first time each was reported. CPU is of
+ * this process and the donor's with their children, and of both servers by their pid files (read
+ * at both ends: a server stopped meanwhile is counted in its parent's children's time).
+ */
+async function timedRun(
+  runner: ResyncRunner,
+  transport: Transport,
+  donor: Donor,
+  servers: { donorDatadir: string; joinerPid: () => number | undefined },
+): Promise<Measured & { phases: PhaseTimes; joinerCpu: CpuUse }> {
+  const donorDatadir = servers.donorDatadir;
+  await warm(donorDatadir);
   await settle();
   const phases: PhaseTimes = [];
-  const cpu0 = cpuWithChildren(process.pid);
+  const joinerMeter = cpuMeter(() => [process.pid, servers.joinerPid()]);
+  const meter = cpuMeter(() => [process.pid, servers.joinerPid(), donor.proc.pid, mariadbPid(donorDatadir)]);
   const t = performance.now();
   const r = await runner.run(DONOR_ID, APPLIED_INDEX, {
     transport,
@@ -137,9 +146,10 @@ async function timedRun(runner: ResyncRunner, transport: Transport): Promise<Mea
     },
   });
   const seconds = (performance.now() - t) / 1000;
-  const cpuJoinerS = cpuWithChildren(process.pid) - cpu0;
+  const cpu = meter();
+  const joinerCpu = joinerMeter();
   if (r.index !== APPLIED_INDEX) throw new Error(`${runner.method}: the copy holds index ${r.index}, the donor ${APPLIED_INDEX}`);
-  return { seconds, bytes: r.bytes, phases, cpuJoinerS };
+  return { seconds, bytes: r.bytes, phases, cpu, joinerCpu };
 }
 
 /** Server stop/start of a joiner, timed (the install's share of a run). */
@@ -179,7 +189,10 @@ async function main(): Promise<void> {
   try {
     for (const d of [donorDirs.datadir, donorDirs.recallDir, join(root, 'snap', 'recall'), hookDir, hookRun]) mkdirSync(d, { recursive: true });
     joinerT = await Transport.start({ id: JOINER_ID, clusterId: 'resync-bench', secret, listen: '127.0.0.1:0', peers: new Map() });
-    donor = new Donor(fork(fileURLToPath(new URL('./lib/resync-donor.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    donor = new Donor(fork(fileURLToPath(new URL('./lib/resync-donor.js', import.meta.url)), [], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: [...process.execArgv.filter((a) => !a.startsWith('--cpu-prof')), ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [])],
+    }));
     const ready = donor.reply();
     const init: DonorInit = {
       ...donorDirs,
@@ -228,16 +241,13 @@ async function main(): Promise<void> {
     })({ transport: joinerT, applier: idleApplier, log });
     closers.push(snap.close);
     const logsBefore = donor.logs.length;
-    const donorCpu0 = cpuWithChildren(donor.proc.pid);
-    const donorDbCpu0 = cpuSeconds(donor.mariadbPid);
-    const builtIn = await timedRun(snap.runner, joinerT);
-    const donorCpuS = cpuWithChildren(donor.proc.pid) - donorCpu0;
-    const donorDbCpuS = cpuSeconds(donor.mariadbPid) - donorDbCpu0;
+    const builtIn = await timedRun(snap.runner, joinerT, donor, { donorDatadir: donorDirs.datadir, joinerPid: () => snapDb?.pid });
     const backupDone = donor.logs.slice(logsBefore).find((l) => l.message === 'snapshot backup done');
     assertSameChecksums('built-in snapshot', want, await checksumsAt(snapDb.socketPath));
     await snapDb.stop();
     snapDb = undefined;
     rmSync(join(root, 'snap'), { recursive: true, force: true });
+    const floor = await measureFloor({ datadir: donorDirs.datadir, socketPath: donorDirs.socketPath, workDir: join(root, 'floor'), serverPid: () => donor!.mariadbPid });
 
     // 4. Hook-mode rsync: StartServer/StopServer fixture scripts, empty datadir.
     const hookPort = await freePort();
@@ -261,7 +271,7 @@ async function main(): Promise<void> {
       log,
     });
     closers.push(hook.close);
-    const hookRun1 = await timedRun(hook.runner, joinerT);
+    const hookRun1 = await timedRun(hook.runner, joinerT, donor, { donorDatadir: donorDirs.datadir, joinerPid: () => mariadbPid(hookRun) });
     assertSameChecksums('hook-mode rsync', want, await checksumsAt(hookSocket));
     await hookDb.stop();
     hookDb = undefined;
@@ -277,7 +287,7 @@ async function main(): Promise<void> {
     printReport({
       dataBytes,
       plain,
-      builtIn: { ...builtIn, server: snapServer, backupS: backupDone ? Number(backupDone.fields.seconds) : undefined, donorCpuS, donorDbCpuS },
+      builtIn: { ...builtIn, server: snapServer, backupS: backupDone ? Number(backupDone.fields.seconds) : undefined, floor },
       hook: { ...hookRun1, server: hookServer },
       totalS: (performance.now() - started) / 1000,
     });
