@@ -36,6 +36,7 @@ interface Change {
   match?: number;
   applied?: number;
   commit?: number;
+  resync?: { state: string; progress?: { phase: string; bytes: number; totalBytes?: number; bytesPerSec: number; etaSec?: number } };
 }
 
 interface View {
@@ -126,6 +127,15 @@ function describeChange(c: Change): string {
   const parts = [`${c.op} node ${c.id}: ${c.phase}`];
   if (c.match !== undefined && c.commit !== undefined) parts.push(`log ${c.match}/${c.commit}`);
   if (c.applied !== undefined && c.commit !== undefined) parts.push(`database ${c.applied}/${c.commit}`);
+  const p = c.resync?.progress;
+  if (c.resync) {
+    const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+    parts.push(
+      p
+        ? `resync ${p.phase} ${mb(p.bytes)}${p.totalBytes ? ` of ${mb(p.totalBytes)}` : ''} at ${mb(p.bytesPerSec)}/s${p.etaSec !== undefined ? `, ETA ${Math.round(p.etaSec)} s` : ''}`
+        : `resync ${c.resync.state}`,
+    );
+  }
   if (c.startedAt) parts.push(`${Math.round((Date.now() - Date.parse(c.startedAt)) / 1000)} s`);
   return parts.join(', ');
 }

@@ -117,7 +117,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
       cleanups.push(() => rep.close());
     }
     // membership (H3): add/remove replicas through /members and `recall join|remove|members`.
-    const membership = replicator ? new Membership({ node: replicator.node, selfAddress: cfg.replicas[cfg.nodeId - 1] ?? cfg.listen.peer, appliedIndex: () => replicator!.applied }) : undefined;
+    const membership = replicator ? new Membership({ node: replicator.node, selfAddress: cfg.replicas[cfg.nodeId - 1] ?? cfg.listen.peer, appliedIndex: () => replicator!.applied, resync: () => replicator!.status().resync }) : undefined;
 
     // 3. Admin HTTP.
     let adminPort = 0;

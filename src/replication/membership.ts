@@ -21,6 +21,8 @@ export interface MembershipOptions {
   selfAddress: string;
   /** The local database's applied index (the replicator's applier); Raft's when absent. */
   appliedIndex?: () => number;
+  /** This replica's full resync, if one runs (shown while it joins). */
+  resync?: () => ResyncSummary | undefined;
   /** Longest a new replica may take to receive the database and catch up; default 30 min. */
   catchUpTimeoutMs?: number;
   /** Longest one ConfChange may take to commit; default 15 s. */
@@ -41,6 +43,12 @@ export interface MemberInfo {
   applied?: number;
 }
 
+/** What a joining replica reports of its full resync (src/recovery: ResyncStatus). */
+export interface ResyncSummary {
+  state: string;
+  progress?: { phase: string; bytes: number; totalBytes?: number; bytesPerSec: number; etaSec?: number };
+}
+
 export interface ChangeProgress {
   op: 'add' | 'remove' | 'replace';
   id: NodeId;
@@ -49,6 +57,8 @@ export interface ChangeProgress {
   match?: number;
   applied?: number;
   commit?: number;
+  /** The learner's resync, while it receives the database. */
+  resync?: ResyncSummary;
 }
 
 export interface MembershipView {
@@ -97,11 +107,16 @@ export interface AddOptions {
   timeoutMs?: number;
 }
 
+/**
+ * `again`: a repeat of a forwarded request whose answer was lost (the link to the leader broke
+ * after it was sent; a removed leader's links are dropped as soon as the others apply its
+ * removal). It may have been done already, so the state it asks for counts as success.
+ */
 type Request =
   | { op: 'list' }
-  | { op: 'add'; id: NodeId; address: string; voter: boolean; timeoutMs: number }
-  | { op: 'remove'; id: NodeId }
-  | { op: 'replace'; deadId: NodeId; id: NodeId; address: string; timeoutMs: number }
+  | { op: 'add'; id: NodeId; address: string; voter: boolean; timeoutMs: number; again?: boolean }
+  | { op: 'remove'; id: NodeId; again?: boolean }
+  | { op: 'replace'; deadId: NodeId; id: NodeId; address: string; timeoutMs: number; again?: boolean }
   | { op: 'progress' };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -194,6 +209,10 @@ export class Membership {
         if (!st.leader) throw new MembershipRequestError('no-leader', 'no leader is known (an election may be under way, or this node has not joined yet); retry in a moment');
         return await this.forward(st.leader, req, timeoutMs);
       } catch (e) {
+        if (e instanceof AnswerLostError) {
+          if (req.op !== 'list' && req.op !== 'progress') req = { ...req, again: true };
+          e = e.cause;
+        }
         const retry = e instanceof MembershipRequestError && (e.code === 'no-leader' || e.code === 'not-leader');
         // A list needs no leader: this member's view is better than nothing.
         if (retry && req.op === 'list' && attempt >= 3) return { ...this.localView(), local: true };
@@ -205,13 +224,16 @@ export class Membership {
 
   private async forward(leader: NodeId, req: Request, timeoutMs: number): Promise<MembershipView> {
     let reply: Uint8Array;
+    // Not connected: the request is refused before it leaves, so it surely was not done.
+    const sent = this.node.transport.isConnected(leader);
     try {
       reply = await this.node.transport.request(leader, CHANNEL_MEMBERSHIP, Buffer.from(JSON.stringify(req)), timeoutMs);
     } catch (e) {
       // Before the leader answered: a lost link is worth a retry, a timeout is not (the change may be under way).
       const msg = (e as Error).message;
       if ((e as Error).name === 'RequestTimeoutError') throw new MembershipRequestError('failed', `the leader (node ${leader}) did not answer within ${timeoutMs} ms: ${msg}; the change may still complete, check with recall members`);
-      throw new MembershipRequestError('not-leader', `cannot reach the leader (node ${leader}): ${msg}`);
+      const err = new MembershipRequestError('not-leader', `cannot reach the leader (node ${leader}): ${msg}`);
+      throw sent && (e as Error).name !== 'RemoteError' ? new AnswerLostError(err) : err;
     }
     return decodeReply(reply);
   }
@@ -224,7 +246,7 @@ export class Membership {
       this.log.warn('malformed membership request from peer', { peer: from, error: (e as Error).message });
       return encodeReply(new MembershipRequestError('bad-request', `malformed membership request: ${(e as Error).message}`));
     }
-    if (req.op === 'progress') return Buffer.from(JSON.stringify({ applied: this.appliedIndex(), raftApplied: this.node.status().applied }));
+    if (req.op === 'progress') return Buffer.from(JSON.stringify({ applied: this.appliedIndex(), raftApplied: this.node.status().applied, resync: this.resyncSummary() }));
     try {
       if (this.node.status().role !== Role.Leader) {
         const l = this.node.status().leader;
@@ -245,13 +267,18 @@ export class Membership {
       const c = this.change;
       throw new MembershipRequestError('busy', `another membership change is in progress (${c.op} node ${c.id}, ${c.phase}, since ${c.startedAt}); one change at a time`);
     }
+    if (req.again && this.alreadyDone(req)) {
+      this.log.info('membership request repeated after a lost answer: already done', { op: req.op, node: req.id });
+      return this.localView();
+    }
     this.change = { op: req.op, id: req.id, phase: req.op === 'remove' ? 'removing' : 'adding-learner', startedAt: new Date().toISOString() };
     try {
       if (req.op === 'add') await this.doAdd(req.id, req.address, req.voter, req.timeoutMs);
       else if (req.op === 'remove') await this.doRemove(req.id);
       else {
         this.validateRemove(req.deadId);
-        await this.doAdd(req.id, req.address, true, req.timeoutMs);
+        // Repeated after a lost answer, the new node may be a voter already.
+        if (!(req.again && this.node.status().voters.includes(req.id))) await this.doAdd(req.id, req.address, true, req.timeoutMs);
         this.change = { ...this.change, phase: 'removing' };
         await this.doRemove(req.deadId);
       }
@@ -301,15 +328,18 @@ export class Membership {
       if (!st.learners.includes(id)) throw new MembershipRequestError('failed', `node ${id} is no longer a learner (removed meanwhile?)`);
       const match = st.peers.find((p) => p.id === id)?.match ?? 0;
       let applied: number | undefined;
+      let resync: ResyncSummary | undefined;
       try {
-        const r = JSON.parse(Buffer.from(await this.node.transport.request(id, CHANNEL_MEMBERSHIP, Buffer.from('{"op":"progress"}'), 2000)).toString('utf8')) as { applied?: unknown };
+        const r = JSON.parse(Buffer.from(await this.node.transport.request(id, CHANNEL_MEMBERSHIP, Buffer.from('{"op":"progress"}'), 2000)).toString('utf8')) as { applied?: unknown; resync?: unknown };
         if (typeof r.applied === 'number') applied = r.applied;
+        resync = parseResync(r.resync);
         unreachableSince = 0;
       } catch {
         unreachableSince ||= performance.now();
       }
       if (applied !== undefined) this.learnerApplied.set(id, applied);
-      this.change = { ...this.change!, match, commit: st.commit, ...(applied !== undefined ? { applied } : {}) };
+      const { resync: _old, ...rest } = this.change!;
+      this.change = { ...rest, match, commit: st.commit, ...(applied !== undefined ? { applied } : {}), ...(resync ? { resync } : {}) };
       if (applied !== undefined && applied >= floor && applied + this.slack >= st.commit && match + this.slack >= st.commit) return;
       if (performance.now() > end) {
         const where = applied === undefined ? `its database did not answer${unreachableSince ? ` for ${Math.round((performance.now() - unreachableSince) / 1000)} s` : ''}` : `its database at ${applied} (needs ${floor} or later)`;
@@ -317,6 +347,15 @@ export class Membership {
       }
       await sleep(progressPollMs);
     }
+  }
+
+  /** Whether the membership already is what `req` asks for. */
+  private alreadyDone(req: Exclude<Request, { op: 'list' } | { op: 'progress' }>): boolean {
+    const st = this.node.status();
+    const member = (id: NodeId) => st.voters.includes(id) || st.learners.includes(id);
+    if (req.op === 'remove') return !member(req.id);
+    const added = req.op === 'add' && !req.voter ? member(req.id) : st.voters.includes(req.id);
+    return added && (req.op !== 'replace' || !member(req.deadId));
   }
 
   private validateRemove(id: NodeId): void {
@@ -337,9 +376,40 @@ export class Membership {
     this.log.info('node removed', { node: id, voters: this.node.status().voters.join(',') });
   }
 
+  private resyncSummary(): ResyncSummary | undefined {
+    try {
+      return parseResync(this.o.resync?.());
+    } catch {
+      return undefined;
+    }
+  }
+
   private appliedIndex(): number {
     return this.o.appliedIndex?.() ?? this.node.status().applied;
   }
+}
+
+/** A forwarded request whose answer was lost after it was sent. */
+class AnswerLostError extends Error {
+  constructor(override readonly cause: MembershipRequestError) {
+    super(cause.message);
+    this.name = 'AnswerLostError';
+  }
+}
+
+/** A resync summary from a peer (or our own status), reduced to what the progress shows. */
+function parseResync(v: unknown): ResyncSummary | undefined {
+  if (!v || typeof v !== 'object') return undefined;
+  const r = v as { state?: unknown; progress?: Record<string, unknown> };
+  if (typeof r.state !== 'string' || r.state === 'idle') return undefined;
+  const p = r.progress;
+  const n = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+  return {
+    state: r.state,
+    ...(p && typeof p === 'object' && typeof p.phase === 'string'
+      ? { progress: { phase: p.phase, bytes: n(p.bytes) ?? 0, bytesPerSec: n(p.bytesPerSec) ?? 0, ...(n(p.totalBytes) !== undefined ? { totalBytes: n(p.totalBytes) } : {}), ...(n(p.etaSec) !== undefined ? { etaSec: n(p.etaSec) } : {}) } }
+      : {}),
+  };
 }
 
 function checkId(id: unknown): asserts id is NodeId {
@@ -374,15 +444,15 @@ function parseRequest(payload: Buffer): Request {
     case 'add':
       checkId(v.id);
       checkAddress(v.address);
-      return { op: 'add', id: v.id, address: v.address, voter: v.voter !== false, timeoutMs };
+      return { op: 'add', id: v.id, address: v.address, voter: v.voter !== false, timeoutMs, again: v.again === true };
     case 'remove':
       checkId(v.id);
-      return { op: 'remove', id: v.id };
+      return { op: 'remove', id: v.id, again: v.again === true };
     case 'replace':
       checkId(v.id);
       checkId(v.deadId);
       checkAddress(v.address);
-      return { op: 'replace', id: v.id, deadId: v.deadId, address: v.address, timeoutMs };
+      return { op: 'replace', id: v.id, deadId: v.deadId, address: v.address, timeoutMs, again: v.again === true };
     default:
       throw new Error(`unknown op ${JSON.stringify(v.op)}`);
   }

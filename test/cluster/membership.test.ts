@@ -168,10 +168,17 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
       const acked: string[] = [];
       let unknown = 0;
       let writing = true;
+      // Checks run with the writers paused: checksums and row lists of replicas applying a
+      // moving log would differ only by timing.
+      let paused = false;
+      let inflight = 0;
       const writer = async (w: number) => {
         let conn: mysql.Connection | undefined;
         let at = w % 3;
         for (let seq = 0; writing; seq++) {
+          while (paused && writing) await sleep(20);
+          if (!writing) break;
+          inflight++;
           try {
             if (!conn || !pool.has(at)) {
               await conn?.end().catch(() => undefined);
@@ -189,6 +196,8 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
             await conn?.end().catch(() => undefined);
             conn = undefined;
             await sleep(50);
+          } finally {
+            inflight--;
           }
         }
         await conn?.end().catch(() => undefined);
@@ -201,6 +210,9 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
 
       /** Every acknowledged row on every listed node, and equal checksums. */
       const check = async (which: number[], what: string) => {
+        paused = true;
+        for (let k = 0; k < 600 && inflight > 0; k++) await sleep(50);
+        assert.equal(inflight, 0, 'writers paused');
         await c.waitConverged(120_000, which);
         const sums = await c.checksums(db, which);
         for (let k = 1; k < sums.length; k++) assert.deepEqual(sums[k], sums[0], `${what}: node ${which[k]! + 1} checksum vs node ${which[0]! + 1}`);
@@ -211,6 +223,7 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
           const missing = want.filter((id) => !have.has(id));
           assert.deepEqual(missing.slice(0, 20), [], `${what}: node ${i + 1} lacks ${missing.length} of ${want.length} acknowledged rows`);
         }
+        paused = false;
         return sums[0]!;
       };
 
