@@ -213,6 +213,33 @@ describe('start-up', () => {
   });
 });
 
+describe('limits and failures', () => {
+  test('connectionsMax: one more client gets 53300 as from postgres', async () => {
+    const one = await startFrontend(db, { auth: 'md5', connectionsMax: 1 });
+    try {
+      const a = await connect(one.port);
+      await expectError(connect(one.port), '53300', 'sorry, too many clients already');
+      await a.end();
+      for (let i = 0; i < 50 && one.frontend.stats().connections > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      const b = await connect(one.port);
+      await b.end();
+    } finally {
+      await one.frontend.close();
+    }
+  });
+
+  test('an unreachable local database: 57P03 with the reason, after authentication', async () => {
+    const lost = await startFrontend(db, { auth: 'md5', backend: { host: '127.0.0.1', port: 1 } });
+    try {
+      await expectError(connect(lost.port), '57P03', /cannot reach the local database at 127\.0\.0\.1:1/);
+      // the password is still checked first
+      await expectError(connect(lost.port, { password: 'wrong' }), '28P01');
+    } finally {
+      await lost.frontend.close();
+    }
+  });
+});
+
 describe('queries', () => {
   let c: pg.Client;
   before(async () => {
