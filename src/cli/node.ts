@@ -182,6 +182,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         tlsRequired: cfg.tlsRequired,
         connectionsMax: cfg.maxConnections,
         nodeId: cfg.nodeId,
+        auth: cfg.postgresAuth,
       });
       postgresPort = fe.port;
       cleanups.push(() => fe.close());

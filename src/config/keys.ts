@@ -47,6 +47,7 @@ export const keySpecs: readonly KeySpec[] = [
   { path: 'tls.key', kind: 'path', example: '/etc/recall/server.key', describe: 'PEM private key for client TLS' },
   { path: 'tls.required', kind: 'bool', example: 'true', describe: 'refuse MySQL clients that do not upgrade to TLS (needs tls.cert and tls.key)' },
   { path: 'defaultAuthPlugin', kind: 'enum', choices: ['mysql_native_password', 'caching_sha2_password'], example: 'caching_sha2_password', describe: 'auth plugin named in the MySQL handshake (clients such as mysql2 answer with it); default mysql_native_password' },
+  { path: 'postgresAuth', kind: 'enum', choices: ['scram-sha-256', 'md5', 'trust'], example: 'md5', describe: "how PostgreSQL clients authenticate against the database's roles (as pg_hba methods; trust asks nothing: local demos only)" },
   { path: 'maxConnections', kind: 'int', min: 1, max: 1000000, example: '1000', describe: 'client connections accepted at once' },
   { path: 'maxPacketBytes', kind: 'bytes', min: 1024, max: 1 << 30, example: '64MiB', describe: 'largest client payload (a statement or row) accepted' },
   { path: 'connectTimeoutMs', kind: 'int', min: 1, example: '10000', describe: 'time a client has to finish the handshake' },

@@ -44,6 +44,8 @@ export interface RecallConfig {
   clusterId?: string;
   /** Start as a new member of a running cluster. */
   join: boolean;
+  /** How PostgreSQL clients authenticate. */
+  postgresAuth: 'scram-sha-256' | 'md5' | 'trust';
   logRetainEntries: number;
   logRetainBytes: number;
   resyncMethod: 'auto' | 'snapshot' | 'rsync';
@@ -219,6 +221,7 @@ function validate(values: Map<string, KeyValue>, origin: Map<string, string>, cw
     clusterSecret: get<string>('clusterSecret'),
     clusterId: get<string>('clusterId'),
     join: get<boolean>('join') ?? false,
+    postgresAuth: get<'scram-sha-256' | 'md5' | 'trust'>('postgresAuth') ?? 'scram-sha-256',
     logRetainEntries: get<number>('logRetainEntries') ?? d.logRetainEntries,
     logRetainBytes: get<number>('logRetainBytes') ?? d.logRetainBytes,
     resyncMethod: get<'auto' | 'snapshot' | 'rsync'>('resyncMethod') ?? 'auto',
