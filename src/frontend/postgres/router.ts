@@ -1,0 +1,523 @@
+// Routing of PostgreSQL client batches (DESIGN.md "Data flow", "Reads"): the `decide` and
+// `intercept` hooks of startPostgresFrontend. Reads and session statements go to the local
+// database through the relay; writes, DDL, locking reads and every statement of a transaction
+// after its first write are taken over and run on the leader's write lane (here or forwarded),
+// and the client gets the leader's own messages. A session's reads wait until its last write is
+// applied locally (`SET recall.consistency = 'local' | 'session' | 'linearizable'`).
+//
+// BEGIN is local: a transaction's reads run on this node until its first write; from then on the
+// whole transaction runs on the leader, and the local one is rolled back when it ends.
+import type { Socket } from 'node:net';
+import { SqlError } from '../../backend/mysql/client.js';
+import {
+  MSG_BIND_COMPLETE,
+  MSG_CLOSE_COMPLETE,
+  MSG_ERROR_RESPONSE,
+  MSG_NO_DATA,
+  MSG_PARSE_COMPLETE,
+  MSG_READY_FOR_QUERY,
+  MSG_ROW_DESCRIPTION,
+  TX_FAILED,
+  TX_IDLE,
+  TX_IN_TRANSACTION,
+} from '../../protocol/postgres/constants.js';
+import { encodeErrorResponse, encodeQuery, encodeReadyForQuery } from '../../protocol/postgres/messages.js';
+import { Writer } from '../../protocol/postgres/writer.js';
+import { classifyPg, type PgStatement } from '../../sql/pg-classify.js';
+import type { Logger } from '../../util/log.js';
+import { decodeBatch, type ClientMessage } from '../../replication/pg/batch.js';
+import { encodeCommandComplete, encodeSync, replyRows, type PgReply } from '../../replication/pg/conn.js';
+import { PG_ENTRY_SETTINGS } from '../../replication/pg/entry.js';
+import { PgRecallErrors, pgSqlState } from '../../replication/pg/errors.js';
+import type { PgLaneKind, PgLaneRequest, PgLaneResult, PgLaneStatement } from '../../replication/pg/types.js';
+import type { QueryBatch } from './relay.js';
+import type { Session } from './session.js';
+
+/** What the router needs from the Replicator. */
+export interface PgWriteService {
+  write(req: PgLaneRequest): Promise<PgLaneResult>;
+  endSession(session: string): void;
+  linearizableIndex(): Promise<number>;
+  /** resolves once the local database applied `index`; SqlError after its own timeout */
+  waitApplied(index: number): Promise<void>;
+  readonly applied: number;
+  /** why this replica refuses reads, or null */
+  readonly diverged: string | null;
+}
+
+export type Consistency = 'local' | 'session' | 'linearizable';
+
+export interface PgRouterOptions {
+  nodeId: number;
+  service: PgWriteService;
+  log: Logger;
+  consistency?: Consistency;
+}
+
+interface Prepared {
+  sql: string;
+  types: number[];
+  st: PgStatement | null;
+}
+
+interface RouteState {
+  id: string;
+  prepared: Map<string, Prepared>;
+  /** SQL-level PREPARE names and what their body does */
+  sqlPrepared: Map<string, string | undefined>;
+  settings: Record<string, string> | null;
+  lastIndex: number;
+  consistency: Consistency;
+  /** the session's transaction runs on the lane ('aborted': the lane lost it; answer 25P02 until it ends) */
+  lane: 'none' | 'held' | 'aborted';
+  begin: string | null;
+  /** the local backend's transaction status when the relay has not seen its latest ReadyForQuery */
+  localStatus: number | null;
+  /** relay the next batch as it is (it was held back to wait for consistency) */
+  passNext: boolean;
+  /** the statements decide found in the batch it took */
+  units: Unit[];
+  /** transaction status of the lane connection while the lane is held */
+  laneStatus: number;
+}
+
+/** One statement of a batch: its classification and, for an Execute, the execution. */
+interface Unit {
+  st: PgStatement | null;
+  lane: PgLaneStatement;
+}
+
+const WRITE_KINDS = new Set(['write', 'ddl']);
+const CONSISTENCIES = new Set(['local', 'session', 'linearizable']);
+
+function errorMessage(code: string, message: string): Buffer {
+  return encodeErrorResponse({ severity: 'ERROR', code, message });
+}
+
+function sqlErrorMessage(e: unknown): Buffer {
+  if (e instanceof SqlError) return errorMessage(pgSqlState(e), e.message);
+  return errorMessage('XX000', `Recall: ${(e as Error).message}`);
+}
+
+function simple(type: number): Buffer {
+  return new Writer(8).message(type);
+}
+
+/** Send messages to the local backend (the relay is detached) and read up to ReadyForQuery. */
+function backendRequest(sock: Socket, msgs: Buffer[]): Promise<PgReply> {
+  return new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0);
+    const messages: Buffer[] = [];
+    const done = (e: Error | null, r?: PgReply) => {
+      sock.off('data', onData);
+      sock.off('close', onClose);
+      if (e) reject(e);
+      else resolve(r!);
+    };
+    const onClose = () => done(new Error('the local database closed the session'));
+    const onData = (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      let pos = 0;
+      while (buf.length - pos >= 5) {
+        const len = buf.readInt32BE(pos + 1);
+        if (buf.length - pos < len + 1) break;
+        const m = Buffer.from(buf.subarray(pos, pos + len + 1));
+        pos += len + 1;
+        messages.push(m);
+        if (m[0] === MSG_READY_FOR_QUERY) return done(null, { messages, status: m[5]! });
+      }
+      buf = buf.subarray(pos);
+    };
+    sock.on('data', onData);
+    sock.once('close', onClose);
+    for (const m of msgs) sock.write(m);
+  });
+}
+
+export class PgRouter {
+  private readonly states = new WeakMap<Session, RouteState>();
+  private sessions = 0;
+
+  constructor(private readonly o: PgRouterOptions) {}
+
+  /** The options to pass to startPostgresFrontend. */
+  hooks(): { decide: (s: Session, b: QueryBatch) => boolean; intercept: (s: Session, b: QueryBatch, leftover: Buffer) => void } {
+    return { decide: (s, b) => this.decide(s, b), intercept: (s, b, l) => this.intercept(s, b, l) };
+  }
+
+  private state(session: Session): RouteState {
+    let s = this.states.get(session);
+    if (!s) {
+      const st: RouteState = {
+        id: `${this.o.nodeId}:${++this.sessions}`,
+        prepared: new Map(),
+        sqlPrepared: new Map(),
+        settings: null,
+        lastIndex: 0,
+        consistency: this.o.consistency ?? 'session',
+        lane: 'none',
+        begin: null,
+        localStatus: null,
+        passNext: false,
+        units: [],
+        laneStatus: TX_IN_TRANSACTION,
+      };
+      session.socket.once('close', () => this.o.service.endSession(st.id));
+      this.states.set(session, st);
+      s = st;
+    }
+    return s;
+  }
+
+  // ---- decide: synchronous, on every batch ----
+
+  decide(session: Session, batch: QueryBatch): boolean {
+    const s = this.state(session);
+    if (s.passNext) {
+      s.passNext = false;
+      s.localStatus = null;
+      return false;
+    }
+    let msgs: ClientMessage[];
+    try {
+      msgs = decodeBatch(batch.bytes);
+    } catch {
+      s.localStatus = null;
+      return false; // postgres answers malformed messages itself
+    }
+    const units = this.units(s, msgs);
+    s.units = units;
+    if (s.lane !== 'none' || this.o.service.diverged) return true;
+    const local = s.localStatus ?? batch.txStatus;
+    let take = false;
+    let reads = false;
+    for (const u of units) {
+      const st = u.st;
+      if (!st) continue;
+      if (st.refuse || WRITE_KINDS.has(st.kind) || (st.kind === 'execute' && WRITE_KINDS.has(s.sqlPrepared.get(st.prepared?.name ?? '') ?? ''))) take = true;
+      if (st.kind === 'read' || st.kind === 'execute') reads = true;
+      if (st.kind === 'transaction' && st.transaction?.action === 'begin') s.begin = st.text;
+      if (st.kind === 'session') this.sessionStatement(s, st);
+    }
+    // a failed local transaction answers 25P02 to anything: postgres says it best
+    if (take && local === TX_FAILED) take = false;
+    if (!take && reads && this.mustWait(s)) take = true;
+    if (!take) s.localStatus = null;
+    return take;
+  }
+
+  private mustWait(s: RouteState): boolean {
+    if (s.consistency === 'linearizable') return true;
+    return s.consistency === 'session' && s.lastIndex > this.o.service.applied;
+  }
+
+  private sessionStatement(s: RouteState, st: PgStatement): void {
+    if (st.prepared?.action === 'prepare' && st.prepared.name) s.sqlPrepared.set(st.prepared.name, st.prepared.bodyKind);
+    if (st.prepared?.action === 'deallocate') {
+      if (st.prepared.name) s.sqlPrepared.delete(st.prepared.name);
+      else s.sqlPrepared.clear();
+    }
+    if (st.command === 'DISCARD') s.sqlPrepared.clear();
+    for (const set of st.settings ?? []) {
+      s.settings = null; // read again before the next write
+      if (set.name === 'recall.consistency' || set.name === null) {
+        const v = set.values?.[0]?.toLowerCase();
+        s.consistency = v && CONSISTENCIES.has(v) ? (v as Consistency) : (this.o.consistency ?? 'session');
+      }
+    }
+  }
+
+  /** The statements of a batch (recording Parse and Close of named statements on the way). */
+  private units(s: RouteState, msgs: ClientMessage[]): Unit[] {
+    const units: Unit[] = [];
+    const portals = new Map<string, { prep: Prepared; bind: Extract<ClientMessage, { t: 'Bind' }> }>();
+    const described = new Set<string>();
+    for (const m of msgs) {
+      if (m.t === 'Describe' && m.kind === 'P') described.add(m.name);
+      if (m.t === 'Query') {
+        for (const st of classifyPg(m.sql)) units.push({ st, lane: { kind: laneKind(st), sql: st.kind === 'invalid' ? m.sql : st.text } });
+      } else if (m.t === 'Parse') {
+        const sts = m.sql.trim() ? classifyPg(m.sql) : [];
+        s.prepared.set(m.name, { sql: m.sql, types: m.types, st: sts.length === 1 ? sts[0]! : (sts[0] ?? null) });
+      } else if (m.t === 'Close' && m.kind === 'S') {
+        s.prepared.delete(m.name);
+      } else if (m.t === 'Bind') {
+        const prep = s.prepared.get(m.stmt);
+        if (prep) portals.set(m.portal, { prep, bind: m });
+      } else if (m.t === 'Execute') {
+        const p = portals.get(m.portal);
+        if (!p) continue;
+        const st = p.prep.st;
+        units.push({
+          st,
+          lane: {
+            kind: st ? laneKind(st) : 'read',
+            sql: p.prep.sql,
+            x: { types: p.prep.types, formats: p.bind.formats, values: p.bind.values, resultFormats: p.bind.resultFormats, describe: described.has(m.portal) },
+          },
+        });
+      }
+    }
+    return units;
+  }
+
+  // ---- intercept: a batch decide took ----
+
+  intercept(session: Session, batch: QueryBatch, leftover: Buffer): void {
+    const s = this.state(session);
+    this.handle(session, s, batch).then(
+      (pass) => {
+        if (pass) s.passNext = true;
+        session.resume(pass ? Buffer.concat([batch.bytes, leftover]) : leftover);
+      },
+      (e: unknown) => {
+        this.o.log.warn('routing a batch failed; closing the session', { error: (e as Error).message });
+        session.sendAndClose({ severity: 'FATAL', code: 'XX000', message: `Recall: ${(e as Error).message}` });
+      },
+    );
+  }
+
+  /** Returns true when the batch is to be relayed after all (a read that waited). */
+  private async handle(session: Session, s: RouteState, batch: QueryBatch): Promise<boolean> {
+    const msgs = decodeBatch(batch.bytes);
+    const extended = msgs[0]?.t !== 'Query';
+    const units = s.units;
+    s.units = [];
+    const local = s.localStatus ?? batch.txStatus;
+    const refusal = units.find((u) => u.st?.refuse || (u.st?.kind === 'execute' && WRITE_KINDS.has(s.sqlPrepared.get(u.st.prepared?.name ?? '') ?? '')));
+    const writes = units.some((u) => u.st && WRITE_KINDS.has(u.st.kind));
+    if (s.lane === 'none' && (refusal || !writes)) {
+      let err: Buffer | null = null;
+      if (refusal?.st?.refuse) err = errorMessage(refusal.st.refuse.sqlstate, refusal.st.refuse.message);
+      else if (refusal) err = errorMessage('0A000', 'Recall cannot replicate EXECUTE of a statement prepared with SQL PREPARE that writes; use the extended protocol (Parse/Bind) or send the statement itself');
+      else if (this.o.service.diverged) err = sqlErrorMessage(PgRecallErrors.diverged(this.o.service.diverged));
+      if (!err) {
+        try {
+          if (s.consistency === 'linearizable') await this.o.service.waitApplied(await this.o.service.linearizableIndex());
+          else if (s.consistency === 'session') await this.o.service.waitApplied(s.lastIndex);
+          return true;
+        } catch (e) {
+          err = sqlErrorMessage(e);
+        }
+      }
+      this.answerError(session, msgs, err, local);
+      return false;
+    }
+    if (!s.settings) s.settings = await this.readSettings(session, s);
+    // named statements parsed in a taken batch exist on the leader's connection only for the
+    // execution; the local session gets them too, so later relayed Binds find them
+    const localParse = msgs.filter((m): m is Extract<ClientMessage, { t: 'Parse' | 'Close' | 'Describe' }> => m.t === 'Parse' || m.t === 'Close' || (m.t === 'Describe' && m.kind === 'S'));
+    let described: Buffer[][] = [];
+    if (localParse.length) described = await this.localParse(session, localParse.map((m) => m.raw), s);
+    const replies = await this.run(session, s, units, local);
+    const out = extended ? this.assembleExtended(msgs, units, replies, described) : this.assembleSimple(replies.map((r) => r ?? []));
+    if (msgs[msgs.length - 1]!.t !== 'Flush') out.push(encodeReadyForQuery(this.status(s, session)));
+    session.socket.write(Buffer.concat(out));
+    return false;
+  }
+
+  private status(s: RouteState, session: Session): number {
+    if (s.lane === 'aborted') return TX_FAILED;
+    if (s.lane === 'held') return s.laneStatus;
+    return s.localStatus ?? session.txStatus;
+  }
+
+  private answerError(session: Session, msgs: ClientMessage[], err: Buffer, local: number): void {
+    const out = [err];
+    if (msgs[msgs.length - 1]!.t !== 'Flush') out.push(encodeReadyForQuery(local));
+    session.socket.write(Buffer.concat(out));
+  }
+
+  /** Run the units on the lane, in groups: autocommit runs, and the transaction from its first write. */
+  private async run(session: Session, s: RouteState, units: Unit[], local: number): Promise<Array<Buffer[] | null>> {
+    const replies: Array<Buffer[] | null> = units.map(() => null);
+    let localTxn = local === TX_IN_TRANSACTION;
+    let i = 0;
+    const endTxn = async () => {
+      s.lane = 'none';
+      s.begin = null;
+      if (localTxn) {
+        const r = await backendRequest(session.backend!, [encodeQuery('ROLLBACK')]);
+        s.localStatus = r.status;
+        localTxn = false;
+      } else s.localStatus = TX_IDLE;
+    };
+    while (i < units.length) {
+      const u = units[i]!;
+      const action = u.st?.kind === 'transaction' ? u.st.transaction?.action : undefined;
+      const inTxn = s.lane !== 'none' || localTxn;
+      if (s.lane === 'aborted') {
+        if (action === 'commit' || action === 'rollback') {
+          replies[i] = [encodeCommandComplete('ROLLBACK')];
+          await endTxn();
+          i++;
+          continue;
+        }
+        replies[i] = [errorMessage('25P02', 'current transaction is aborted, commands ignored until end of transaction block')];
+        break;
+      }
+      if (!inTxn && action === 'begin') {
+        replies[i] = [encodeCommandComplete('BEGIN')];
+        s.begin = u.st!.text;
+        localTxn = false;
+        s.lane = 'held'; // opened on the lane with the next request
+        s.laneStatus = TX_IN_TRANSACTION;
+        i++;
+        continue;
+      }
+      // the group: in a transaction up to its end; otherwise up to the next transaction statement
+      let j = i;
+      const group: PgLaneStatement[] = [];
+      while (j < units.length) {
+        const v = units[j]!;
+        const a = v.st?.kind === 'transaction' ? v.st.transaction?.action : undefined;
+        if (!inTxn && (a || v.st?.kind === 'session')) break;
+        group.push(v.lane);
+        j++;
+        if (inTxn && (a === 'commit' || a === 'rollback')) break;
+      }
+      if (group.length === 0) {
+        // a transaction or session statement outside a transaction, next to writes
+        replies[i] = [errorMessage('0A000', `Recall runs ${u.st?.command ?? 'this statement'} in a text with writes only inside a transaction; send it on its own`)];
+        break;
+      }
+      const req: PgLaneRequest = {
+        session: s.id,
+        role: session.user,
+        database: session.database,
+        credential: session.credential!,
+        settings: s.settings ?? {},
+        mode: inTxn ? 'txn' : 'auto',
+        ...(inTxn ? { begin: s.begin ?? 'BEGIN' } : {}),
+        stmts: group,
+      };
+      let res: PgLaneResult;
+      try {
+        res = await this.o.service.write(req);
+      } catch (e) {
+        replies[i] = [sqlErrorMessage(e)];
+        if (inTxn) s.lane = 'aborted';
+        break;
+      }
+      s.lastIndex = Math.max(s.lastIndex, res.index);
+      res.replies.forEach((r, k) => (replies[i + k] = r));
+      if (inTxn) {
+        if (res.status === TX_IDLE) await endTxn();
+        else {
+          s.lane = 'held';
+          s.laneStatus = res.status;
+        }
+      }
+      if (res.replies.length < group.length || res.replies.some((r) => r.some((m) => m[0] === MSG_ERROR_RESPONSE))) break;
+      i = j;
+    }
+    return replies;
+  }
+
+  private assembleSimple(replies: Buffer[][]): Buffer[] {
+    return replies.flat();
+  }
+
+  /** The client's answer to extended-query messages, with the lane's replies at their Executes. */
+  private assembleExtended(msgs: ClientMessage[], units: Unit[], replies: Array<Buffer[] | null>, described: Buffer[][]): Buffer[] {
+    const out: Buffer[] = [];
+    let u = 0;
+    let d = 0;
+    let failed = false;
+    const bound = new Set<string>();
+    for (const m of msgs) {
+      if (m.t === 'Sync') {
+        failed = false;
+        continue;
+      }
+      if (failed) continue;
+      switch (m.t) {
+        case 'Parse':
+          out.push(simple(MSG_PARSE_COMPLETE));
+          break;
+        case 'Bind':
+          bound.add(m.portal);
+          out.push(simple(MSG_BIND_COMPLETE));
+          break;
+        case 'Close':
+          out.push(simple(MSG_CLOSE_COMPLETE));
+          break;
+        case 'Describe':
+          if (m.kind === 'S') out.push(...(described[d++] ?? []));
+          else {
+            // the lane's execution of a described portal starts with RowDescription or NoData
+            const r = replies[u];
+            const rd = r?.find((x) => x[0] === MSG_ROW_DESCRIPTION || x[0] === MSG_NO_DATA);
+            out.push(rd ?? simple(MSG_NO_DATA));
+            if (rd && r) replies[u] = r.filter((x) => x !== rd);
+          }
+          break;
+        case 'Execute': {
+          const r = replies[u++];
+          if (!r) {
+            failed = true;
+            break;
+          }
+          out.push(...r);
+          if (r.some((x) => x[0] === MSG_ERROR_RESPONSE)) failed = true;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    void units;
+    return out;
+  }
+
+  /** Parse, Close and Describe of statements on the local session too; the Describe answers. */
+  private async localParse(session: Session, raws: Buffer[], s: RouteState): Promise<Buffer[][]> {
+    const r = await backendRequest(session.backend!, [...raws, encodeSync()]);
+    s.localStatus = r.status;
+    const described: Buffer[][] = [];
+    let cur: Buffer[] | null = null;
+    for (const m of r.messages) {
+      if (m[0] === 0x74) cur = [m]; // ParameterDescription 't' opens a statement's description
+      else if (cur && (m[0] === MSG_ROW_DESCRIPTION || m[0] === MSG_NO_DATA)) {
+        cur.push(m);
+        described.push(cur);
+        cur = null;
+      }
+    }
+    return described;
+  }
+
+  /** The session's settings that change how statements read, from its own backend session. */
+  private async readSettings(session: Session, s: RouteState): Promise<Record<string, string>> {
+    const sql = `SELECT ${PG_ENTRY_SETTINGS.map((n) => `pg_catalog.current_setting('${n}')`).join(', ')}`;
+    const r = await backendRequest(session.backend!, [encodeQuery(sql)]);
+    s.localStatus = r.status;
+    const row = replyRows(r)[0];
+    if (!row) {
+      this.o.log.warn('could not read the session settings; writes use the role defaults', { user: session.user });
+      return {};
+    }
+    const out: Record<string, string> = {};
+    PG_ENTRY_SETTINGS.forEach((n, i) => {
+      if (row[i] !== null && row[i] !== undefined) out[n] = row[i]!;
+    });
+    return out;
+  }
+}
+
+function laneKind(st: PgStatement): PgLaneKind {
+  if (st.kind === 'transaction') {
+    const a = st.transaction?.action;
+    if (a === 'commit') return 'commit';
+    if (a === 'rollback') return 'rollback';
+    return 'session';
+  }
+  if (st.kind === 'write' || st.kind === 'ddl' || st.kind === 'invalid' || st.kind === 'other') return st.noTransactionBlock ? 'alone' : 'write';
+  if (st.kind === 'session' || st.kind === 'maintenance') return st.noTransactionBlock ? 'alone' : 'session';
+  return 'read';
+}
+
+/** The decide/intercept options of startPostgresFrontend for a Replicator-like service. */
+export function postgresRouting(o: PgRouterOptions): { decide: (s: Session, b: QueryBatch) => boolean; intercept: (s: Session, b: QueryBatch, leftover: Buffer) => void } {
+  return new PgRouter(o).hooks();
+}
