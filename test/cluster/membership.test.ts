@@ -278,8 +278,10 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
         pool.add(4);
         await c.waitReady(3, 60_000);
         await c.waitReady(4, 60_000);
+        // The leader answered once it applied the change; the others apply it a moment later.
         for (const i of [0, 1, 2, 3, 4]) {
-          const st = await c.status(i);
+          let st = await c.status(i);
+          for (let k = 0; k < 100 && st.membership?.voters.length !== 5; k++) st = await sleep(100).then(() => c.status(i));
           assert.deepEqual(st.membership?.voters, [1, 2, 3, 4, 5], `node ${i + 1} sees 5 voters`);
         }
         const st = await cli(['status', ...c.nodes.map((n) => `--admin=127.0.0.1:${n.adminPort}`)]);
