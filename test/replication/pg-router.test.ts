@@ -1,0 +1,160 @@
+// Two real Replicators with the PostgreSQL dialect, each with its managed-like postgres and H4's
+// front end routed by PgRouter: node-postgres clients on both nodes (writes on the follower are
+// forwarded to the leader, the credential sealed) run a workload of simple and extended queries,
+// named prepared statements, transactions (committed, rolled back, failed), defaults with
+// now()/random()/uuid, SERIAL and ON CONFLICT; both databases end with equal md5 of every table.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { ManagedPostgres } from '../../src/supervisor/postgres.js';
+import { Replicator } from '../../src/replication/replicator.js';
+import { pgDialect } from '../../src/replication/pg/dialect.js';
+import type { PgApplier } from '../../src/replication/pg/applier.js';
+import type { PgLaneRequest, PgLaneResult } from '../../src/replication/pg/types.js';
+import { startPostgresFrontend, type PostgresListener } from '../../src/frontend/postgres/server.js';
+import { postgresRouting } from '../../src/frontend/postgres/router.js';
+import { loadPgParser } from '../../src/sql/pg-parse.js';
+import { configureLogging, logger } from '../../src/util/log.js';
+import { tempDir } from '../harness/tmp.js';
+import { freePort } from '../harness/ports.js';
+
+configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LOG });
+
+type Rep = Replicator<PgLaneRequest, PgLaneResult, PgApplier>;
+
+async function admin(port: number, sql: string, database = 'app'): Promise<unknown[][]> {
+  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database });
+  await c.connect();
+  try {
+    return (await c.query({ text: sql, rowMode: 'array' })).rows as unknown[][];
+  } finally {
+    await c.end();
+  }
+}
+
+async function fingerprint(port: number): Promise<Record<string, string>> {
+  const tables = (await admin(port, "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).map((r) => String(r[0]));
+  const out: Record<string, string> = {};
+  for (const t of tables) out[t] = String((await admin(port, `SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM ${t} x`))[0]![0]);
+  return out;
+}
+
+describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end)', () => {
+  const dir = tempDir('recall-pgrt-');
+  chmodSync(dir.path, 0o755);
+  const dbs: ManagedPostgres[] = [];
+  const reps: Rep[] = [];
+  const fes: PostgresListener[] = [];
+  const clients: pg.Client[] = [];
+
+  async function client(node: number): Promise<pg.Client> {
+    const c = new pg.Client({ host: '127.0.0.1', port: fes[node]!.port, user: 'alice', password: 'secret', database: 'app' });
+    await c.connect();
+    clients.push(c);
+    return c;
+  }
+
+  before(async () => {
+    await loadPgParser();
+    const peerPorts = [await freePort(), await freePort()];
+    const peers = new Map(peerPorts.map((p, i) => [i + 1, `127.0.0.1:${p}`]));
+    for (let i = 0; i < 2; i++) {
+      const db = new ManagedPostgres({ dataDir: join(dir.path, `pg${i + 1}`), port: await freePort(), startTimeoutMs: 60000 });
+      dbs.push(db);
+    }
+    await Promise.all(dbs.map((d) => d.start()));
+    for (const d of dbs) {
+      await admin(d.dsn.port, "SET password_encryption = 'scram-sha-256'; CREATE ROLE alice LOGIN PASSWORD 'secret'", 'postgres');
+      await admin(d.dsn.port, 'CREATE DATABASE app OWNER alice', 'postgres');
+    }
+    const starting = dbs.map((d, i) =>
+      Replicator.start(
+        {
+          nodeId: i + 1, peers, listen: peers.get(i + 1)!, dataDir: join(dir.path, `r${i + 1}`), clusterId: 't', secret: 'cluster-secret',
+          entryBytesMax: 16 << 20, laneTimeoutMs: 5000, leaderWaitMs: 10000, readWaitMs: 10000, tickMs: 10,
+          logRetainEntries: 10000, logRetainBytes: 1 << 30, autoResync: false,
+        },
+        pgDialect({ target: { host: '127.0.0.1', port: d.dsn.port, socketDir: d.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 }),
+      ),
+    );
+    reps.push(...(await Promise.all(starting)));
+    for (let i = 0; i < 2; i++) {
+      const d = dbs[i]!;
+      fes.push(
+        await startPostgresFrontend({
+          host: '127.0.0.1',
+          port: 0,
+          nodeId: i + 1,
+          backend: { host: '127.0.0.1', port: d.dsn.port, socketDir: d.socketDir },
+          admin: { host: d.socketDir, port: d.dsn.port, user: 'postgres' },
+          ...postgresRouting({ nodeId: i + 1, service: reps[i]!, log: logger('pg-router', { nodeId: i + 1 }) }),
+        }),
+      );
+    }
+  });
+
+  after(async () => {
+    for (const c of clients) await c.end().catch(() => undefined);
+    for (const f of fes) await f.close();
+    for (const r of reps) await r.close();
+    await Promise.all(dbs.map((d) => d.stop()));
+    dir.remove();
+  });
+
+  test('a workload on both nodes leaves both databases equal', async () => {
+    const c1 = await client(0);
+    const c2 = await client(1);
+    await c1.query(`CREATE TABLE items (id serial PRIMARY KEY, n int NOT NULL, at timestamptz DEFAULT now(), r float8 DEFAULT random(), u uuid DEFAULT gen_random_uuid(), note text)`);
+    await c1.query('CREATE TABLE kv (k text PRIMARY KEY, v int NOT NULL)');
+    // the session sees its own DDL at once on the other node too
+    await c2.query('INSERT INTO items (n) VALUES (1), (2)');
+    const mine = await c2.query('SELECT count(*)::int AS n FROM items');
+    assert.equal(mine.rows[0].n, 2, 'read-your-writes on the follower');
+    // extended protocol, unnamed and named
+    const ret = await c2.query('INSERT INTO items (n, note) VALUES ($1, $2) RETURNING id, n, note', [3, 'three']);
+    assert.deepEqual(ret.rows, [{ id: 3, n: 3, note: 'three' }]);
+    for (const v of [4, 5]) {
+      const r = await c1.query({ name: 'ins', text: 'INSERT INTO items (n) VALUES ($1)', values: [v] });
+      assert.equal(r.rowCount, 1);
+    }
+    await c1.query("INSERT INTO kv VALUES ('a', 1) ON CONFLICT (k) DO UPDATE SET v = kv.v + 1");
+    await c2.query("INSERT INTO kv VALUES ('a', 1) ON CONFLICT (k) DO UPDATE SET v = kv.v + 1");
+    // errors are postgres' own
+    await assert.rejects(c2.query("INSERT INTO kv VALUES ('a', 0)"), (e: { code?: string }) => e.code === '23505');
+    await assert.rejects(c1.query('UPDATE items SET r = random()'), (e: { code?: string }) => e.code === '0A000');
+    // a transaction: local reads, then the leader from its first write
+    await c2.query('BEGIN');
+    const before = await c2.query('SELECT count(*)::int AS n FROM items');
+    await c2.query('INSERT INTO items (n) VALUES (6)');
+    const inside = await c2.query('SELECT count(*)::int AS n FROM items');
+    assert.equal(inside.rows[0].n, before.rows[0].n + 1);
+    await c2.query("UPDATE kv SET v = v * 10 WHERE k = 'a'");
+    await c2.query('COMMIT');
+    // rolled back, and failed
+    await c1.query('BEGIN');
+    await c1.query('INSERT INTO items (n) VALUES (7)');
+    await c1.query('ROLLBACK');
+    await c1.query('BEGIN');
+    await c1.query("INSERT INTO kv VALUES ('b', 1)");
+    await assert.rejects(c1.query("INSERT INTO kv VALUES ('b', 2)"), (e: { code?: string }) => e.code === '23505');
+    await assert.rejects(c1.query('SELECT 1'), (e: { code?: string }) => e.code === '25P02');
+    const end = await c1.query('COMMIT');
+    assert.equal(end.command, 'ROLLBACK');
+    await c2.query("INSERT INTO items (n, note) VALUES (8, 'after')");
+    const ids = await c2.query('SELECT id FROM items ORDER BY id');
+    assert.deepEqual(ids.rows.map((r) => r.id), [1, 2, 3, 4, 5, 6, 8]);
+    await c2.query("SET recall.consistency = 'linearizable'");
+    assert.equal((await c2.query("SELECT v FROM kv WHERE k = 'a'")).rows[0].v, 20);
+
+    const target = Math.max(...reps.map((r) => r.applied));
+    for (const r of reps) await r.waitApplied(target);
+    const f1 = await fingerprint(dbs[0]!.dsn.port);
+    const f2 = await fingerprint(dbs[1]!.dsn.port);
+    assert.deepEqual(Object.keys(f1), ['public.items', 'public.kv']);
+    assert.deepEqual(f2, f1);
+    assert.equal(reps[0]!.diverged, null);
+    assert.equal(reps[1]!.diverged, null);
+  });
+});
