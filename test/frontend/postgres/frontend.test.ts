@@ -213,6 +213,47 @@ describe('start-up', () => {
   });
 });
 
+describe('routing hook point', () => {
+  test('a batch decide() takes is answered by intercept(); the session then relays again', async () => {
+    const seen: string[] = [];
+    const answer = (extended: boolean, txStatus: number) =>
+      Buffer.concat([
+        ...(extended ? [msg('1'), msg('2')] : []),
+        msg('T', (w) => w.int16(1).cstring('answer').int32(0).int16(0).int32(25).int16(-1).int32(-1).int16(0)),
+        msg('D', (w) => w.int16(1).int32(13).bytes(Buffer.from('from the hook'))),
+        msg('C', (w) => w.cstring('SELECT 1')),
+        msg('Z', (w) => w.int8(txStatus)),
+      ]);
+    const hooked = await startFrontend(db, {
+      auth: 'md5',
+      decide: (_s, batch) => {
+        seen.push(`${String.fromCharCode(batch.end)}:${String.fromCharCode(batch.txStatus)}`);
+        return batch.bytes.includes('recall_hook');
+      },
+      intercept: (s, batch, leftover) => {
+        assert.equal(s.state, 'intercepted');
+        setTimeout(() => {
+          s.socket.write(answer(batch.bytes[0] === 0x50, s.txStatus));
+          s.resume(leftover);
+        }, 10);
+      },
+    });
+    try {
+      const c = await connect(hooked.port);
+      assert.deepEqual((await c.query("SELECT 'recall_hook'")).rows, [{ answer: 'from the hook' }]);
+      assert.deepEqual((await c.query('SELECT 2 AS x')).rows, [{ x: 2 }]);
+      await c.query('BEGIN');
+      assert.deepEqual((await c.query({ text: "SELECT 'recall_hook', $1::int", values: [1] })).rows, [{ answer: 'from the hook' }]);
+      assert.deepEqual((await c.query({ name: 'n', text: 'SELECT $1::int AS y', values: [3] })).rows, [{ y: 3 }]);
+      await c.query('COMMIT');
+      await c.end();
+      assert.deepEqual(seen, ['Q:I', 'Q:I', 'Q:I', 'S:T', 'S:T', 'Q:T']);
+    } finally {
+      await hooked.frontend.close();
+    }
+  });
+});
+
 describe('limits and failures', () => {
   test('connectionsMax: one more client gets 53300 as from postgres', async () => {
     const one = await startFrontend(db, { auth: 'md5', connectionsMax: 1 });
