@@ -2,10 +2,10 @@
 // /dev/null, and the tools piped into each other (backup | mbstream -x) as the method runs them,
 // without the spool, the peer transport or Node in between. The bench prints these next to the
 // method's phases, so a shortfall can be put on the tool, the pipeline, or Recall's transfer.
-import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuMeter, type CpuUse } from './resync-cpu.js';
+import { setCache, sh, type CacheState } from './resync-cache.js';
 
 export interface FloorTimes {
   /** mariadb-backup --backup --stream=xbstream > /dev/null */
@@ -18,19 +18,8 @@ export interface FloorTimes {
   prepareS: number;
 }
 
-function sh(script: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) =>
-    execFile('/bin/sh', ['-c', script, 'sh', ...args], { maxBuffer: 16 << 20 }, (e, _o, err) => (e ? reject(new Error(`${script}: ${e.message}\n${err.slice(-2000)}`)) : resolve())),
-  );
-}
-
-/** Reads every file under dir, so each measurement starts with the donor's files in the page cache. */
-export function warm(dir: string): Promise<void> {
-  return sh('find "$1" -type f -exec cat {} + >/dev/null', [dir]);
-}
-
 /** The tools' own time on the donor (running, at socketPath), with the same arguments the method uses. */
-export async function measureFloor(o: { datadir: string; socketPath: string; workDir: string; serverPid: () => number | undefined }): Promise<FloorTimes> {
+export async function measureFloor(o: { datadir: string; socketPath: string; workDir: string; serverPid: () => number | undefined; cache: CacheState }): Promise<FloorTimes> {
   mkdirSync(o.workDir, { recursive: true });
   const cnf = join(o.workDir, 'client.cnf');
   writeFileSync(cnf, `[client]\nuser=root\npassword=""\nsocket="${o.socketPath}"\n`, { mode: 0o600 });
@@ -38,8 +27,7 @@ export async function measureFloor(o: { datadir: string; socketPath: string; wor
   const copy = join(o.workDir, 'copy');
   let cpu: CpuUse | undefined;
   const timed = async (f: () => Promise<void>) => {
-    await warm(o.datadir);
-    await sh('sync', []);
+    await setCache(o.datadir, o.cache);
     const meter = cpuMeter(() => [process.pid, o.serverPid()]);
     const t = performance.now();
     await f();

@@ -4,6 +4,7 @@
 // CPU of the processes involved and of the machine, and the backup tools' own time outside Recall).
 import type { CpuUse } from './resync-cpu.js';
 import type { FloorTimes } from './resync-floor.js';
+import type { CacheState } from './resync-cache.js';
 
 export interface Measured {
   seconds: number;
@@ -15,7 +16,7 @@ export interface Measured {
 /** Phases in the order reported, each with the time since the run began when it was first seen. */
 export type PhaseTimes = { phase: string; atS: number }[];
 
-interface MethodRun extends Measured {
+export interface MethodRun extends Measured {
   phases: PhaseTimes;
   /** This process (the joiner) and the tools it ran. */
   joinerCpu: CpuUse;
@@ -23,11 +24,11 @@ interface MethodRun extends Measured {
 }
 
 export interface ResyncReport {
+  cache: CacheState;
   dataBytes: number;
   plain: Measured[];
   builtIn: MethodRun & { backupS: number | undefined; floor: FloorTimes };
   hook: MethodRun;
-  totalS: number;
 }
 
 /** The issue's targets for the built-in resync. */
@@ -42,9 +43,20 @@ function phaseDurations(phases: PhaseTimes, endS: number): { phase: string; s: n
   return phases.map((p, i) => ({ phase: p.phase, s: (phases[i + 1]?.atS ?? endS) - p.atS })).filter((p) => p.phase !== 'done');
 }
 
-export function printReport(r: ResyncReport): void {
+const cacheNote: Record<CacheState, string> = {
+  cold: "the donor's files evicted from the page cache before each run",
+  warm: "the donor's files in the page cache before each run",
+};
+
+function rates(r: ResyncReport) {
   const rate = (s: number) => mb(r.dataBytes) / s;
   const refRate = Math.max(...r.plain.map((p) => rate(p.seconds)));
+  const builtIn = rate(r.builtIn.seconds);
+  return { rate, refRate, builtIn, ratioMet: builtIn >= ratioTarget * refRate, rateMet: builtIn >= mbPerSecTarget };
+}
+
+export function printReport(r: ResyncReport): void {
+  const { rate, refRate } = rates(r);
   const rows: [string, Measured][] = [
     ...r.plain.map((p, i): [string, Measured] => [`plain rsync -a --delete, round ${i + 1}`, p]),
     ['built-in snapshot (snapshotMethod)', r.builtIn],
@@ -53,7 +65,8 @@ export function printReport(r: ResyncReport): void {
   const w = Math.max(...rows.map(([n]) => n.length));
   const cores = r.plain[0]!.cpu.cores;
   console.log('');
-  console.log(`Full resync of a ${f1(mb(r.dataBytes))} MB data directory over loopback (MB = 10^6 bytes; MB/s = data directory / seconds;`);
+  console.log(`Full resync of a ${f1(mb(r.dataBytes))} MB data directory over loopback, ${r.cache}: ${cacheNote[r.cache]}`);
+  console.log(`(MB = 10^6 bytes; MB/s = data directory / seconds;`);
   console.log(`"vs rsync" against the fastest plain rsync round; a method's seconds are its whole runner.run(), server start included;`);
   console.log(`CPU s: all processes of the copy, both sides; busy: the whole machine's ${cores} cores meanwhile, anyone's work)`);
   console.log(`${'method'.padEnd(w)}  ${'moved MB'.padStart(9)}  ${'seconds'.padStart(8)}  ${'MB/s'.padStart(7)}  ${'vs rsync'.padStart(8)}  ${'CPU s'.padStart(6)}  ${'busy'.padStart(5)}`);
@@ -91,5 +104,19 @@ export function printReport(r: ResyncReport): void {
       .map((p) => `${p.phase} ${f2(p.s)}`)
       .join(', ')} [joiner server stop ${f2(h.server.stopS)}, start ${f2(h.server.startS)}]`,
   );
-  console.log(`resync bench: ${f1(r.totalS)} s in all`);
+}
+
+/** One line per cache state: MB/s of each method, and the targets. */
+export function printSummary(reports: ResyncReport[], totalS: number): void {
+  console.log('');
+  for (const r of reports) {
+    const x = rates(r);
+    const hook = x.rate(r.hook.seconds);
+    console.log(
+      `resync summary (${r.cache}): plain rsync ${f1(x.refRate)} MB/s (fastest of ${r.plain.length}), built-in ${f1(x.builtIn)} MB/s ` +
+        `(${((x.builtIn / x.refRate) * 100).toFixed(0)} %: >= 70 % ${x.ratioMet ? 'met' : 'NOT MET'}, >= 100 MB/s ${x.rateMet ? 'met' : 'NOT MET'}), ` +
+        `hook-mode rsync ${f1(hook)} MB/s (${((hook / x.refRate) * 100).toFixed(0)} %)`,
+    );
+  }
+  console.log(`resync bench: ${f1(totalS)} s in all`);
 }
