@@ -42,6 +42,7 @@ export function decodeStartupPacket(packet: Buffer): StartupPacket {
     if (r.remaining() < 1) throw new PgProtocolError('invalid startup packet layout: expected terminator as last byte');
     parameters.set(name, r.cstring());
   }
+  if (r.remaining() !== 1) throw new PgProtocolError('invalid startup packet layout: expected terminator as last byte');
   return { kind: 'StartupMessage', major, minor, parameters };
 }
 
