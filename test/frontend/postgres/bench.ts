@@ -41,7 +41,9 @@ try {
         await inspector.post('Profiler.enable');
         await inspector.post('Profiler.start');
       }
+      const cpu0 = process.cpuUsage();
       const out = await pgbench(side === 'direct' ? db.port : port, ['-S', '-n', '-M', mode, '-c', clients, '-j', '2', '-T', seconds]);
+      const cpu = process.cpuUsage(cpu0);
       if (side === 'recall' && inspector) {
         const { profile: p } = await inspector.post('Profiler.stop');
         writeFileSync('postgres-frontend.cpuprofile', JSON.stringify(p));
@@ -50,7 +52,10 @@ try {
       const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1]);
       const failed = /number of failed transactions: (\d+)/.exec(out)?.[1];
       results[side]!.push(tps);
-      console.log(`${side.padEnd(6)} round ${i + 1}: ${tps.toFixed(0)} tps (failed ${failed})`);
+      const txns = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1]);
+      // the frontend's own CPU per transaction (user + system), steadier than tps on a shared machine
+      const perTx = side === 'recall' ? ` frontend CPU ${((cpu.user + cpu.system) / txns).toFixed(1)} us/txn (user ${(cpu.user / txns).toFixed(1)})` : '';
+      console.log(`${side.padEnd(6)} round ${i + 1}: ${tps.toFixed(0)} tps (failed ${failed})${perTx}`);
     }
   }
   const avg = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
