@@ -147,20 +147,20 @@ export class Membership {
   }
 
   /** Add node `id` listening for peers at `address`; resolves with the membership after. */
-  add(id: NodeId, address: string, opts: AddOptions = {}): Promise<MembershipView> {
+  async add(id: NodeId, address: string, opts: AddOptions = {}): Promise<MembershipView> {
     checkId(id);
     checkAddress(address);
     const timeoutMs = opts.timeoutMs ?? this.catchUpTimeoutMs;
     return this.route({ op: 'add', id, address, voter: opts.voter ?? true, timeoutMs }, timeoutMs + this.changeTimeoutMs * 2);
   }
 
-  remove(id: NodeId): Promise<MembershipView> {
+  async remove(id: NodeId): Promise<MembershipView> {
     checkId(id);
     return this.route({ op: 'remove', id }, this.changeTimeoutMs * 2);
   }
 
   /** Add `id` at `address` (as a voter, once caught up), then remove `deadId`. */
-  replace(deadId: NodeId, id: NodeId, address: string, opts: { timeoutMs?: number } = {}): Promise<MembershipView> {
+  async replace(deadId: NodeId, id: NodeId, address: string, opts: { timeoutMs?: number } = {}): Promise<MembershipView> {
     checkId(deadId);
     checkId(id);
     checkAddress(address);
@@ -252,7 +252,9 @@ export class Membership {
         const l = this.node.status().leader;
         throw new MembershipRequestError('not-leader', `node ${this.node.id} is no longer the leader${l ? ` (node ${l} is)` : ''}`);
       }
-      this.log.info('membership request forwarded by a peer', { peer: from, op: req.op });
+      // recall join polls the list every second: only changes are worth an info line.
+      if (req.op === 'list') this.log.debug('membership list forwarded by a peer', { peer: from });
+      else this.log.info('membership request forwarded by a peer', { peer: from, op: req.op, node: req.id });
       return encodeReply(await this.execute(req));
     } catch (e) {
       return encodeReply(e);
