@@ -31,6 +31,15 @@ export interface ReplicationStatus {
   diverged: boolean;
   divergedReason?: string;
   peers: PeerStatus[];
+  /** A full resync of this replica (absent or state 'idle' when none runs). */
+  resync?: ResyncReport;
+}
+
+export interface ResyncReport {
+  state: string;
+  reason?: string;
+  lastError?: string;
+  progress?: { phase: string; donor: number; bytes: number; totalBytes?: number; bytesPerSec: number; etaSec?: number };
 }
 
 /** The `membership` field of /status: the replica's own view of the configuration. */
@@ -107,6 +116,7 @@ export function parseStatus(body: unknown): ReplicaStatus | undefined {
       diverged: r.diverged === true,
       divergedReason: str(r.divergedReason),
       peers,
+      ...(r.resync && typeof r.resync === 'object' ? { resync: parseResync(r.resync as Record<string, unknown>) } : {}),
     };
   }
   return out;
@@ -254,6 +264,10 @@ export function formatTable(reports: ReplicaReport[]): string {
   const lines = rows.map((r) => keys.map((k, i) => (i === keys.length - 1 ? r[k] : r[k].padEnd(width[k]))).join('  ').trimEnd());
   const membership = membershipLine(reports);
   if (membership) lines.push(membership);
+  for (const r of reports) {
+    const line = r.status?.replication?.resync ? resyncLine(r.status.nodeId, r.status.replication.resync) : undefined;
+    if (line) lines.push(line);
+  }
   const standalone = reports.filter((r) => r.status && !r.status.replication).map((r) => r.status!.nodeId);
   if (standalone.length) lines.push(`replication: not running on node ${standalone.join(', ')} (each serves its own database alone)`);
   return lines.join('\n') + '\n';
@@ -292,4 +306,35 @@ export async function statusCommand(args: { admin: string | readonly string[]; j
     return 1;
   }
   return 0;
+}
+
+function parseResync(v: Record<string, unknown>): ResyncReport {
+  const str = (x: unknown) => (typeof x === 'string' ? x : undefined);
+  const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+  const p = v.progress && typeof v.progress === 'object' ? (v.progress as Record<string, unknown>) : undefined;
+  return {
+    state: str(v.state) ?? '?',
+    reason: str(v.reason),
+    lastError: str(v.lastError),
+    ...(p
+      ? { progress: { phase: str(p.phase) ?? '?', donor: num(p.donor) ?? 0, bytes: num(p.bytes) ?? 0, totalBytes: num(p.totalBytes), bytesPerSec: num(p.bytesPerSec) ?? 0, etaSec: num(p.etaSec) } }
+      : {}),
+  };
+}
+
+/** "node 2: resync running, transfer 40% (12.3 of 30.1 MB) at 14.7 MB/s, ETA 2 s, from node 1 (reason)". */
+export function resyncLine(node: number, r: ResyncReport): string | undefined {
+  if (r.state === 'idle') return undefined;
+  const mb = (b: number) => (b / 1e6).toFixed(1);
+  const p = r.progress;
+  let what = '';
+  if (p) {
+    const pct = p.totalBytes ? ` ${Math.min(100, Math.round((100 * p.bytes) / p.totalBytes))}%` : '';
+    const of = p.totalBytes ? ` of ${mb(p.totalBytes)}` : '';
+    const eta = p.etaSec !== undefined ? `, ETA ${Math.round(p.etaSec)} s` : '';
+    what = `, ${p.phase}${pct} (${mb(p.bytes)}${of} MB) at ${mb(p.bytesPerSec)} MB/s${eta}, from node ${p.donor}`;
+  }
+  const why = r.reason ? ` (${r.reason})` : '';
+  const err = r.lastError ? `; last error: ${r.lastError}` : '';
+  return `node ${node}: resync ${r.state}${what}${why}${err}`;
 }

@@ -166,6 +166,15 @@ describe('recall status formatting', () => {
     assert.deepEqual(discoverAdmins('10.0.0.1:9000', st), [{ admin: '10.0.0.2:9000', nodeId: 2 }]);
   });
 
+  test('table: a replica in the middle of a full resync gets a progress line', () => {
+    const resync = { state: 'running', reason: 'the log was compacted past this database', progress: { phase: 'transfer', donor: 1, bytes: 12_300_000, totalBytes: 30_100_000, bytesPerSec: 14_700_000, etaSec: 1.2 } };
+    const reports = [report('127.0.0.1:8700', body(1, 'leader', 10, 10)), report('127.0.0.1:8701', body(2, 'follower', 10, 3, { resync }))];
+    const text = formatTable(reports);
+    assert.match(text, /^node 2: resync running, transfer 41% \(12\.3 of 30\.1 MB\) at 14\.7 MB\/s, ETA 1 s, from node 1 \(the log was compacted past this database\)$/m);
+    const idle = [report('127.0.0.1:8701', body(2, 'follower', 10, 10, { resync: { state: 'idle' } }))];
+    assert.doesNotMatch(formatTable(idle), /resync/);
+  });
+
   test('table: lag against the leader commit, diverged, down replicas; redraw only on changes that matter', () => {
     const reports = [
       report('127.0.0.1:8700', body(1, 'leader', 10, 10)),
