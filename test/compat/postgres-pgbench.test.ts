@@ -24,11 +24,11 @@ after(async () => {
   await db?.stop();
 });
 
-function pgbench(args: string[]): Promise<{ code: number; out: string }> {
+function pgbench(args: string[], port = recallPort, database = 'bench'): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile(
       'pgbench',
-      ['-h', '127.0.0.1', '-p', String(recallPort), '-U', 'alice', ...args, 'bench'],
+      ['-h', '127.0.0.1', '-p', String(port), '-U', 'alice', ...args, database],
       { env: { ...process.env, PGPASSWORD: ROLES.alice }, timeout: 60000 },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, out: stdout + stderr }),
     );
@@ -59,10 +59,37 @@ describe('pgbench', () => {
       assert.equal(b.branches - before.branches, b.history);
     });
   }
+
+  test('with a routing hook that relays every batch: -i and -M extended unchanged', async () => {
+    let batches = 0;
+    const hooked = await startFrontend(db, {
+      auth: 'md5',
+      decide: () => {
+        batches++;
+        return false;
+      },
+      intercept: () => assert.fail('nothing is taken over'),
+    });
+    try {
+      await db.admin('CREATE DATABASE bench_hooked OWNER alice');
+      const init = await pgbench(['-i', '-s', '1', '-q'], hooked.port, 'bench_hooked');
+      assert.equal(init.code, 0, init.out);
+      const before = await benchBalances('bench_hooked');
+      const r = await pgbench(['-M', 'extended', '-c', '4', '-j', '2', '-T', '3'], hooked.port, 'bench_hooked');
+      assert.equal(r.code, 0, r.out);
+      assert.match(r.out, /number of failed transactions: 0 \(0\.000%\)/);
+      const b = await benchBalances('bench_hooked');
+      assert.notEqual(b.history, 0);
+      assert.equal(b.accounts - before.accounts, b.history);
+      assert.ok(batches > 1000, `batches offered: ${batches}`);
+    } finally {
+      await hooked.frontend.close();
+    }
+  });
 });
 
-async function benchBalances(): Promise<{ history: number; accounts: number; tellers: number; branches: number }> {
-  const c = new pg.Client({ host: db.socketDir, port: db.port, user: 'postgres', database: 'bench' });
+async function benchBalances(database = 'bench'): Promise<{ history: number; accounts: number; tellers: number; branches: number }> {
+  const c = new pg.Client({ host: db.socketDir, port: db.port, user: 'postgres', database });
   await c.connect();
   try {
     const r = await c.query(`
