@@ -284,11 +284,14 @@ export class PgRouter {
     const units = s.units;
     s.units = [];
     const local = s.localStatus ?? batch.txStatus;
-    const refusal = units.find((u) => u.st?.refuse || (u.st?.kind === 'execute' && WRITE_KINDS.has(s.sqlPrepared.get(u.st.prepared?.name ?? '') ?? '')));
+    const refusal = units.find(
+      (u) => u.st?.refuse || (u.st?.copy?.direction === 'from') || (u.st?.kind === 'execute' && WRITE_KINDS.has(s.sqlPrepared.get(u.st.prepared?.name ?? '') ?? '')),
+    );
     const writes = units.some((u) => u.st && WRITE_KINDS.has(u.st.kind));
-    if (s.lane === 'none' && (refusal || !writes)) {
+    if (refusal || (s.lane === 'none' && !writes)) {
       let err: Buffer | null = null;
       if (refusal?.st?.refuse) err = errorMessage(refusal.st.refuse.sqlstate, refusal.st.refuse.message);
+      else if (refusal?.st?.copy) err = errorMessage('0A000', 'Recall does not support COPY FROM STDIN in a replicated write yet; use INSERT (or INSERT ... SELECT)');
       else if (refusal) err = errorMessage('0A000', 'Recall cannot replicate EXECUTE of a statement prepared with SQL PREPARE that writes; use the extended protocol (Parse/Bind) or send the statement itself');
       else if (this.o.service.diverged) err = sqlErrorMessage(PgRecallErrors.diverged(this.o.service.diverged));
       if (!err) {
@@ -300,7 +303,7 @@ export class PgRouter {
           err = sqlErrorMessage(e);
         }
       }
-      this.answerError(session, msgs, err, local);
+      this.answerError(session, msgs, err, s.lane === 'none' ? local : this.status(s, session));
       return false;
     }
     if (!s.settings) s.settings = await this.readSettings(session, s);

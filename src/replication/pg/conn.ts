@@ -16,6 +16,8 @@ import {
   MSG_READY_FOR_QUERY,
   MSG_SYNC,
   MSG_DATA_ROW,
+  MSG_COPY_IN_RESPONSE,
+  MSG_COPY_FAIL,
 } from '../../protocol/postgres/constants.js';
 import { decodeErrorFields, encodeQuery, encodeTerminate } from '../../protocol/postgres/messages.js';
 import { Reader } from '../../protocol/postgres/reader.js';
@@ -214,6 +216,8 @@ export class PgConn {
         continue;
       }
       head.messages.push(m);
+      // COPY FROM STDIN would wait for data the lane does not have: refuse it, postgres rolls back
+      if (m[0] === MSG_COPY_IN_RESPONSE) this.socket.write(new Writer(64).cstring('Recall does not support COPY FROM STDIN in a replicated write yet; use INSERT').message(MSG_COPY_FAIL));
       if (m[0] === MSG_READY_FOR_QUERY) {
         this.pending.shift();
         head.resolve({ messages: head.messages, status: m[5]! });
