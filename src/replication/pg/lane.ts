@@ -16,7 +16,7 @@ import { PG_COLUMNS_SQL, volatileDefaults, type PgColumnRow, type PgTableDefault
 import { pgTimestamp, rewritePgWrite } from '../../sql/pg-rewrite.js';
 import { NotLeaderError, ProposalDroppedError } from '../../engine/errors.js';
 import type { LaneBaseDeps, ReplicaLane } from '../dialect.js';
-import { appliedUpdate, contextSql, outcomeOf, type PgApplier, type PgExpectation } from './applier.js';
+import { NO_FSYNC, appliedUpdate, contextSql, outcomeOf, type PgApplier, type PgExpectation } from './applier.js';
 import { PgConn, PgConnError, encodeCommandComplete, encodeExtended, literal, replyError, replyRows, type PgReply } from './conn.js';
 import { encodePgEntry, nondeterministicError, pgEntryChecksum, type PgEntry, type PgItem, type PgOutcome } from './entry.js';
 import { PgRecallErrors } from './errors.js';
@@ -239,7 +239,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   /** BEGIN and the session's settings; throws SqlError when they cannot be set. */
   private async begin(c: PgConn, req: PgLaneRequest, text: string): Promise<void> {
-    const set = contextSql(req.role, req.settings, true).replace(/^SET LOCAL SESSION AUTHORIZATION [^;]*(; )?/, '');
+    const set = contextSql(null, req.settings, true);
     const rs = await Promise.all([c.query(text), ...(set ? [c.query(set)] : [])]);
     for (const r of rs) {
       const e = replyError(r);
@@ -336,13 +336,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   /** After the entry committed: the applied index and COMMIT (`final`: the client's own statement). */
   private async finish(c: PgConn, p: { index: number; term: number; exp: PgExpectation }, data: Buffer, failed: boolean, final = 'COMMIT'): Promise<PgReply> {
     const update = appliedUpdate(p.index, p.term, pgEntryChecksum(data));
-    const sqls = failed ? [final, 'BEGIN', update, 'COMMIT'] : [update, final];
+    const sqls = failed ? [final, 'BEGIN', NO_FSYNC, update, 'COMMIT'] : [update, final];
     try {
       const rs = await Promise.all(sqls.map((s) => c.query(s)));
       const bad = rs.map(replyError).find((e, i) => e && !(failed && i === 0));
       if (bad) throw new PgConnError(`${bad.code} ${bad.message}`);
       p.exp.committed(p.index);
-      return rs[failed ? 0 : 1]!;
+      return rs[failed ? 0 : sqls.length - 1]!;
     } catch (e) {
       // the entry is committed in the log: the applier applies it once the database is back
       p.exp.failed();
@@ -411,7 +411,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       c.close();
       throw PgRecallErrors.outcomeUnknown(`the leader's database failed: ${(e as Error).message}`);
     }
-    const set = contextSql(req.role, req.settings, false).replace(/^SET LOCAL SESSION AUTHORIZATION [^;]*(; )?/, '');
+    const set = contextSql(null, req.settings, false);
     if (set) await c.query(set);
     const r = await c.request(st.x ? encodeExtended(st.sql, st.x, st.x.resultFormats, st.x.describe) : [encodeQuery(st.sql)]);
     this.dropDefaults(req.database);
