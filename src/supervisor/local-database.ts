@@ -120,6 +120,8 @@ class ManagedPostgresDatabase extends ManagedDatabase<ManagedPostgres> {
       binDir: cfg.managed.binary ? join(cfg.managed.binary, '..') : undefined,
       // Every client session has its own backend session, plus Recall's own connections.
       extraArgs: [`-c`, `max_connections=${Math.min(cfg.maxConnections + 50, 10000)}`, ...cfg.managed.extraArgs],
+      // the front end's trust (local demos) needs the server's; otherwise every role but the superuser gives its password
+      clientAuth: cfg.postgresAuth === 'trust' ? 'trust' : 'md5',
     }));
   }
 

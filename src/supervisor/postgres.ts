@@ -27,6 +27,13 @@ export interface ManagedPostgresOptions {
   stableMs?: number;
   /** False: a crash leaves the state 'crashed' instead of restarting. */
   autoRestart?: boolean;
+  /**
+   * pg_hba method of every role but the superuser, over the socket and 127.0.0.1. `recall serve`
+   * uses md5 (it accepts SCRAM and md5 verifiers: Recall logs in as a client's role with the
+   * ClientKey or md5 hash it recovered); the default, trust, lets every local connection in as
+   * initdb's default does (tests that reach the superuser over TCP).
+   */
+  clientAuth?: 'md5' | 'trust';
 }
 
 export interface PostgresDsn {
@@ -40,6 +47,17 @@ const socketPathBytesMax = 100;
 const socketFileBytesMax = '/.s.PGSQL.65535'.length;
 const logName = 'postgres.log';
 const superuser = 'postgres';
+
+/** Trust only for the superuser on the private socket (Recall's admin connection). */
+function pgHba(clientAuth: 'md5' | 'trust'): string {
+  return [
+    `local all ${superuser} trust`,
+    `local replication ${superuser} trust`,
+    `local all all ${clientAuth}`,
+    `host all all 127.0.0.1/32 ${clientAuth}`,
+    `host all all ::1/128 ${clientAuth}`,
+  ].join('\n') + '\n';
+}
 
 /** The newest /usr/lib/postgresql/<version>/bin that holds a postgres binary. */
 export function findPostgresBinDir(explicit?: string): string {
@@ -111,7 +129,7 @@ export class ManagedPostgres extends SupervisedServer {
   override get logPath(): string {
     return join(this.dataDir, logName);
   }
-  /** TCP connection parameters for the superuser (trust authentication, no password). */
+  /** TCP connection parameters for the superuser (no password: with clientAuth 'trust'; else use socketDir). */
   get dsn(): PostgresDsn {
     return { host: '127.0.0.1', port: this._port, user: superuser };
   }
@@ -262,6 +280,8 @@ export class ManagedPostgres extends SupervisedServer {
 
   private async spawnAndWait(): Promise<void> {
     this.prepareSocketDir();
+    // Written before each start, so an existing data directory gets it too (owner and mode stay initdb's).
+    writeFileSync(join(this.dataDir, 'pg_hba.conf'), pgHba(this.opts.clientAuth ?? 'trust'));
     const cmd = join(this.binDir!, 'postgres');
     const args = this.serverArgs();
     const fd = openSync(this.logPath, 'a');
