@@ -211,6 +211,9 @@ export class PgApplier implements ReplicaApplier {
         e.index = index;
         if (index > this.applied) this.advance(index);
         e.settle();
+        // Forgotten at once (a loop waiting on it holds it): the lane commits without fsync, so a
+        // crash can lose this entry, and the loop must then apply it like any other.
+        this.expected.delete(seq);
       },
       failed: () => {
         e.state = 'failed';
