@@ -189,4 +189,27 @@ describe('PgLane + PgApplier: a leader and a replica end equal', () => {
     assert.deepEqual(await q(b.dsn.port, "SELECT tableowner FROM pg_tables WHERE tablename = 'items'"), [['alice']]);
     assert.deepEqual(await q(b.dsn.port, 'SELECT idx FROM recall.applied'), await q(a.dsn.port, 'SELECT idx FROM recall.applied'));
   });
+
+  test('a transaction that holds the lane past laneTimeoutMs is rolled back (replicated) and its session told so', async () => {
+    const s = '1:slow';
+    await lane.submit(req([w('INSERT INTO items (n) VALUES (100)')], 'txn', s));
+    assert.equal(lane.holderSession(), s);
+    // another session waits for the lane, then gets it once the holder is rolled back
+    const t0 = Date.now();
+    const other = await lane.submit(req([w('INSERT INTO items (n) VALUES (101)')]));
+    assert.deepEqual(tags(other), ['INSERT 0 1']);
+    assert.ok(Date.now() - t0 >= 2500, 'waited for the lane timeout');
+    assert.equal(lane.holderSession(), null);
+    await assert.rejects(lane.submit(req([w('INSERT INTO items (n) VALUES (102)')], 'txn', s)), (e: { sqlState?: string }) => e.sqlState === '57014');
+    // leadership lost while a transaction holds the lane: its next statement gets 40001
+    await lane.submit(req([w('INSERT INTO items (n) VALUES (103)')], 'txn', '1:lost'));
+    lane.abort(new Error('test: stepped down'));
+    await assert.rejects(lane.submit(req([{ kind: 'commit', sql: 'COMMIT' }], 'txn', '1:lost')), (e: { sqlState?: string }) => e.sqlState === '40001');
+    const applierB = appliers[1]!;
+    assert.ok(await applierB.waitApplied(delivered.index, 20000));
+    // 100 rolled back (but its number used everywhere), 101 committed, 103 never replicated
+    assert.deepEqual(await q(b.dsn.port, 'SELECT n FROM items WHERE n >= 100'), [[101]]);
+    assert.deepEqual(await q(a.dsn.port, 'SELECT n FROM items WHERE n >= 100'), [[101]]);
+    assert.deepEqual(await q(b.dsn.port, 'SELECT id FROM items WHERE n = 101'), await q(a.dsn.port, 'SELECT id FROM items WHERE n = 101'));
+  });
 });
