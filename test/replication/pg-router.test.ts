@@ -131,7 +131,10 @@ describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end
     const inside = await c2.query('SELECT count(*)::int AS n FROM items');
     assert.equal(inside.rows[0].n, before.rows[0].n + 1);
     await c2.query("UPDATE kv SET v = v * 10 WHERE k = 'a'");
+    await c2.query("SET statement_timeout = '7s'");
     await c2.query('COMMIT');
+    // a SET in the leader's part of the transaction reaches the client's own session at COMMIT
+    assert.equal((await c2.query('SHOW statement_timeout')).rows[0].statement_timeout, '7s');
     // rolled back, and failed
     await c1.query('BEGIN');
     await c1.query('INSERT INTO items (n) VALUES (7)');

@@ -79,6 +79,8 @@ interface RouteState {
   units: Unit[];
   /** transaction status of the lane connection while the lane is held */
   laneStatus: number;
+  /** SETs run in the lane transaction: the local session gets them when it commits */
+  txnSets: string[];
 }
 
 /** One statement of a batch: its classification and, for an Execute, the execution. */
@@ -161,6 +163,7 @@ export class PgRouter {
         passNext: false,
         units: [],
         laneStatus: TX_IN_TRANSACTION,
+        txnSets: [],
       };
       session.socket.once('close', () => this.o.service.endSession(st.id));
       this.states.set(session, st);
@@ -336,12 +339,16 @@ export class PgRouter {
     const replies: Array<Buffer[] | null> = units.map(() => null);
     let localTxn = local === TX_IN_TRANSACTION;
     let i = 0;
-    const endTxn = async () => {
+    const endTxn = async (committed: boolean) => {
       s.lane = 'none';
       s.begin = null;
-      if (localTxn) {
-        const r = await backendRequest(session.backend!, [encodeQuery('ROLLBACK')]);
+      const sets = committed ? s.txnSets : [];
+      s.txnSets = [];
+      if (localTxn || sets.length) {
+        const sql = [...(localTxn ? ['ROLLBACK'] : []), ...sets].join(';\n');
+        const r = await backendRequest(session.backend!, [encodeQuery(sql)]);
         s.localStatus = r.status;
+        s.settings = null;
         localTxn = false;
       } else s.localStatus = TX_IDLE;
     };
@@ -352,7 +359,7 @@ export class PgRouter {
       if (s.lane === 'aborted') {
         if (action === 'commit' || action === 'rollback') {
           replies[i] = [encodeCommandComplete('ROLLBACK')];
-          await endTxn();
+          await endTxn(false);
           i++;
           continue;
         }
@@ -376,6 +383,7 @@ export class PgRouter {
         const a = v.st?.kind === 'transaction' ? v.st.transaction?.action : undefined;
         if (!inTxn && (a || v.st?.kind === 'session')) break;
         group.push(v.lane);
+        if (inTxn && v.st?.kind === 'session' && v.st.settings?.length && !v.st.settings.some((x) => x.local)) s.txnSets.push(v.st.text);
         j++;
         if (inTxn && (a === 'commit' || a === 'rollback')) break;
       }
@@ -405,7 +413,10 @@ export class PgRouter {
       s.lastIndex = Math.max(s.lastIndex, res.index);
       res.replies.forEach((r, k) => (replies[i + k] = r));
       if (inTxn) {
-        if (res.status === TX_IDLE) await endTxn();
+        if (res.status === TX_IDLE) {
+          const last = res.replies[res.replies.length - 1] ?? [];
+          await endTxn(last.some((m) => m[0] === 0x43 && m.toString('latin1', 5, 11) === 'COMMIT'));
+        }
         else {
           s.lane = 'held';
           s.laneStatus = res.status;

@@ -61,6 +61,8 @@ interface Holder {
   busy: boolean;
   /** the lane timeout fired while a request of the holder ran */
   expired: boolean;
+  /** a SET/RESET/DISCARD changed the connection's session: not reused by others */
+  dirty: boolean;
 }
 
 /** Errors postgres raises before a statement runs (syntax, names, privileges): nothing happened, no sequence moved. */
@@ -226,6 +228,11 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       this.d.databaseFailed((e as Error).message);
       throw PgRecallErrors.notApplied(`the leader's database is unreachable (${(e as Error).message})`);
     }
+  }
+
+  private giveBackHolder(h: Holder): void {
+    if (h.dirty) h.conn.close();
+    else this.giveBack(h.req, h.conn);
   }
 
   private giveBack(req: PgLaneRequest, c: PgConn): void {
@@ -434,7 +441,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         c.close();
         throw e;
       }
-      const holder: Holder = { session: req.session, seqs, conn: c, req, items: [], txTs: nowTs(), status: TX_IN_TRANSACTION, busy: false, expired: false, timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs) };
+      const holder: Holder = { session: req.session, seqs, conn: c, req, items: [], txTs: nowTs(), status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false, timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs) };
       holder.timer.unref();
       this.holder = h = holder;
     }
@@ -447,6 +454,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
           replies.push(r.messages);
           return { replies, index: r.index, status: TX_IDLE };
         }
+        if (st.kind === 'session' && !/^\s*(savepoint|release|rollback)\b/i.test(st.sql)) h.dirty = true;
         const r = await this.exec(h.conn, req, st, h.txTs);
         replies.push(r.messages);
         if (r.item) h.items.push(r.item);
@@ -482,14 +490,14 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         const { data, seq } = await this.entry(h.req, h.items, true, h.seqs);
         const p = await this.propose(c, data, seq).catch((err: Error) => err);
         if (!(p instanceof Error)) await this.finish(c, p, data, true, 'SELECT 1');
-        this.giveBack(h.req, c);
+        this.giveBackHolder(h);
         return { messages: clientMessages(r), index: p instanceof Error ? 0 : p.index };
       }
     }
     const failed = st.kind === 'rollback' || h.status !== TX_IN_TRANSACTION;
     if (h.items.length === 0 || h.items.every((i) => refusedBeforeRunning(i.out))) {
       const r = await c.query(st.sql);
-      this.giveBack(h.req, c);
+      this.giveBackHolder(h);
       return { messages: clientMessages(r), index: 0 };
     }
     const { data, seq } = await this.entry(h.req, h.items, failed, h.seqs);
@@ -502,7 +510,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       throw e;
     }
     const r = await this.finish(c, p, data, failed, st.sql);
-    this.giveBack(h.req, c);
+    this.giveBackHolder(h);
     return { messages: clientMessages(r), index: p.index };
   }
 
@@ -534,13 +542,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const c = h.conn;
     if (h.items.length === 0 || h.items.every((i) => refusedBeforeRunning(i.out))) {
       await c.query('ROLLBACK').catch(() => undefined);
-      return this.giveBack(h.req, c);
+      return this.giveBackHolder(h);
     }
     const { data, seq } = await this.entry(h.req, h.items, true, h.seqs);
     try {
       const p = await this.propose(c, data, seq);
       await this.finish(c, p, data, true, 'ROLLBACK');
-      this.giveBack(h.req, c);
+      this.giveBackHolder(h);
     } catch {
       c.close();
     }
