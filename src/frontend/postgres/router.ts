@@ -81,6 +81,7 @@ interface RouteState {
   laneStatus: number;
   /** SETs run in the lane transaction: the local session gets them when it commits */
   txnSets: string[];
+  portals: Map<string, { prep: Prepared; bind: Extract<ClientMessage, { t: 'Bind' }> }>;
 }
 
 /** One statement of a batch: its classification and, for an Execute, the execution. */
@@ -90,6 +91,8 @@ interface Unit {
 }
 
 const WRITE_KINDS = new Set(['write', 'ddl']);
+/** open portals remembered per session (postgres closes them at the end of their transaction) */
+const PORTALS_MAX = 64;
 const CONSISTENCIES = new Set(['local', 'session', 'linearizable']);
 
 function errorMessage(code: string, message: string): Buffer {
@@ -164,6 +167,7 @@ export class PgRouter {
         units: [],
         laneStatus: TX_IN_TRANSACTION,
         txnSets: [],
+        portals: new Map(),
       };
       session.socket.once('close', () => this.o.service.endSession(st.id));
       this.states.set(session, st);
@@ -233,7 +237,9 @@ export class PgRouter {
   /** The statements of a batch (recording Parse and Close of named statements on the way). */
   private units(s: RouteState, msgs: ClientMessage[]): Unit[] {
     const units: Unit[] = [];
-    const portals = new Map<string, { prep: Prepared; bind: Extract<ClientMessage, { t: 'Bind' }> }>();
+    // portals live on across batches (Bind … Flush, then Execute … Sync): an Execute of a portal
+    // bound in a relayed batch must still reach the lane when its statement writes
+    const portals = s.portals;
     const described = new Set<string>();
     for (const m of msgs) {
       if (m.t === 'Describe' && m.kind === 'P') described.add(m.name);
@@ -242,11 +248,14 @@ export class PgRouter {
       } else if (m.t === 'Parse') {
         const sts = m.sql.trim() ? classifyPg(m.sql) : [];
         s.prepared.set(m.name, { sql: m.sql, types: m.types, st: sts.length === 1 ? sts[0]! : (sts[0] ?? null) });
-      } else if (m.t === 'Close' && m.kind === 'S') {
-        s.prepared.delete(m.name);
+      } else if (m.t === 'Close') {
+        if (m.kind === 'S') s.prepared.delete(m.name);
+        else portals.delete(m.name);
       } else if (m.t === 'Bind') {
         const prep = s.prepared.get(m.stmt);
+        if (portals.size >= PORTALS_MAX && !portals.has(m.portal)) portals.clear();
         if (prep) portals.set(m.portal, { prep, bind: m });
+        else portals.delete(m.portal);
       } else if (m.t === 'Execute') {
         const p = portals.get(m.portal);
         if (!p) continue;
