@@ -8,7 +8,7 @@
 // Autocommit writes are one entry each; a transaction holds the lane from its first write to
 // COMMIT/ROLLBACK, at most laneTimeoutMs.
 import { randomUUID } from 'node:crypto';
-import type { SqlError } from '../../backend/mysql/client.js';
+import { SqlError } from '../../backend/mysql/client.js';
 import { MSG_BIND_COMPLETE, MSG_PARSE_COMPLETE, MSG_READY_FOR_QUERY, TX_FAILED, TX_IDLE, TX_IN_TRANSACTION } from '../../protocol/postgres/constants.js';
 import { encodeErrorResponse, encodeQuery } from '../../protocol/postgres/messages.js';
 import { classifyPg } from '../../sql/pg-classify.js';
@@ -198,7 +198,18 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       const r = req.mode === 'auto' ? await this.auto(req) : await this.txn(req);
       w.resolve(r);
     } catch (e) {
-      w.reject(e as Error);
+      if (e instanceof SqlError) return w.reject(e);
+      const aborted = this.expired.get(req.session);
+      if (aborted) {
+        // abort() closed the connection under it: leadership was lost, the database is fine
+        this.expired.delete(req.session);
+        return w.reject(aborted);
+      }
+      // the connection to the local database failed under the statement: nothing was proposed
+      // (proposal and commit failures are SqlErrors), but whether the leader can go on is doubtful
+      const why = (e as Error).message;
+      if (e instanceof PgConnError && !this.closed) this.d.databaseFailed(why);
+      w.reject(req.mode === 'txn' ? PgRecallErrors.txnAborted(`the leader's database connection failed: ${why}`) : PgRecallErrors.notApplied(`the leader's database connection failed: ${why}`));
     }
   }
 
