@@ -11,9 +11,9 @@ import { randomUUID } from 'node:crypto';
 import { SqlError } from '../../backend/mysql/client.js';
 import { MSG_BIND_COMPLETE, MSG_PARSE_COMPLETE, MSG_READY_FOR_QUERY, TX_FAILED, TX_IDLE, TX_IN_TRANSACTION } from '../../protocol/postgres/constants.js';
 import { encodeErrorResponse, encodeQuery } from '../../protocol/postgres/messages.js';
-import { classifyPg } from '../../sql/pg-classify.js';
+import { classifyPg, type PgStatement } from '../../sql/pg-classify.js';
 import { PG_COLUMNS_SQL, volatileDefaults, type PgColumnRow, type PgTableDefaults } from '../../sql/pg-defaults.js';
-import { pgTimestamp, rewritePgWrite } from '../../sql/pg-rewrite.js';
+import { pgTimestamp, rewritePgStatement, rewritePgWrite } from '../../sql/pg-rewrite.js';
 import { NotLeaderError, ProposalDroppedError } from '../../engine/errors.js';
 import type { LaneBaseDeps, ReplicaLane } from '../dialect.js';
 import { NO_FSYNC, appliedUpdate, contextSql, outcomeOf, type PgApplier, type PgExpectation } from './applier.js';
@@ -84,6 +84,9 @@ function clientMessages(r: PgReply): Buffer[] {
   return r.messages.filter((m) => m[0] !== MSG_READY_FOR_QUERY && m[0] !== MSG_PARSE_COMPLETE && m[0] !== MSG_BIND_COMPLETE);
 }
 
+/** statement texts whose classification is kept (cleared when full) */
+const PARSES_MAX = 512;
+
 /** DDL changes column defaults: any tag other than a plain data statement drops the cache. */
 const DATA_TAG_RE = /^(INSERT|UPDATE|DELETE|MERGE|SELECT|COPY|FETCH|MOVE|SAVEPOINT|RELEASE|ROLLBACK|SET|BEGIN|COMMIT)\b/;
 
@@ -95,6 +98,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private readonly expired = new Map<string, SqlError>();
   private readonly idle = new Map<string, PgConn[]>();
   private readonly defaults = new Map<string, PgTableDefaults>();
+  private readonly parses = new Map<string, PgStatement[]>();
   private seq: number;
   private readonly sweep: NodeJS.Timeout;
 
@@ -273,12 +277,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   /** The statement with the leader's values in place of time/random/uuid calls, or the refusal. */
   private async rewrite(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<{ sql: string } | { refusal: Buffer }> {
     if (st.kind === 'read' || st.kind === 'commit' || st.kind === 'rollback') return { sql: st.sql };
-    const parsed = classifyPg(st.sql);
+    const parsed = this.classified(st.sql);
     if (parsed.some((p) => p.kind === 'invalid')) return { sql: st.sql }; // postgres gives its own syntax error
     const tables = new Map<string, PgTableDefaults>();
     for (const p of parsed) {
       for (const t of p.tables) {
-        const key = `${req.database}\u0000${t}`;
+        // an unqualified name resolves through the session's search_path
+        const key = `${req.database}\u0000${req.settings.search_path ?? ''}\u0000${t}`;
         let def = this.defaults.get(key);
         if (!def) {
           const r = await c.query(PG_COLUMNS_SQL.replace('$1', literal(t)));
@@ -292,7 +297,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       }
     }
     const ts = nowTs();
-    const rw = rewritePgWrite(st.sql, {
+    const ctx = {
       transactionTimestamp: txTs,
       statementTimestamp: ts,
       clockTimestamp: ts,
@@ -300,9 +305,22 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       uuid: randomUUID,
       tables,
       settings: new Map(Object.entries(req.settings)),
-    });
+    };
+    // one statement (the router splits texts): rewrite the cached parse instead of parsing again
+    const rw = parsed.length === 1 ? rewritePgStatement(parsed[0]!, ctx) : rewritePgWrite(st.sql, ctx);
     if (!rw.ok) return { refusal: encodeErrorResponse({ severity: 'ERROR', code: rw.refusal.sqlstate, message: rw.refusal.message }) };
     return { sql: rw.sql };
+  }
+
+  /** classifyPg, cached by text (prepared statements come back with the same text). */
+  private classified(sql: string): PgStatement[] {
+    let p = this.parses.get(sql);
+    if (!p) {
+      if (this.parses.size >= PARSES_MAX) this.parses.clear();
+      p = classifyPg(sql);
+      this.parses.set(sql, p);
+    }
+    return p;
   }
 
   /** Run one statement; the item to record (null when nothing needs replaying) and the client's messages. */
@@ -376,8 +394,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     if (req.stmts.length === 1 && req.stmts[0]!.kind === 'alone') return this.alone(req, req.stmts[0]!);
     const c = await this.conn(req);
     try {
-      const seqs = await this.applier.sequences(req.database);
-      await this.begin(c, req, 'BEGIN');
+      // nothing has run yet: the sequences are read while the transaction opens
+      const [seqs] = await Promise.all([this.applier.sequences(req.database), this.begin(c, req, 'BEGIN')]);
       const txTs = nowTs();
       const replies: Buffer[][] = [];
       const items: PgItem[] = [];
@@ -446,8 +464,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       const c = await this.conn(req);
       let seqs: Sequences;
       try {
-        seqs = await this.applier.sequences(req.database);
-        await this.begin(c, req, req.begin ?? 'BEGIN');
+        [seqs] = await Promise.all([this.applier.sequences(req.database), this.begin(c, req, req.begin ?? 'BEGIN')]);
       } catch (e) {
         c.close();
         throw e;
