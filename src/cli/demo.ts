@@ -60,6 +60,9 @@ export function demoReplicaFlags(args: DemoArgs, i: number, certDir: string): Re
     'data-dir': join(resolve(args.dir), `replica-${i + 1}`),
     'tls-cert': join(certDir, 'cert.pem'),
     'tls-key': join(certDir, 'key.pem'),
+    // No role has a password in a fresh postgres: the local demo lets every role in (set one with
+    // ALTER ROLE ... PASSWORD and a real deployment keeps scram-sha-256).
+    ...(args.engine === 'postgres' ? { 'postgres-auth': 'trust' } : {}),
   };
 }
 
@@ -147,7 +150,7 @@ function validate(args: DemoArgs): string | undefined {
   if (!Number.isInteger(n) || n < 1 || n > demoReplicasMax || n % 2 === 0) {
     return `--replicas ${n}: give an odd number from 1 to ${demoReplicasMax} (2n-1 replicas keep serving while n are up) (example: --replicas 3)`;
   }
-  if (args.engine !== 'mysql') return `--engine ${args.engine}: only mysql is available in this version (example: --engine mysql)`;
+  if (args.engine !== 'mysql' && args.engine !== 'postgres') return `--engine ${args.engine}: mysql or postgres (example: --engine postgres)`;
   if (!Number.isInteger(args.portBase) || args.portBase < 1024 || demoPorts(args.portBase, n - 1).admin > 65535) {
     return `--port-base ${args.portBase}: the demo needs ports from it up to +${200 + n - 1} within 1024..65535 (example: --port-base 8500)`;
   }
@@ -324,11 +327,19 @@ export async function demoCommand(args: DemoArgs): Promise<number> {
   if (!interrupted) await awaitLeader(admins, () => interrupted, secs);
   if (!interrupted) {
     say('');
-    say(`Recall is ready (${secs()} s). Connect with the MariaDB client to any replica:`);
-    for (let i = 0; i < args.replicas; i++) {
-      say(`  mariadb -h 127.0.0.1 -P ${demoPorts(args.portBase, i).mysql} -u root            # replica ${i + 1}`);
+    if (args.engine === 'postgres') {
+      say(`Recall is ready (${secs()} s). Connect with psql to any replica (local demo: no password asked):`);
+      for (let i = 0; i < args.replicas; i++) {
+        say(`  psql -h 127.0.0.1 -p ${demoPorts(args.portBase, i).postgres} -U postgres            # replica ${i + 1}`);
+      }
+      say(`  psql "host=127.0.0.1 port=${demoPorts(args.portBase, 0).postgres} user=postgres sslmode=require"   # TLS (self-signed certificate in ${certDir})`);
+    } else {
+      say(`Recall is ready (${secs()} s). Connect with the MariaDB client to any replica:`);
+      for (let i = 0; i < args.replicas; i++) {
+        say(`  mariadb -h 127.0.0.1 -P ${demoPorts(args.portBase, i).mysql} -u root            # replica ${i + 1}`);
+      }
+      say(`  mariadb -h 127.0.0.1 -P ${args.portBase} -u root --ssl      # TLS (self-signed certificate in ${certDir})`);
     }
-    say(`  mariadb -h 127.0.0.1 -P ${args.portBase} -u root --ssl      # TLS (self-signed certificate in ${certDir})`);
     say('Cluster state, metrics and logs:');
     say(`  recall status ${admins.map((a) => `--admin ${a}`).join(' ')}`);
     say(`  curl http://${admins[0]}/status      http://${admins[0]}/metrics`);

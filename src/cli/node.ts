@@ -14,6 +14,11 @@ import { logger } from '../util/log.js';
 import { recallVersion } from './version.js';
 import { startMysqlFrontend, type ClientListener } from './frontends.js';
 import { startPostgresFrontend } from '../frontend/postgres/server.js';
+import { postgresRouting } from '../frontend/postgres/router.js';
+import { pgDialect } from '../replication/pg/dialect.js';
+import { loadPgParser } from '../sql/pg-parse.js';
+import type { PgApplier } from '../replication/pg/applier.js';
+import type { PgLaneRequest, PgLaneResult } from '../replication/pg/types.js';
 import { Replicator } from '../replication/replicator.js';
 import { mysqlDialect } from '../replication/mysql-dialect.js';
 import type { Applier } from '../replication/applier.js';
@@ -38,7 +43,7 @@ export interface RunningNode {
   database: LocalDatabase;
   /** How Recall reaches the local database. */
   dsn: Dsn;
-  replicator?: Replicator;
+  replicator?: Replicator<unknown, unknown>;
   stop(): Promise<void>;
 }
 
@@ -49,9 +54,6 @@ export interface StartNodeHooks {
 
 export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): Promise<RunningNode> {
   const log = logger('node', { nodeId: cfg.nodeId });
-  if (cfg.engine === 'postgres' && cfg.listen.peer !== 'off' && cfg.replicas.length > 1) {
-    throw new Error('engine postgres: replication of PostgreSQL is not available yet in this version (one replica only: --replicas with one address, or --listen-peer off)');
-  }
   const cleanups: Array<() => Promise<void>> = [];
   const stopAll = async () => {
     for (const c of cleanups.reverse()) {
@@ -85,12 +87,14 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
 
     // 2. Replication: the Raft node on the peer listener, the applier, the write lane.
     let replicator: Replicator<LaneRequest, LaneResult, Applier> | undefined;
-    if (cfg.engine === 'mysql' && cfg.listen.peer !== 'off' && cfg.replicas.length > 0) {
+    let pgReplicator: Replicator<PgLaneRequest, PgLaneResult, PgApplier> | undefined;
+    const socketDir = cfg.engine === 'postgres' && dsn.socketPath ? dsn.socketPath.replace(/\/[^/]*$/, '') : undefined;
+    if (cfg.listen.peer !== 'off' && cfg.replicas.length > 0) {
       if (cfg.replicas.length > 1 && !cfg.clusterSecret) {
         throw new Error('clusterSecret is required with more than one replica (it authenticates the peer links)');
       }
       const target = dsn.socketPath ? { socketPath: dsn.socketPath } : { host: dsn.host ?? '127.0.0.1', port: dsn.port ?? 3306 };
-      replicator = await Replicator.start({
+      const base = {
         nodeId: cfg.nodeId,
         peers: new Map(cfg.replicas.map((a, i) => [i + 1, a] as [number, string])),
         listen: cfg.listen.peer,
@@ -107,17 +111,37 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         logRetainBytes: cfg.logRetainBytes,
         autoResync: cfg.autoResync,
         recovery: resyncMethodFor(cfg, db, dsn, datadir),
-      }, mysqlDialect({
-        target,
-        admin: { user: dsn.user, stage1: dsn.password ? sha1(Buffer.from(dsn.password, 'utf8')) : null },
-        payloadBytesMax: cfg.maxPacketBytes,
-        connectTimeoutMs: cfg.connectTimeoutMs,
-      }));
-      const rep = replicator;
-      cleanups.push(() => rep.close());
+      };
+      if (cfg.engine === 'postgres') {
+        await loadPgParser(); // the router classifies every batch synchronously
+        pgReplicator = await Replicator.start(
+          base,
+          pgDialect({
+            target: { host: dsn.host ?? '127.0.0.1', port: dsn.port ?? 5432, ...(socketDir ? { socketDir } : {}) },
+            // the managed superuser is trusted on the private socket
+            admin: { user: dsn.user, credential: null },
+            connectTimeoutMs: cfg.connectTimeoutMs,
+          }),
+        );
+        const rep = pgReplicator;
+        cleanups.push(() => rep.close());
+      } else {
+        replicator = await Replicator.start(
+          base,
+          mysqlDialect({
+            target,
+            admin: { user: dsn.user, stage1: dsn.password ? sha1(Buffer.from(dsn.password, 'utf8')) : null },
+            payloadBytesMax: cfg.maxPacketBytes,
+            connectTimeoutMs: cfg.connectTimeoutMs,
+          }),
+        );
+        const rep = replicator;
+        cleanups.push(() => rep.close());
+      }
     }
+    const anyReplicator: Replicator<unknown, unknown> | undefined = (replicator ?? pgReplicator) as Replicator<unknown, unknown> | undefined;
     // membership (H3): add/remove replicas through /members and `recall join|remove|members`.
-    const membership = replicator ? new Membership({ node: replicator.node, selfAddress: cfg.replicas[cfg.nodeId - 1] ?? cfg.listen.peer, appliedIndex: () => replicator!.applied, resync: () => replicator!.status().resync }) : undefined;
+    const membership = anyReplicator ? new Membership({ node: anyReplicator.node, selfAddress: cfg.replicas[cfg.nodeId - 1] ?? cfg.listen.peer, appliedIndex: () => anyReplicator.applied, resync: () => anyReplicator.status().resync }) : undefined;
 
     // 3. Admin HTTP.
     let adminPort = 0;
@@ -132,10 +156,10 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         pingDatabase: () => db.ping(2000),
         databaseMode: () => db.status(),
         ...(membership ? { members: membership, membersSecret: cfg.clusterSecret } : {}), // membership (H3)
-        ...(replicator
+        ...(anyReplicator
           ? {
-              readyChecks: [async () => replicator.readiness()],
-              extraStatus: () => ({ replication: replicator.status() }),
+              readyChecks: [async () => anyReplicator.readiness()],
+              extraStatus: () => ({ replication: anyReplicator.status() }),
             }
           : {}),
       });
@@ -172,7 +196,6 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
     let postgresPort = 0;
     const pgAddr = cfg.engine === 'postgres' ? listenAddress(cfg.listen.postgres) : undefined;
     if (pgAddr) {
-      const socketDir = dsn.socketPath ? dsn.socketPath.replace(/\/[^/]*$/, '') : undefined;
       const fe = await startPostgresFrontend({
         host: pgAddr.host,
         port: pgAddr.port,
@@ -183,6 +206,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
         connectionsMax: cfg.maxConnections,
         nodeId: cfg.nodeId,
         auth: cfg.postgresAuth,
+        ...(pgReplicator ? postgresRouting({ nodeId: cfg.nodeId, service: pgReplicator, log: logger('postgres-router', { nodeId: cfg.nodeId }), consistency: cfg.consistency }) : {}),
       });
       postgresPort = fe.port;
       cleanups.push(() => fe.close());
@@ -196,7 +220,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
       managed: db.managed,
       database: db,
       dsn,
-      replicator,
+      replicator: anyReplicator,
       stop: stopAll,
     };
   } catch (err) {

@@ -5,6 +5,7 @@
 // A full resync (later) needs stop() and start() around copying the data directory;
 // shutdown of Recall calls close(), which stops only a server we started ourselves.
 import { join } from 'node:path';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import type { RecallConfig } from '../config/load.js';
 import { parseDsn, type Dsn } from '../config/dsn.js';
 import { ManagedMariaDB, type ManagedState } from './mariadb.js';
@@ -113,6 +114,21 @@ class ManagedLocalDatabase extends ManagedDatabase<ManagedMariaDB> {
 
 /** The managed postgres: its superuser over the private socket directory (trust, no password). */
 class ManagedPostgresDatabase extends ManagedDatabase<ManagedPostgres> {
+  private readonly recallDir: string;
+
+  override async start(): Promise<void> {
+    // postgres runs as its own OS user and must pass through Recall's data directory (created 0700
+    // by the log): let others traverse it, without listing it.
+    try {
+      mkdirSync(this.recallDir, { recursive: true, mode: 0o711 });
+      const st = statSync(this.recallDir);
+      if (st.uid === process.getuid?.() && (st.mode & 0o001) === 0) chmodSync(this.recallDir, (st.mode & 0o777) | 0o011);
+    } catch {
+      /* missing: the supervisor creates and checks the path */
+    }
+    await super.start();
+  }
+
   constructor(cfg: RecallConfig) {
     super(new ManagedPostgres({
       dataDir: join(cfg.dataDir, 'postgres'),
@@ -123,6 +139,7 @@ class ManagedPostgresDatabase extends ManagedDatabase<ManagedPostgres> {
       // the front end's trust (local demos) needs the server's; otherwise every role but the superuser gives its password
       clientAuth: cfg.postgresAuth === 'trust' ? 'trust' : 'md5',
     }));
+    this.recallDir = cfg.dataDir;
   }
 
   get dsn(): Dsn {
