@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { ManagedPostgres } from '../../src/supervisor/postgres.js';
+import { spawn } from 'node:child_process';
+import { ManagedPostgres, findPostgresBinDir } from '../../src/supervisor/postgres.js';
 import { Replicator } from '../../src/replication/replicator.js';
 import { pgDialect } from '../../src/replication/pg/dialect.js';
 import type { PgApplier } from '../../src/replication/pg/applier.js';
@@ -39,6 +40,22 @@ async function fingerprint(port: number): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const t of tables) out[t] = String((await admin(port, `SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM ${t} x`))[0]![0]);
   return out;
+}
+
+/** psql as a child (async: the Recall nodes run in this process). */
+function psql(port: number, command: string, input: string): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const ch = spawn(join(findPostgresBinDir(), 'psql'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'alice', '-d', 'app', '-v', 'ON_ERROR_STOP=1', '-c', command], { env: { ...process.env, PGPASSWORD: 'secret' } });
+    let out = '';
+    ch.stdout.on('data', (d) => (out += d));
+    ch.stderr.on('data', (d) => (out += d));
+    ch.stdin.end(input);
+    const timer = setTimeout(() => ch.kill('SIGKILL'), 60_000);
+    ch.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
 }
 
 describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end)', () => {
@@ -150,6 +167,15 @@ describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end
     assert.deepEqual(ids.rows.map((r) => r.id), [1, 2, 3, 4, 5, 6, 8]);
     await c2.query("SET recall.consistency = 'linearizable'");
     assert.equal((await c2.query("SELECT v FROM kv WHERE k = 'a'")).rows[0].v, 20);
+
+    // COPY FROM STDIN (psql \\copy) through the other node: one entry with the data
+    const copied = await psql(fes[1]!.port, '\\copy kv from stdin', 'x\t5\ny\t6\n\\.\n');
+    assert.equal(copied.code, 0, copied.out);
+    assert.match(copied.out, /COPY 2/);
+    assert.equal((await c1.query("SELECT sum(v)::int AS s FROM kv WHERE k IN ('x', 'y')")).rows[0].s, 11);
+    const failed = await psql(fes[1]!.port, '\\copy kv from stdin', 'x\t7\n\\.\n');
+    assert.notEqual(failed.code, 0);
+    assert.match(failed.out, /duplicate key/);
 
     const target = Math.max(...reps.map((r) => r.applied));
     for (const r of reps) await r.waitApplied(target);

@@ -11,6 +11,12 @@ import type { Socket } from 'node:net';
 import { SqlError } from '../../backend/mysql/client.js';
 import {
   MSG_BIND_COMPLETE,
+  MSG_COPY_DATA,
+  MSG_COPY_DONE,
+  MSG_COPY_FAIL,
+  MSG_COPY_IN_RESPONSE,
+  MSG_FLUSH,
+  MSG_SYNC,
   MSG_CLOSE_COMPLETE,
   MSG_ERROR_RESPONSE,
   MSG_NO_DATA,
@@ -52,6 +58,8 @@ export interface PgRouterOptions {
   service: PgWriteService;
   log: Logger;
   consistency?: Consistency;
+  /** COPY FROM STDIN data per statement (default 8 MiB; keep it well under the log's entryBytesMax, base64 grows it by 4/3) */
+  copyBytesMax?: number;
 }
 
 interface Prepared {
@@ -106,6 +114,64 @@ function sqlErrorMessage(e: unknown): Buffer {
 
 function simple(type: number): Buffer {
   return new Writer(8).message(type);
+}
+
+/** COPY data kept in memory for one statement (it travels in one log entry). */
+const COPY_BYTES_MAX = 8 * 1024 * 1024;
+
+/** The client's CopyData up to CopyDone or CopyFail (the relay is detached; the socket paused). */
+function readCopy(sock: Socket, first: Buffer, limit: number): Promise<{ data: Buffer[]; failed: string | null; code: string; tooBig: boolean; rest: Buffer }> {
+  return new Promise((resolve) => {
+    let buf: Buffer = first;
+    const data: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    const finish = (failed: string | null, code: string, pos: number) => {
+      sock.off('data', onData);
+      sock.off('close', onClose);
+      sock.pause();
+      resolve({ data, failed, code, tooBig, rest: Buffer.from(buf.subarray(pos)) });
+    };
+    const onClose = () => finish('the client closed the connection during COPY', '08006', buf.length);
+    const scan = (): boolean => {
+      let pos = 0;
+      while (buf.length - pos >= 5) {
+        const type = buf[pos]!;
+        const len = buf.readInt32BE(pos + 1);
+        if (len < 4 || len > 0x3fffffff) {
+          finish(`invalid message length ${len} during COPY from stdin`, '08P01', buf.length);
+          return true;
+        }
+        if (buf.length - pos < len + 1) break;
+        const body = buf.subarray(pos + 5, pos + len + 1);
+        pos += len + 1;
+        if (type === MSG_COPY_DATA) {
+          size += body.length;
+          if (size > limit) tooBig = true;
+          else data.push(Buffer.from(body));
+        } else if (type === MSG_COPY_DONE) {
+          finish(null, '', pos);
+          return true;
+        } else if (type === MSG_COPY_FAIL) {
+          finish(`COPY from stdin failed: ${body.subarray(0, Math.max(0, body.indexOf(0))).toString('utf8')}`, '57014', pos);
+          return true;
+        } else if (type !== MSG_FLUSH && type !== MSG_SYNC) {
+          finish(`unexpected message type 0x${type.toString(16)} during COPY from stdin`, '08P01', pos);
+          return true;
+        }
+      }
+      buf = buf.subarray(pos);
+      return false;
+    };
+    const onData = (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      scan();
+    };
+    if (scan()) return;
+    sock.on('data', onData);
+    sock.once('close', onClose);
+    sock.resume();
+  });
 }
 
 /** Send messages to the local backend (the relay is detached) and read up to ReadyForQuery. */
@@ -277,10 +343,11 @@ export class PgRouter {
 
   intercept(session: Session, batch: QueryBatch, leftover: Buffer): void {
     const s = this.state(session);
-    this.handle(session, s, batch).then(
+    const rest = { leftover };
+    this.handle(session, s, batch, rest).then(
       (pass) => {
         if (pass) s.passNext = true;
-        session.resume(pass ? Buffer.concat([batch.bytes, leftover]) : leftover);
+        session.resume(pass ? Buffer.concat([batch.bytes, rest.leftover]) : rest.leftover);
       },
       (e: unknown) => {
         this.o.log.warn('routing a batch failed; closing the session', { error: (e as Error).message });
@@ -290,20 +357,23 @@ export class PgRouter {
   }
 
   /** Returns true when the batch is to be relayed after all (a read that waited). */
-  private async handle(session: Session, s: RouteState, batch: QueryBatch): Promise<boolean> {
+  private async handle(session: Session, s: RouteState, batch: QueryBatch, rest: { leftover: Buffer }): Promise<boolean> {
     const msgs = decodeBatch(batch.bytes);
     const extended = msgs[0]?.t !== 'Query';
     const units = s.units;
     s.units = [];
     const local = s.localStatus ?? batch.txStatus;
     const refusal = units.find(
-      (u) => u.st?.refuse || (u.st?.copy?.direction === 'from') || (u.st?.kind === 'execute' && WRITE_KINDS.has(s.sqlPrepared.get(u.st.prepared?.name ?? '') ?? '')),
+      (u) =>
+        u.st?.refuse ||
+        (u.st?.copy?.direction === 'from' && (extended || units.length > 1)) ||
+        (u.st?.kind === 'execute' && WRITE_KINDS.has(s.sqlPrepared.get(u.st.prepared?.name ?? '') ?? '')),
     );
     const writes = units.some((u) => u.st && WRITE_KINDS.has(u.st.kind));
     if (refusal || (s.lane === 'none' && !writes)) {
       let err: Buffer | null = null;
       if (refusal?.st?.refuse) err = errorMessage(refusal.st.refuse.sqlstate, refusal.st.refuse.message);
-      else if (refusal?.st?.copy) err = errorMessage('0A000', 'Recall does not support COPY FROM STDIN in a replicated write yet; use INSERT (or INSERT ... SELECT)');
+      else if (refusal?.st?.copy) err = errorMessage('0A000', 'Recall runs COPY FROM STDIN only as the one statement of a simple query; send it on its own');
       else if (refusal) err = errorMessage('0A000', 'Recall cannot replicate EXECUTE of a statement prepared with SQL PREPARE that writes; use the extended protocol (Parse/Bind) or send the statement itself');
       else if (this.o.service.diverged) err = sqlErrorMessage(PgRecallErrors.diverged(this.o.service.diverged));
       if (!err) {
@@ -317,6 +387,25 @@ export class PgRouter {
       }
       this.answerError(session, msgs, err, s.lane === 'none' ? local : this.status(s, session));
       return false;
+    }
+    const copy = units.length === 1 && units[0]!.st?.copy?.direction === 'from' ? units[0]! : null;
+    if (copy) {
+      // the client sends the data only after CopyInResponse: read it all, then run the COPY on the lane
+      const binary = /\bbinary\b/i.test(copy.lane.sql);
+      session.socket.write(new Writer(8).int8(binary ? 1 : 0).int16(0).message(MSG_COPY_IN_RESPONSE));
+      const got = await readCopy(session.socket, rest.leftover, this.o.copyBytesMax ?? COPY_BYTES_MAX);
+      rest.leftover = got.rest;
+      const err = got.failed
+        ? errorMessage(got.code, got.failed)
+        : got.tooBig
+          ? errorMessage('54000', `Recall replicates at most ${this.o.copyBytesMax ?? COPY_BYTES_MAX} bytes of COPY data per statement (one log entry); split the data into several COPY statements`)
+          : null;
+      if (err) {
+        this.answerError(session, msgs, err, s.lane === 'none' ? local : this.status(s, session));
+        if (s.lane === 'held') s.lane = 'aborted'; // postgres would have failed the transaction
+        return false;
+      }
+      copy.lane.copy = Buffer.concat(got.data);
     }
     if (!s.settings) s.settings = await this.readSettings(session, s);
     // named statements parsed in a taken batch exist on the leader's connection only for the

@@ -394,8 +394,8 @@ export class PgApplier implements ReplicaApplier {
     const c = await this.connFor(e, entry.db);
     if (!c) return;
     const replies: Array<[PgItem, Promise<PgReply>]> = [];
-    const fire = (msgs: Buffer[]) => {
-      const p = c.request(msgs);
+    const fire = (msgs: Buffer[], copy?: string) => {
+      const p = c.request(msgs, copy === undefined ? undefined : Buffer.from(copy, 'base64'));
       p.catch(() => undefined); // a lost connection fails them all; the first one awaited reports it
       return p;
     };
@@ -406,7 +406,7 @@ export class PgApplier implements ReplicaApplier {
     }
     const ctx = fire([encodeQuery(contextSql(entry.role, entry.set, true))]);
     for (const item of entry.items) {
-      replies.push([item, fire(itemMessages(item))]);
+      replies.push([item, fire(itemMessages(item), item.out.nd ? undefined : item.copy)]);
     }
     for (const r of [await begin, await ctx]) {
       const err = replyError(r);

@@ -18,12 +18,17 @@ import {
   MSG_DATA_ROW,
   MSG_COPY_IN_RESPONSE,
   MSG_COPY_FAIL,
+  MSG_COPY_DATA,
+  MSG_COPY_DONE,
 } from '../../protocol/postgres/constants.js';
 import { decodeErrorFields, encodeQuery, encodeTerminate } from '../../protocol/postgres/messages.js';
 import { Reader } from '../../protocol/postgres/reader.js';
 import { Writer } from '../../protocol/postgres/writer.js';
 import { loginBackend, type BackendTarget } from '../../frontend/postgres/backend-login.js';
 import type { Credential } from '../../frontend/postgres/authenticate.js';
+
+/** CopyData messages the data of a COPY is cut into */
+const COPY_CHUNK_BYTES = 256 * 1024;
 
 /** A backend message bigger than this is broken input (postgres' own limit is 1 GiB). */
 const BACKEND_MESSAGE_BYTES_MAX = 0x3fffffff;
@@ -116,6 +121,8 @@ export function encodeExtended(sql: string, x: { types: number[]; formats: numbe
 
 interface Pending {
   messages: Buffer[];
+  /** the data of a COPY FROM STDIN the request runs (absent: such a COPY is refused) */
+  copy?: Buffer;
   resolve: (r: PgReply) => void;
   reject: (e: Error) => void;
 }
@@ -148,10 +155,10 @@ export class PgConn {
   }
 
   /** Send the messages (ending with one Query or Sync) and collect the answer. */
-  request(msgs: Buffer[]): Promise<PgReply> {
+  request(msgs: Buffer[], copy?: Buffer): Promise<PgReply> {
     if (this.broken) return Promise.reject(new PgConnError(this.why));
     return new Promise((resolve, reject) => {
-      this.pending.push({ messages: [], resolve, reject });
+      this.pending.push({ messages: [], resolve, reject, ...(copy ? { copy } : {}) });
       if (msgs.length === 1) this.socket.write(msgs[0]!);
       else {
         this.socket.cork();
@@ -200,6 +207,20 @@ export class PgConn {
     for (const p of this.pending.splice(0)) p.reject(new PgConnError(why));
   }
 
+  /** The data of the COPY FROM STDIN the server now waits for; without data it fails the COPY. */
+  private sendCopy(data: Buffer | undefined): void {
+    if (!data) {
+      this.socket.write(new Writer(64).cstring('Recall: COPY FROM STDIN without its data').message(MSG_COPY_FAIL));
+      return;
+    }
+    this.socket.cork();
+    for (let at = 0; at < data.length; at += COPY_CHUNK_BYTES) {
+      this.socket.write(new Writer(16).bytes(data.subarray(at, Math.min(data.length, at + COPY_CHUNK_BYTES))).message(MSG_COPY_DATA));
+    }
+    this.socket.write(new Writer(8).message(MSG_COPY_DONE));
+    this.socket.uncork();
+  }
+
   private onData(chunk: Buffer): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     let pos = 0;
@@ -216,8 +237,7 @@ export class PgConn {
         continue;
       }
       head.messages.push(m);
-      // COPY FROM STDIN would wait for data the lane does not have: refuse it, postgres rolls back
-      if (m[0] === MSG_COPY_IN_RESPONSE) this.socket.write(new Writer(64).cstring('Recall does not support COPY FROM STDIN in a replicated write yet; use INSERT').message(MSG_COPY_FAIL));
+      if (m[0] === MSG_COPY_IN_RESPONSE) this.sendCopy(head.copy);
       if (m[0] === MSG_READY_FOR_QUERY) {
         this.pending.shift();
         head.resolve({ messages: head.messages, status: m[5]! });

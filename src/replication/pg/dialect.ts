@@ -33,6 +33,8 @@ function decodeCredential(b: Buffer): Credential {
 interface WireStatement {
   k: PgLaneKind;
   q: string;
+  /** COPY data, base64 */
+  c?: string;
   x?: { types: number[]; formats: number[]; values: Array<string | null>; resultFormats: number[]; describe: boolean };
 }
 
@@ -43,20 +45,23 @@ function isNumbers(v: unknown): v is number[] {
 function decodeStatement(v: unknown): PgLaneStatement {
   const s = v as WireStatement;
   if (typeof s !== 'object' || s === null || !KINDS.has(s.k) || typeof s.q !== 'string') throw new Error('bad statement');
-  if (s.x === undefined) return { kind: s.k, sql: s.q };
+  if (s.c !== undefined && typeof s.c !== 'string') throw new Error('bad copy data');
+  const copy = s.c === undefined ? {} : { copy: Buffer.from(s.c, 'base64') };
+  if (s.x === undefined) return { kind: s.k, sql: s.q, ...copy };
   const x = s.x;
   if (!isNumbers(x.types) || !isNumbers(x.formats) || !isNumbers(x.resultFormats) || typeof x.describe !== 'boolean' || !Array.isArray(x.values)) throw new Error('bad parameters');
   const values = x.values.map((b) => {
     if (b !== null && typeof b !== 'string') throw new Error('bad parameter value');
     return b === null ? null : Buffer.from(b, 'base64');
   });
-  return { kind: s.k, sql: s.q, x: { types: x.types, formats: x.formats, values, resultFormats: x.resultFormats, describe: x.describe } };
+  return { kind: s.k, sql: s.q, ...copy, x: { types: x.types, formats: x.formats, values, resultFormats: x.resultFormats, describe: x.describe } };
 }
 
 export function encodePgRequest(req: PgLaneRequest, seal: CredentialSeal): Buffer {
   const stmts: WireStatement[] = req.stmts.map((s) => ({
     k: s.kind,
     q: s.sql,
+    ...(s.copy ? { c: s.copy.toString('base64') } : {}),
     ...(s.x ? { x: { ...s.x, values: s.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}),
   }));
   return Buffer.from(

@@ -11,6 +11,8 @@ export interface PgItem {
   q: string;
   /** extended protocol: parameter type OIDs of the Parse, parameter formats, values (base64, null for NULL) */
   x?: { types: number[]; formats: number[]; values: Array<string | null> };
+  /** COPY FROM STDIN: the data (base64) */
+  copy?: string;
   /** the leader's outcome: the command tag ('INSERT 0 1', 'UPDATE 3', 'CREATE TABLE') or the error */
   out: PgOutcome;
 }
@@ -88,6 +90,7 @@ function isItem(v: unknown): v is PgItem {
   if (typeof v !== 'object' || v === null) return false;
   const i = v as PgItem;
   if (typeof i.q !== 'string' || typeof i.out !== 'object' || i.out === null) return false;
+  if (i.copy !== undefined && typeof i.copy !== 'string') return false;
   if (i.x !== undefined) {
     const x = i.x;
     if (!Array.isArray(x.types) || !Array.isArray(x.formats) || !Array.isArray(x.values)) return false;

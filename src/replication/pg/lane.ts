@@ -9,7 +9,7 @@
 // COMMIT/ROLLBACK, at most laneTimeoutMs.
 import { randomUUID } from 'node:crypto';
 import { SqlError } from '../../backend/mysql/client.js';
-import { MSG_BIND_COMPLETE, MSG_PARSE_COMPLETE, MSG_READY_FOR_QUERY, TX_FAILED, TX_IDLE, TX_IN_TRANSACTION } from '../../protocol/postgres/constants.js';
+import { MSG_BIND_COMPLETE, MSG_COPY_IN_RESPONSE, MSG_PARSE_COMPLETE, MSG_READY_FOR_QUERY, TX_FAILED, TX_IDLE, TX_IN_TRANSACTION } from '../../protocol/postgres/constants.js';
 import { encodeErrorResponse, encodeQuery } from '../../protocol/postgres/messages.js';
 import { classifyPg, type PgStatement } from '../../sql/pg-classify.js';
 import { PG_COLUMNS_SQL, volatileDefaults, type PgColumnRow, type PgTableDefaults } from '../../sql/pg-defaults.js';
@@ -81,7 +81,8 @@ function nowTs(): string {
 
 /** A statement's messages for the client: ParseComplete/BindComplete (the router answers those) and ReadyForQuery left out. */
 function clientMessages(r: PgReply): Buffer[] {
-  return r.messages.filter((m) => m[0] !== MSG_READY_FOR_QUERY && m[0] !== MSG_PARSE_COMPLETE && m[0] !== MSG_BIND_COMPLETE);
+  // CopyInResponse: the router gave the client its own before it read the data
+  return r.messages.filter((m) => m[0] !== MSG_READY_FOR_QUERY && m[0] !== MSG_PARSE_COMPLETE && m[0] !== MSG_BIND_COMPLETE && m[0] !== MSG_COPY_IN_RESPONSE);
 }
 
 /** statement texts whose classification is kept (cleared when full) */
@@ -329,14 +330,14 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     if ('refusal' in rw) return { item: null, messages: [rw.refusal], status: null };
     const r = st.x
       ? await c.request(encodeExtended(rw.sql, st.x, st.x.resultFormats, st.x.describe))
-      : await c.request([encodeQuery(rw.sql)]);
+      : await c.request([encodeQuery(rw.sql)], st.copy);
     const out = outcomeOf(r);
     if (out.e && nondeterministicError(out.e)) out.nd = 1;
     if (out.tag !== undefined && !DATA_TAG_RE.test(out.tag)) this.dropDefaults(req.database);
     // a read that failed aborted the transaction: replicas must fail it too
     const record = st.kind !== 'read' || out.e !== undefined;
     const item: PgItem | null = record
-      ? { q: rw.sql, ...(st.x ? { x: { types: st.x.types, formats: st.x.formats, values: st.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}), out }
+      ? { q: rw.sql, ...(st.copy ? { copy: st.copy.toString('base64') } : {}), ...(st.x ? { x: { types: st.x.types, formats: st.x.formats, values: st.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}), out }
       : null;
     return { item, messages: clientMessages(r), status: r.status };
   }

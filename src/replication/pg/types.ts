@@ -17,6 +17,8 @@ export interface PgLaneStatement {
   sql: string;
   /** an extended-query execution: parameter type OIDs, formats and values (null: NULL) */
   x?: { types: number[]; formats: number[]; values: Array<Buffer | null>; resultFormats: number[]; describe: boolean };
+  /** COPY FROM STDIN: the data the client sent (CopyData contents, concatenated) */
+  copy?: Buffer;
 }
 
 export interface PgLaneRequest {
