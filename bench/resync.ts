@@ -4,8 +4,7 @@
 //   - donor: a managed mariadbd in a process of its own with both donor services on a peer
 //     Transport (bench/lib/resync-donor.ts), filled to BENCH_RESYNC_MB of data directory;
 //   - plain rsync: `rsync -a --delete` of the stopped donor's datadir into an empty directory
-//     through the local-rsh remote shell (rsync's real protocol over a pipe), before and after
-//     the methods (load on this shared machine drifts);
+//     through the local-rsh remote shell (rsync's real protocol over a pipe);
 //   - built-in: snapshotMethod's runner on a joiner with a managed mariadbd and an empty database;
 //   - hook mode: rsyncMethod's runner, joiner started/stopped by the StartServer/StopServer
 //     fixture scripts, from an empty datadir, local-rsh as syncCmd.
@@ -20,6 +19,8 @@
 // Settings (environment):
 //   BENCH_RESYNC_MB          data directory size in MiB (default 1024)
 //   BENCH_RESYNC_CACHE       comma list of passes, cold and/or warm (default warm)
+//   BENCH_RESYNC_ROUNDS      rounds of plain rsync, built-in, hook mode, in turn (default 2); the targets
+//                            compare each method's fastest round
 //   BENCH_RESYNC_POOL_MB     donor's InnoDB buffer pool (default 2048)
 //   BENCH_RESYNC_CPU_PROF    a directory: the donor process writes a V8 CPU profile there on exit (run the
 //                            bench itself with node --cpu-prof --cpu-prof-dir=DIR for the joiner's)
@@ -41,6 +42,7 @@ import { printReport, printSummary, type ResyncReport } from './lib/resync-repor
 const targetMiB = Number(process.env.BENCH_RESYNC_MB ?? 1024);
 const caches = (process.env.BENCH_RESYNC_CACHE ?? 'warm').split(',') as CacheState[];
 const donorPoolMiB = Number(process.env.BENCH_RESYNC_POOL_MB ?? 2048);
+const rounds = Math.max(1, Number(process.env.BENCH_RESYNC_ROUNDS ?? 2));
 const cpuProfDir = process.env.BENCH_RESYNC_CPU_PROF;
 const fixtures = join(process.cwd(), 'test/recovery/fixtures');
 const localRsh = join(fixtures, 'local-rsh');
@@ -49,17 +51,29 @@ const secret = 'resync-bench';
 configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LOG });
 const log = logger('resync-bench', { nodeId: JOINER_ID });
 
-/** One pass over every method with the donor's files in `cache` state. The donor is stopped on entry and on return. */
+/**
+ * One pass over every method with the donor's files in `cache` state: `rounds` times plain rsync,
+ * built-in, hook mode, in turn (load on this shared machine drifts; each gets its share of it).
+ * The donor is stopped on entry and on return.
+ */
 async function pass(ctx: RunContext, dataBytes: number, donorDirs: ReturnType<typeof donorPaths>): Promise<ResyncReport> {
   const c = ctx.cache;
-  const plain = [await plainRsync(ctx, `plain-${c}-1`)];
-  await ctx.donor.command({ type: 'start' });
-  const builtIn = await runSnapshot(ctx, `snap-${c}`);
-  const floor = await measureFloor({ datadir: donorDirs.datadir, socketPath: donorDirs.socketPath, workDir: join(ctx.root, `floor-${c}`), cache: c, serverPid: () => mariadbPid(donorDirs.datadir) });
-  const hook = await runHook(ctx, `hook-${c}`);
-  await ctx.donor.command({ type: 'stop' });
-  plain.push(await plainRsync(ctx, `plain-${c}-2`));
-  return { cache: c, dataBytes, plain, builtIn: { ...builtIn, floor }, hook };
+  const rep: ResyncReport = { cache: c, dataBytes, plain: [], builtIn: [], hook: [], floor: undefined };
+  for (let i = 1; i <= rounds; i++) {
+    rep.plain.push(await plainRsync(ctx, `plain-${c}-${i}`));
+    await ctx.donor.command({ type: 'start' });
+    rep.builtIn.push(await runSnapshot(ctx, `snap-${c}-${i}`));
+    rep.floor ??= await measureFloor({
+      datadir: donorDirs.datadir,
+      socketPath: donorDirs.socketPath,
+      workDir: join(ctx.root, `floor-${c}`),
+      cache: c,
+      serverPid: () => mariadbPid(donorDirs.datadir),
+    });
+    rep.hook.push(await runHook(ctx, `hook-${c}-${i}`));
+    await ctx.donor.command({ type: 'stop' });
+  }
+  return rep;
 }
 
 async function main(): Promise<void> {
