@@ -1,0 +1,108 @@
+// The printed summary of bench/pg.ts: tps side by side with the issue's targets, CPU per
+// transaction, and where a tpcb-like transaction's time goes through Recall.
+import type { PgbenchResult } from './pg-pgbench.js';
+import type { RaftNumbers } from './pg-metrics.js';
+
+/** The issue's targets on this 2-core machine. */
+export const selectOnlyRatioTarget = 0.85;
+export const tpcbTpsTarget = 900;
+
+export interface SideAccount {
+  /** CPU seconds over the measured rounds: recall = the 3 recall processes, clusterDb = their 3 postgres. */
+  cpu: { recall: number; clusterDb: number; directDb: number; machine: number };
+  tx: number;
+  secs: number;
+  /** Per measured round and node (node order), the /metrics deltas. */
+  raft?: RaftNumbers[];
+}
+
+export interface WorkloadResult {
+  workload: 'select-only' | 'tpcb-like';
+  direct: PgbenchResult | string;
+  recall: PgbenchResult | string;
+  acct: Record<'direct' | 'recall', SideAccount>;
+  raftLeader: number;
+}
+
+export interface ReportInput {
+  results: WorkloadResult[];
+  equal: string;
+  cores: number;
+  load: number[];
+  seconds: number;
+  rounds: number;
+  portsMode: string;
+  clientSplit: string;
+  /** Replicas in the cluster (the raft deltas are per round, in node order). */
+  nodes: number;
+}
+
+const pad = (s: string | number, n: number) => String(s).padStart(n);
+const ok = (x: PgbenchResult | string): x is PgbenchResult => typeof x !== 'string';
+
+function targetOf(r: WorkloadResult): string {
+  if (!ok(r.recall) || !ok(r.direct)) return 'not met (a side failed)';
+  if (r.workload === 'select-only') {
+    const ratio = r.recall.tps / r.direct.tps;
+    return `ratio >= ${selectOnlyRatioTarget}: ${ratio >= selectOnlyRatioTarget ? 'met' : 'NOT met'}`;
+  }
+  return `>= ${tpcbTpsTarget} tps: ${r.recall.tps >= tpcbTpsTarget ? 'met' : 'NOT met'}`;
+}
+
+export function printReport(inp: ReportInput): void {
+  const lat = (x: PgbenchResult | string) => (ok(x) ? `${x.p95Ms.toFixed(2)}/${x.avgMs.toFixed(2)}` : '-');
+  const tps = (x: PgbenchResult | string) => (ok(x) ? x.tps.toFixed(0) : 'failed');
+  const failed = (x: PgbenchResult | string) => (ok(x) ? String(x.failed) : '-');
+  const header = `${'workload'.padEnd(12)} ${pad('direct tps', 10)} ${pad('Recall tps', 10)} ${pad('ratio', 5)} ${pad('direct p95/avg ms', 17)} ` +
+    `${pad('Recall p95/avg ms', 17)} ${pad('failed d/R', 10)}  target`;
+  const rows = inp.results.map((r) => {
+    const ratio = ok(r.direct) && ok(r.recall) ? (r.recall.tps / r.direct.tps).toFixed(2) : '-';
+    return `${r.workload.padEnd(12)} ${pad(tps(r.direct), 10)} ${pad(tps(r.recall), 10)} ${pad(ratio, 5)} ${pad(lat(r.direct), 17)} ` +
+      `${pad(lat(r.recall), 17)} ${pad(`${failed(r.direct)}/${failed(r.recall)}`, 10)}  ${targetOf(r)}`;
+  });
+
+  const ms = (cpu: number, tx: number) => (tx > 0 ? ((cpu / tx) * 1000).toFixed(3) : '-');
+  const cpuHeader = `${'workload'.padEnd(12)} ${'side'.padEnd(6)} ${pad('postgres', 9)} ${pad('recall (3)', 10)} ${pad('other', 8)} ${pad('machine busy', 12)}`;
+  const cpuRows = inp.results.flatMap((r) => (['direct', 'recall'] as const).map((s) => {
+    const a = r.acct[s];
+    const db = s === 'direct' ? a.cpu.directDb : a.cpu.clusterDb;
+    const rec = s === 'direct' ? 0 : a.cpu.recall;
+    // everything else that ran: pgbench itself, the idle side, other users of the machine
+    const other = a.cpu.machine - db - rec;
+    const busy = a.secs > 0 ? `${((a.cpu.machine / a.secs / inp.cores) * 100).toFixed(0)}%` : '-';
+    return `${r.workload.padEnd(12)} ${s.padEnd(6)} ${pad(ms(db, a.tx), 9)} ${pad(s === 'direct' ? '-' : ms(rec, a.tx), 10)} ${pad(ms(other, a.tx), 8)} ${pad(busy, 12)}`;
+  }));
+
+  const lines = [
+    `\npg summary (the direct postgres and the 3 replicas share this machine's ${inp.cores} cores; load average at the end ${inp.load.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `Recall side: ${inp.portsMode === 'all' ? `clients ${inp.clientSplit} over the 3 replicas' ports` : "the leader's port"})`,
+    header, ...rows,
+    `\nCPU ms per transaction (measured rounds; postgres = the server(s) of that side, recall = the 3 recall processes, other = the rest of the machine: pgbench, other processes)`,
+    cpuHeader, ...cpuRows,
+  ];
+
+  const tpcb = inp.results.find((r) => r.workload === 'tpcb-like');
+  if (tpcb && ok(tpcb.recall)) {
+    lines.push(`\nwhere a tpcb-like transaction's time goes through Recall (pgbench -r: average ms per statement, as the client sees it)`);
+    lines.push(`${pad('direct', 8)} ${pad('Recall', 8)}  statement`);
+    const d = ok(tpcb.direct) ? tpcb.direct.statementsMs : new Map<string, number>();
+    for (const [s, v] of tpcb.recall.statementsMs) lines.push(`${pad(d.get(s)?.toFixed(3) ?? '-', 8)} ${pad(v.toFixed(3), 8)}  ${s.slice(0, 90)}`);
+    const raft = tpcb.acct.recall.raft ?? [];
+    const n = inp.nodes;
+    const perNode = Array.from({ length: n }, (_, i) => raft.filter((_, j) => j % n === i));
+    const tx = tpcb.acct.recall.tx;
+    const sum = (list: RaftNumbers[], k: keyof RaftNumbers) => list.reduce((a, x) => a + x[k], 0);
+    for (const [i, list] of perNode.entries()) {
+      const syncs = sum(list, 'syncCount');
+      const role = i === tpcb.raftLeader ? 'leader  ' : 'follower';
+      lines.push(`node ${i + 1} (${role}): ${(syncs / Math.max(1, tx)).toFixed(2)} log fsyncs per transaction, ${syncs > 0 ? ((sum(list, 'syncSeconds') / syncs) * 1000).toFixed(3) : '-'} ms each, ` +
+        `${sum(list, 'batchCount') > 0 ? (sum(list, 'batchEntries') / sum(list, 'batchCount')).toFixed(2) : '-'} entries per batch` +
+        (i === tpcb.raftLeader ? `, ${(sum(list, 'committed') / Math.max(1, tx)).toFixed(2)} committed proposals per transaction` : ''));
+    }
+    lines.push(`one transaction at a time in the lane: ${(1000 / tpcb.recall.tps).toFixed(2)} ms of lane time per transaction at ${tpcb.recall.tps.toFixed(0)} tps ` +
+      `(${tpcbTpsTarget} tps needs <= ${(1000 / tpcbTpsTarget).toFixed(2)} ms)`);
+  }
+  lines.push(`\nreplicas equal after the tpcb-like runs: ${inp.equal}`);
+  for (const r of inp.results) lines.push(`${r.workload}, ${inp.seconds} s in ${inp.rounds} rounds: ${targetOf(r)}${ok(r.recall) ? ` (Recall ${r.recall.tps.toFixed(0)} tps` + (ok(r.direct) ? `, direct ${r.direct.tps.toFixed(0)} tps)` : ')') : ''}`);
+  console.log(lines.join('\n'));
+}

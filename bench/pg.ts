@@ -1,0 +1,198 @@
+// pgbench select-only and tpcb-like against one direct postgres and through a 3-replica Recall
+// cluster (3 `recall serve --engine postgres` processes, 3 managed postgres, all on this
+// machine), side by side, with the issue's targets, where the CPU went, and a check that the
+// three replicas hold the same balances and pgbench_history afterwards.
+// Run by `npm run bench` (all benchmarks) or `npm run bench -- pg`, or `node dist/bench/pg.js`.
+// Settings (environment):
+//   BENCH_PG_SECONDS  measured seconds per side and workload (default 10), split into BENCH_ROUNDS
+//                     alternating rounds (default 2); a short warm-up per side precedes them
+//   BENCH_PG_SCALE    pgbench scale (default 10)
+//   BENCH_PG_CLIENTS  clients (default 8; -j 2)
+//   BENCH_PG_MODE     pgbench -M (default simple, pgbench's own default)
+//   BENCH_PG_PORTS    all (default: the clients spread over the 3 replicas, one pgbench per port,
+//                     tps added) or leader (one pgbench on the leader's port)
+// Both sides are initialised with `pgbench -i -I dtGvp` (server-side generation): COPY FROM
+// STDIN in a replicated write is refused by Recall for now, and the tables come out the same.
+// The direct server is a ManagedPostgres with the defaults a managed replica gets, so the
+// comparison is the cost of the extra hop and of replication. Recall's lane and appliers commit
+// with synchronous_commit off (the Raft log is the durable copy); the direct server's
+// transactions commit with postgres's default (on).
+import { chmodSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { ManagedPostgres } from '../src/supervisor/postgres.js';
+import { freePort } from '../test/harness/ports.js';
+import { tempDir, type TempDir } from '../test/harness/tmp.js';
+import { startPgBenchCluster, postmasterPid, type PgBenchCluster } from './lib/pg-cluster.js';
+import { runCommand, runPgbenchPorts, combineSequential, spreadClients, type PgbenchResult } from './lib/pg-pgbench.js';
+import { cpuSince, postgresCpu, processCpu } from './lib/pg-cpu.js';
+import { machineBusySeconds, raftDelta, raftNumbers, type RaftNumbers } from './lib/pg-metrics.js';
+import { printReport, type SideAccount, type WorkloadResult } from './lib/pg-report.js';
+
+const seconds = Number(process.env.BENCH_PG_SECONDS ?? 10);
+const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 2));
+const scale = Number(process.env.BENCH_PG_SCALE ?? 10);
+const clients = Number(process.env.BENCH_PG_CLIENTS ?? 8);
+const threads = 2;
+const mode = process.env.BENCH_PG_MODE ?? 'simple';
+const portsMode = process.env.BENCH_PG_PORTS === 'leader' ? 'leader' : 'all';
+const warmupSeconds = Math.max(2, Math.round(seconds / 5));
+
+/** One value (first column of the first row) from a postgres reached directly. */
+async function one(port: number, sql: string): Promise<string> {
+  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
+  await c.connect();
+  try {
+    return String((await c.query({ text: sql, rowMode: 'array' })).rows[0]![0]);
+  } finally {
+    await c.end();
+  }
+}
+
+const stateSql = "SELECT (SELECT sum(abalance) FROM pgbench_accounts) || ' ' || (SELECT sum(bbalance) FROM pgbench_branches) || ' ' || " +
+  "(SELECT sum(tbalance) FROM pgbench_tellers) || ' ' || (SELECT count(*) || ' ' || md5(coalesce(string_agg(h::text, '|' ORDER BY h::text), '')) FROM pgbench_history h)";
+
+interface Side {
+  name: 'direct' | 'recall';
+  ports: number[];
+}
+
+async function main(): Promise<void> {
+  console.log(`\n== pg: pgbench direct postgres vs 3-replica Recall cluster (scale ${scale}, ${clients} clients, -j ${threads}, -M ${mode}, ` +
+    `${seconds} s per side and workload in ${rounds} alternating rounds, warm-up ${warmupSeconds} s) ==`);
+  let dir: TempDir | undefined;
+  let direct: ManagedPostgres | undefined;
+  let cluster: PgBenchCluster | undefined;
+  const cleanup = async () => {
+    await Promise.allSettled([cluster?.stop(), direct?.stop()]);
+    dir?.remove();
+  };
+  process.once('SIGINT', () => {
+    console.error('\ninterrupted: stopping the cluster and the direct server');
+    void cleanup().then(() => process.exit(130));
+  });
+  let failures = 0;
+  try {
+    dir = tempDir('recall-bench-pgd-');
+    chmodSync(dir.path, 0o711); // the postgres OS user walks through it
+    direct = new ManagedPostgres({ dataDir: join(dir.path, 'pg'), port: await freePort(), startTimeoutMs: 120_000 });
+    const t0 = Date.now();
+    const [d, cl] = await Promise.allSettled([direct.start(), startPgBenchCluster()]);
+    if (cl.status === 'fulfilled') cluster = cl.value;
+    if (d.status === 'rejected') throw d.reason;
+    if (cl.status === 'rejected') throw cl.reason;
+    if (!cluster) throw new Error('unreachable');
+    const c3 = cluster;
+    const leader = await c3.waitLeader();
+    const directPort = direct.dsn.port;
+    console.log(`started in ${((Date.now() - t0) / 1000).toFixed(1)} s: direct postgres port ${directPort}; Recall PostgreSQL ports ${c3.nodes.map((n) => n.pgPort).join(',')} ` +
+      `(leader node ${leader + 1}), recall pids ${c3.nodes.map((n) => n.process.pid).join(',')}`);
+
+    const sides: Side[] = [
+      { name: 'direct', ports: [directPort] },
+      { name: 'recall', ports: portsMode === 'leader' ? [c3.nodes[leader]!.pgPort] : c3.nodes.map((n) => n.pgPort) },
+    ];
+    for (const side of sides) {
+      const t = Date.now();
+      await runCommand('pgbench', ['-h', '127.0.0.1', '-p', String(side.ports[0]), '-U', 'postgres', '-i', '-I', 'dtGvp', '-s', String(scale), 'postgres'], { timeoutMs: 600_000 });
+      if (side.name === 'recall') await c3.waitConverged(300_000);
+      console.log(`initialised ${side.name} (pgbench -i -I dtGvp -s ${scale}${side.name === 'recall' ? ', through the leader, all replicas applied' : ''}) in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    }
+    const clientSplit = sides[1]!.ports.length > 1 ? spreadClients(clients, sides[1]!.ports.length).join('+') : String(clients);
+    console.log(`Recall side: ${portsMode === 'all' ? `one pgbench per replica's port with ${clientSplit} clients (-j 1 each), tps added` : `one pgbench on the leader's port`}`);
+
+    const recallPids = c3.nodes.map((n) => n.process.pid);
+    const clusterPostmasters = c3.nodes.map((n) => postmasterPid(n.dbDir));
+    const directPostmaster = postmasterPid(join(dir!.path, 'pg'));
+    const meters = {
+      recall: () => recallPids.reduce<number>((a, p) => a + processCpu(p), 0),
+      clusterDb: () => clusterPostmasters.reduce<number>((a, p) => a + postgresCpu(p), 0),
+      directDb: () => postgresCpu(directPostmaster),
+      machine: machineBusySeconds,
+    };
+    const raftNow = async (): Promise<RaftNumbers[]> => Promise.all(c3.nodes.map(async (_, i) => raftNumbers(await c3.metrics(i))));
+
+    const results: WorkloadResult[] = [];
+    for (const [w, workload] of (['select-only', 'tpcb-like'] as const).entries()) {
+      const selectOnly = workload === 'select-only';
+      const acct: Record<Side['name'], SideAccount> = {
+        direct: { cpu: { recall: 0, clusterDb: 0, directDb: 0, machine: 0 }, tx: 0, secs: 0 },
+        recall: { cpu: { recall: 0, clusterDb: 0, directDb: 0, machine: 0 }, tx: 0, secs: 0, raft: [] },
+      };
+      const run = async (side: Side, secs: number, measured: boolean): Promise<PgbenchResult | string> => {
+        try {
+          const raft0 = measured && side.name === 'recall' ? await raftNow() : undefined;
+          const meter = cpuSince(meters);
+          const res = await runPgbenchPorts({ ports: side.ports, clients, threads, seconds: secs, selectOnly, mode, perStatement: !selectOnly });
+          const used = meter();
+          if (measured) {
+            const a = acct[side.name];
+            for (const k of Object.keys(a.cpu) as Array<keyof typeof a.cpu>) a.cpu[k] += used[k]!;
+            a.tx += res.transactions;
+            a.secs += res.tps > 0 ? res.transactions / res.tps : 0;
+            if (raft0) {
+              const raft1 = await raftNow();
+              a.raft!.push(...raft1.map((r, i) => raftDelta(raft0[i]!, r)));
+            }
+          }
+          return res;
+        } catch (e) {
+          const msg = (e as Error).message;
+          const line = msg.split('\n').find((l) => /FATAL|ERROR|error|aborted/.test(l)) ?? msg.split('\n')[0]!;
+          console.log(`${workload} on ${side.name} failed: ${line}`);
+          return msg;
+        }
+      };
+      // Alternate which side goes first, so that neither always gets the warmer caches.
+      const order = w % 2 === 0 ? sides : [...sides].reverse();
+      for (const side of order) await run(side, warmupSeconds, false);
+      const parts: Record<Side['name'], Array<PgbenchResult | string>> = { direct: [], recall: [] };
+      for (let round = 0; round < rounds; round++) {
+        for (const side of round % 2 === 0 ? order : [...order].reverse()) {
+          parts[side.name].push(await run(side, Math.max(1, Math.round(seconds / rounds)), true));
+        }
+      }
+      const combined = (list: Array<PgbenchResult | string>): PgbenchResult | string =>
+        list.find((x): x is string => typeof x === 'string') ?? combineSequential(list as PgbenchResult[]);
+      const res: WorkloadResult = { workload, direct: combined(parts.direct), recall: combined(parts.recall), acct, raftLeader: leader };
+      if (typeof res.direct === 'string' || typeof res.recall === 'string') failures++;
+      results.push(res);
+      const tps = (x: PgbenchResult | string) => (typeof x === 'string' ? 'failed' : `${x.tps.toFixed(0)} tps (${x.failed} failed)`);
+      console.log(`${workload}: direct ${tps(res.direct)}, recall ${tps(res.recall)}`);
+    }
+
+    // After the tpcb-like runs: every replica applied everything and holds the same data.
+    let equal: string;
+    try {
+      await c3.waitConverged(120_000);
+      const states = await Promise.all(c3.nodes.map((n) => one(n.dbPort, stateSql)));
+      const [a, b, t, hCount] = states[0]!.split(' ');
+      if (states.some((s) => s !== states[0])) {
+        failures++;
+        equal = `NO: the replicas differ:\n  ${states.map((s, i) => `node ${i + 1}: ${s}`).join('\n  ')}`;
+      } else if (a !== b || a !== t || Number(hCount) === 0) {
+        failures++;
+        equal = `NO: balances do not add up or no history (${states[0]})`;
+      } else {
+        equal = `yes: sum(abalance) = sum(bbalance) = sum(tbalance) = ${a}, pgbench_history ${hCount} rows md5 ${states[0]!.split(' ')[4]} on all 3`;
+      }
+    } catch (e) {
+      failures++;
+      equal = `NO: ${(e as Error).message}`;
+    }
+
+    printReport({ results, equal, cores: cpus().length, load: loadavg(), seconds, rounds, portsMode, clientSplit, nodes: c3.nodes.length });
+  } finally {
+    await cleanup();
+  }
+  if (failures) throw new Error(`${failures} part(s) of the pg benchmark failed (see above)`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
