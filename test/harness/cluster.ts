@@ -8,13 +8,17 @@
 // the other nodes' entries name the relays dedicated to it; cut(i) cuts every relay with i
 // at either end, which isolates i completely while the others still reach one another.
 //
+// With `engine: 'postgres'` each node runs a managed postgres instead (its superuser reached
+// over the private socket by dbQuery/pgQuery) and the PostgreSQL front end on postgresPort.
+//
 // Node indexes are 0-based everywhere in this API; node ids (--node-id) are index + 1.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
+import pg from 'pg';
 import { FaultRelay, type CutMode } from './fault-relay.js';
 import { freePort } from './ports.js';
 import { alive } from './process.js';
@@ -30,7 +34,18 @@ export interface StartClusterOptions {
   nodeArgs?: (index: number) => string[];
   /** How long each start waits for /ready; default 120 s (3 mariadbd initialise on 2 cores). */
   readyTimeoutMs?: number;
+  /**
+   * Default 'mysql'. 'postgres': every node runs `--engine postgres` with a managed postgres
+   * (its superuser reached by dbQuery over the private socket) and the PostgreSQL front end on
+   * its postgresPort.
+   */
+  engine?: 'mysql' | 'postgres';
+  /** --postgres-auth of every node (postgres engine); default scram-sha-256. */
+  postgresAuth?: 'scram-sha-256' | 'md5' | 'trust';
 }
+
+/** Password the harness gives the postgres superuser on every node (not trust), so that tests can log in through Recall as it. */
+export const pgSuperuserPassword = 'recall-test-super';
 
 export interface PeerStatus {
   id: number;
@@ -71,8 +86,10 @@ export interface ClusterNode {
   adminPort: number;
   /** Where this node's peer listener really listens (the relays forward here). */
   peerPort: number;
-  /** The managed mariadbd's TCP port (root, empty password). */
+  /** The managed mariadbd's TCP port (root, empty password); the managed postgres's port with the postgres engine. */
   dbPort: number;
+  /** The PostgreSQL front end's port (postgres engine; 0 otherwise). */
+  postgresPort: number;
   dataDir: string;
   /** Pid of the recall process while it runs. */
   pid(): number | undefined;
@@ -111,9 +128,17 @@ export interface TestCluster {
   thaw(i: number): void;
   /** Delays every byte to and from node i's peers by ms (0 removes the delay). */
   delay(i: number, ms: number): void;
-  /** A query straight to node i's mariadbd as root (bypassing Recall). */
+  /** A query straight to node i's mariadbd as root (bypassing Recall); postgres engine: as the superuser to database `postgres`, $1 parameters. */
   dbQuery(i: number, sql: string, params?: unknown[]): Promise<Row[]>;
-  /** Per node (the given indexes, default all with a reachable database): table -> CHECKSUM TABLE value, for every base table of `db`. */
+  /** Postgres engine: a query straight to node i's postgres as the superuser (over its socket), in `database`. */
+  pgQuery(i: number, database: string, sql: string, params?: unknown[]): Promise<Row[]>;
+  /**
+   * Postgres engine: per node (default all with a reachable database), table -> "rows:md5" of
+   * its contents ordered by the whole row's text, for every base table of the public schema of
+   * `database` (recall's own schema excluded).
+   */
+  pgChecksums(database: string, which?: number[]): Promise<Record<string, string>[]>;
+  /** Per node (the given indexes, default all with a reachable database): table -> CHECKSUM TABLE value, for every base table of `db` (postgres engine: pgChecksums). */
   checksums(db: string, which?: number[]): Promise<Record<string, string>[]>;
   /** Until every running node applied the leader's commit index (and the leader too); resolves with the leader's index. */
   waitConverged(timeoutMs?: number, which?: number[]): Promise<{ leader: number; commit: number }>;
@@ -199,8 +224,14 @@ function canBind(port: number): Promise<boolean> {
 
 export async function startCluster(opts: StartClusterOptions = {}): Promise<TestCluster> {
   const size = opts.size ?? 3;
+  const engine = opts.engine ?? 'mysql';
+  const postgresAuth = opts.postgresAuth ?? 'scram-sha-256';
+  // mysql, admin, peer, database (and the PostgreSQL front end)
+  const portsPerNode = engine === 'postgres' ? 5 : 4;
   const readyTimeoutMs = opts.readyTimeoutMs ?? 120_000;
   const root = tempDir('recall-cl-');
+  // postgres runs as its own OS user and must traverse the temp dirs down to its data directory.
+  if (engine === 'postgres') chmodSync(root.path, 0o711);
   const relays = new Map<string, FaultRelay>();
   const procs: NodeProc[] = [];
   const cutSet = new Set<number>();
@@ -209,7 +240,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
   const secret = randomBytes(16).toString('hex');
   const clusterId = `test-${randomBytes(4).toString('hex')}`;
 
-  const ports = await distinctFreePorts(size * 4);
+  const ports = await distinctFreePorts(size * portsPerNode);
   const relayKey = (from: number, to: number) => `${from}->${to}`;
   const relay = (from: number, to: number): FaultRelay => {
     const r = relays.get(relayKey(from, to));
@@ -218,14 +249,15 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
   };
 
   const dbPidOf = (dataDir: string): number | undefined => {
-    const dbDir = join(dataDir, 'mariadb');
-    const pidFile = join(dbDir, 'mysqld.pid');
+    const dbDir = join(dataDir, engine === 'postgres' ? 'postgres' : 'mariadb');
+    const pidFile = join(dbDir, engine === 'postgres' ? 'postmaster.pid' : 'mysqld.pid');
     if (!existsSync(pidFile)) return undefined;
-    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    // postmaster.pid: the pid is its first line
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]!.trim());
     if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return undefined;
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (!cmd.includes(`--datadir=${dbDir}`)) return undefined;
+      if (engine === 'postgres' ? !cmd.includes(dbDir) : !cmd.includes(`--datadir=${dbDir}`)) return undefined;
       if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))) return undefined;
     } catch {
       return undefined;
@@ -234,9 +266,10 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
   };
 
   const newProc = (i: number, nodePorts: number[]): NodeProc => {
-    const [mysqlPort, adminPort, peerPort, dbPort] = nodePorts as [number, number, number, number];
+    const [mysqlPort, adminPort, peerPort, dbPort, postgresPort = 0] = nodePorts as [number, number, number, number, number?];
     const dataDir = join(root.path, `n${i + 1}`);
     mkdirSync(dataDir);
+    if (engine === 'postgres') chmodSync(dataDir, 0o711);
     const p: NodeProc = {
       args: [],
       child: undefined,
@@ -248,6 +281,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
         adminPort,
         peerPort,
         dbPort,
+        postgresPort,
         dataDir,
         pid: () => (p.child && p.child.exitCode === null && p.child.signalCode === null ? p.child.pid : undefined),
         dbPid: () => dbPidOf(dataDir),
@@ -257,7 +291,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     };
     return p;
   };
-  for (let i = 0; i < size; i++) procs.push(newProc(i, ports.slice(i * 4, i * 4 + 4)));
+  for (let i = 0; i < size; i++) procs.push(newProc(i, ports.slice(i * portsPerNode, (i + 1) * portsPerNode)));
   for (let from = 0; from < size; from++) {
     for (let to = 0; to < size; to++) {
       if (from === to) continue;
@@ -272,7 +306,9 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     '--listen-peer', `127.0.0.1:${p.info.peerPort}`,
     '--listen-mysql', `127.0.0.1:${p.info.mysqlPort}`,
     '--listen-admin', `127.0.0.1:${p.info.adminPort}`,
-    '--listen-postgres', 'off',
+    ...(engine === 'postgres'
+      ? ['--engine', 'postgres', '--listen-postgres', `127.0.0.1:${p.info.postgresPort}`, '--postgres-auth', postgresAuth]
+      : ['--listen-postgres', 'off']),
     '--data-dir', p.info.dataDir,
     '--managed-port', String(p.info.dbPort),
     '--cluster-secret', secret,
@@ -405,7 +441,51 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     }
   };
 
+  /** The managed postgres's socket directory: in its data directory unless that path is too long for a socket. */
+  const pgSocketDir = async (i: number): Promise<string> => {
+    const inData = join(procs[i]!.info.dataDir, 'postgres', 'sock');
+    if (existsSync(join(inData, `.s.PGSQL.${procs[i]!.info.dbPort}`))) return inData;
+    const st = await status(i);
+    const dir = (st.database as { socketPath?: string }).socketPath;
+    if (!dir) throw new Error(`node ${i + 1}: no postgres socket in ${inData} and none in /status`);
+    return dir;
+  };
+
+  const pgQuery = async (i: number, database: string, sql: string, params: unknown[] = []): Promise<Row[]> => {
+    if (engine !== 'postgres') throw new Error('pgQuery needs a cluster started with engine postgres');
+    const client = new pg.Client({ host: await pgSocketDir(i), port: procs[i]!.info.dbPort, user: 'postgres', database, connectionTimeoutMillis: 5000 });
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      const r = await client.query(sql, params);
+      // several statements give an array of results: the last one's rows
+      const last = Array.isArray(r) ? (r as pg.QueryResult[])[(r as pg.QueryResult[]).length - 1] : r;
+      return (last?.rows ?? []) as Row[];
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+
+  const pgChecksums = async (database: string, which?: number[]): Promise<Record<string, string>[]> => {
+    const idx = which ?? procs.map((p) => p.info.index);
+    return Promise.all(
+      idx.map(async (i) => {
+        const tables = await pgQuery(i, database, "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1");
+        const out: Record<string, string> = {};
+        for (const r of tables) {
+          const t = String(r.t);
+          const q = `"${t.replace(/"/g, '""')}"`;
+          // the whole row's text as the order: no key needed, and equal contents give equal text
+          const [x] = await pgQuery(i, database, `SELECT count(*) AS n, coalesce(md5(string_agg(x.r, E'\n' ORDER BY x.r COLLATE "C")), '') AS h FROM (SELECT t::text AS r FROM public.${q} t) x`);
+          out[t] = `${String(x!.n)}:${String(x!.h)}`;
+        }
+        return out;
+      }),
+    );
+  };
+
   const dbQuery = async (i: number, sql: string, params: unknown[] = []): Promise<Row[]> => {
+    if (engine === 'postgres') return pgQuery(i, 'postgres', sql, params);
     const conn = await mysql.createConnection({ host: '127.0.0.1', port: procs[i]!.info.dbPort, user: 'root', password: '', connectTimeout: 5000, supportBigNumbers: true, bigNumberStrings: true });
     try {
       const [rows] = await conn.query(sql, params);
@@ -416,6 +496,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
   };
 
   const checksums = async (db: string, which?: number[]): Promise<Record<string, string>[]> => {
+    if (engine === 'postgres') return pgChecksums(db, which);
     const idx = which ?? procs.map((p) => p.info.index);
     return Promise.all(
       idx.map(async (i) => {
@@ -456,7 +537,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
   const dumpLogs = (tailChars = 6000): string =>
     procs
       .map((p) => {
-        const dbLog = join(p.info.dataDir, 'mariadb', 'mariadbd.log');
+        const dbLog = engine === 'postgres' ? join(p.info.dataDir, 'postgres', 'postgres.log') : join(p.info.dataDir, 'mariadb', 'mariadbd.log');
         // Aborted-connection warnings (health pings) would bury the lines that matter.
         const db = existsSync(dbLog)
           ? readFileSync(dbLog, 'utf8')
@@ -464,8 +545,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
               .filter((l) => !l.includes('Aborted connection'))
               .join('\n')
               .slice(-Math.min(tailChars, 3000))
-          : '(no mariadbd log)';
-        return `===== node ${p.info.nodeId} recall output (tail) =====\n${p.out.slice(-tailChars)}\n===== node ${p.info.nodeId} mariadbd.log (tail) =====\n${db}`;
+          : `(no ${engine === 'postgres' ? 'postgres' : 'mariadbd'} log)`;
+        return `===== node ${p.info.nodeId} recall output (tail) =====\n${p.out.slice(-tailChars)}\n===== node ${p.info.nodeId} ${engine === 'postgres' ? 'postgres' : 'mariadbd'}.log (tail) =====\n${db}`;
       })
       .join('\n');
 
@@ -483,7 +564,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
         // A mariadbd orphaned by a kill -9 of its recall is still ours to stop.
         const pid = p.info.dbPid();
         if (pid) {
-          process.kill(pid, 'SIGTERM');
+          // postgres: SIGINT is the fast shutdown (SIGTERM would wait for its sessions)
+          process.kill(pid, engine === 'postgres' ? 'SIGINT' : 'SIGTERM');
           const deadline = Date.now() + 15_000;
           while (p.info.dbPid() === pid && Date.now() < deadline) await sleep(50);
           if (p.info.dbPid() === pid) process.kill(pid, 'SIGKILL');
@@ -512,8 +594,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
 
   const addJoiners = async (count: number, o: { extraArgs?: string[]; healthTimeoutMs?: number } = {}): Promise<ClusterNode[]> => {
     const fresh: NodeProc[] = [];
-    const newPorts = await distinctFreePorts(count * 4);
-    for (let k = 0; k < count; k++) fresh.push(newProc(procs.length + k, newPorts.slice(k * 4, k * 4 + 4)));
+    const newPorts = await distinctFreePorts(count * portsPerNode);
+    for (let k = 0; k < count; k++) fresh.push(newProc(procs.length + k, newPorts.slice(k * portsPerNode, (k + 1) * portsPerNode)));
     procs.push(...fresh);
     const direct = procs.map((q) => `127.0.0.1:${q.info.peerPort}`);
     for (const p of fresh) {
@@ -552,6 +634,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     thaw,
     delay,
     dbQuery,
+    pgQuery,
+    pgChecksums,
     checksums,
     waitConverged,
     dumpLogs,
@@ -561,6 +645,11 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
   try {
     for (const p of procs) spawnNode(p);
     await Promise.all(procs.map((p) => waitReady(p.info.index)));
+    // Roles live outside the replicated databases: the same password set on every node's own
+    // server lets a test log in through Recall as the superuser and create its roles there.
+    if (engine === 'postgres' && postgresAuth !== 'trust') {
+      for (const p of procs) await dbQuery(p.info.index, `SET password_encryption = '${postgresAuth === 'md5' ? 'md5' : 'scram-sha-256'}'; ALTER ROLE postgres PASSWORD '${pgSuperuserPassword}'`);
+    }
   } catch (err) {
     const logs = dumpLogs();
     await stop();
