@@ -24,6 +24,8 @@ configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LO
 
 const NODES = 3;
 const SECONDS = 3;
+/** PGBENCH_SCALE=10 checks the scale (a ~13 MB COPY in one entry); 1 keeps the suite quick */
+const SCALE = process.env.PGBENCH_SCALE ?? '1';
 
 async function one(port: number, sql: string): Promise<string> {
   const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'app' });
@@ -114,7 +116,7 @@ describe('pgbench through three Recall nodes', () => {
     const leader = reps.findIndex((r) => r.isLeader());
     const follower = (leader + 1) % NODES;
     // the default init generates the data client-side and loads it with COPY FROM STDIN (in a transaction, FREEZE)
-    const init = await pgbench(bin, fes[leader]!.port, ['-i', '-s', '1']);
+    const init = await pgbench(bin, fes[leader]!.port, ['-i', '-s', SCALE]);
     assert.equal(init.code, 0, init.out);
     const tps: string[] = [];
     for (const [node, mode] of [[leader, 'simple'], [leader, 'extended'], [leader, 'prepared'], [follower, 'prepared']] as const) {

@@ -58,7 +58,7 @@ export interface PgRouterOptions {
   service: PgWriteService;
   log: Logger;
   consistency?: Consistency;
-  /** COPY FROM STDIN data per statement (default 8 MiB; keep it well under the log's entryBytesMax, base64 grows it by 4/3) */
+  /** COPY FROM STDIN data per statement (default 64 MiB); deflated and base64 it must fit the log's entryBytesMax */
   copyBytesMax?: number;
 }
 
@@ -116,8 +116,8 @@ function simple(type: number): Buffer {
   return new Writer(8).message(type);
 }
 
-/** COPY data kept in memory for one statement (it travels in one log entry). */
-const COPY_BYTES_MAX = 8 * 1024 * 1024;
+/** COPY data kept in memory for one statement (it travels in one log entry, deflated). */
+const COPY_BYTES_MAX = 64 * 1024 * 1024;
 
 /** The client's CopyData up to CopyDone or CopyFail (the relay is detached; the socket paused). */
 function readCopy(sock: Socket, first: Buffer, limit: number): Promise<{ data: Buffer[]; failed: string | null; code: string; tooBig: boolean; rest: Buffer }> {

@@ -8,6 +8,7 @@
 // before it committed earlier). Entries without a database (no-ops, membership) advance nothing
 // on disk; replaying them is harmless. Statements that cannot run in a transaction block record
 // their index in the bookkeeping database (`postgres`), which is never dropped.
+import { inflateRawSync } from 'node:zlib';
 import type { Entry } from '../../consensus/types.js';
 import type { ApplierBaseDeps, ApplierStatus, ReplicaApplier } from '../dialect.js';
 import type { Credential } from '../../frontend/postgres/authenticate.js';
@@ -393,9 +394,15 @@ export class PgApplier implements ReplicaApplier {
   private async applyWrite(e: Entry, entry: Extract<PgEntry, { t: 'w' }>): Promise<void> {
     const c = await this.connFor(e, entry.db);
     if (!c) return;
+    let copies: Array<Buffer | undefined>;
+    try {
+      copies = entry.items.map((i) => (i.copy === undefined || i.out.nd ? undefined : inflateRawSync(Buffer.from(i.copy, 'base64'))));
+    } catch (err) {
+      return this.diverge(e.index, `entry ${e.index} holds COPY data that cannot be inflated: ${(err as Error).message}`);
+    }
     const replies: Array<[PgItem, Promise<PgReply>]> = [];
-    const fire = (msgs: Buffer[], copy?: string) => {
-      const p = c.request(msgs, copy === undefined ? undefined : Buffer.from(copy, 'base64'));
+    const fire = (msgs: Buffer[], copy?: Buffer) => {
+      const p = c.request(msgs, copy);
       p.catch(() => undefined); // a lost connection fails them all; the first one awaited reports it
       return p;
     };
@@ -405,8 +412,8 @@ export class PgApplier implements ReplicaApplier {
       replies.push([{ q: 'setval', out: {} }, fire([encodeQuery(`SELECT ${sets.join(', ')}`)])]);
     }
     const ctx = fire([encodeQuery(contextSql(entry.role, entry.set, true))]);
-    for (const item of entry.items) {
-      replies.push([item, fire(itemMessages(item), item.out.nd ? undefined : item.copy)]);
+    for (const [n, item] of entry.items.entries()) {
+      replies.push([item, fire(itemMessages(item), copies[n])]);
     }
     for (const r of [await begin, await ctx]) {
       const err = replyError(r);

@@ -11,7 +11,7 @@ export interface PgItem {
   q: string;
   /** extended protocol: parameter type OIDs of the Parse, parameter formats, values (base64, null for NULL) */
   x?: { types: number[]; formats: number[]; values: Array<string | null> };
-  /** COPY FROM STDIN: the data (base64) */
+  /** COPY FROM STDIN: the data, deflated (raw deflate), base64 */
   copy?: string;
   /** the leader's outcome: the command tag ('INSERT 0 1', 'UPDATE 3', 'CREATE TABLE') or the error */
   out: PgOutcome;

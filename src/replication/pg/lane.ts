@@ -8,6 +8,7 @@
 // Autocommit writes are one entry each; a transaction holds the lane from its first write to
 // COMMIT/ROLLBACK, at most laneTimeoutMs.
 import { randomUUID } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
 import { SqlError } from '../../backend/mysql/client.js';
 import { MSG_BIND_COMPLETE, MSG_COPY_IN_RESPONSE, MSG_PARSE_COMPLETE, MSG_READY_FOR_QUERY, TX_FAILED, TX_IDLE, TX_IN_TRANSACTION } from '../../protocol/postgres/constants.js';
 import { encodeErrorResponse, encodeQuery } from '../../protocol/postgres/messages.js';
@@ -337,7 +338,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     // a read that failed aborted the transaction: replicas must fail it too
     const record = st.kind !== 'read' || out.e !== undefined;
     const item: PgItem | null = record
-      ? { q: rw.sql, ...(st.copy ? { copy: st.copy.toString('base64') } : {}), ...(st.x ? { x: { types: st.x.types, formats: st.x.formats, values: st.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}), out }
+      ? { q: rw.sql, ...(st.copy ? { copy: deflateRawSync(st.copy, { level: 1 }).toString('base64') } : {}), ...(st.x ? { x: { types: st.x.types, formats: st.x.formats, values: st.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}), out }
       : null;
     return { item, messages: clientMessages(r), status: r.status };
   }
