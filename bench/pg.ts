@@ -11,6 +11,8 @@
 //   BENCH_PG_MODE     pgbench -M (default simple, pgbench's own default)
 //   BENCH_PG_PORTS    all (default: the clients spread over the 3 replicas, one pgbench per port,
 //                     tps added) or leader (one pgbench on the leader's port)
+//   BENCH_PG_CPU_PROF  a directory: the recall processes run under node --cpu-prof and write a
+//                      .cpuprofile each there when they stop (for finding where Recall's CPU goes)
 // Both sides are initialised with `pgbench -i -I dtGvp` (server-side generation): COPY FROM
 // STDIN in a replicated write is refused by Recall for now, and the tables come out the same.
 // The direct server is a ManagedPostgres with the defaults a managed replica gets, so the
@@ -29,6 +31,7 @@ import { runCommand, runPgbenchPorts, combineSequential, spreadClients, type Pgb
 import { cpuSince, postgresCpu, processCpu } from './lib/pg-cpu.js';
 import { machineBusySeconds, raftDelta, raftNumbers, type RaftNumbers } from './lib/pg-metrics.js';
 import { printReport, type SideAccount, type WorkloadResult } from './lib/pg-report.js';
+import { configureLogging } from '../src/util/log.js';
 
 const seconds = Number(process.env.BENCH_PG_SECONDS ?? 10);
 const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 2));
@@ -38,6 +41,14 @@ const threads = 2;
 const mode = process.env.BENCH_PG_MODE ?? 'simple';
 const portsMode = process.env.BENCH_PG_PORTS === 'leader' ? 'leader' : 'all';
 const warmupSeconds = Math.max(2, Math.round(seconds / 5));
+const cpuProfDir = process.env.BENCH_PG_CPU_PROF;
+/** Seconds of the unloaded-cluster CPU reading and of the one-client tpcb-like profile run. */
+const idleSeconds = 3;
+const soloSeconds = 4;
+
+// the direct ManagedPostgres logs in this process: only its warnings belong in the report
+configureLogging({ quiet: true });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One value (first column of the first row) from a postgres reached directly. */
 async function one(port: number, sql: string): Promise<string> {
@@ -78,7 +89,7 @@ async function main(): Promise<void> {
     chmodSync(dir.path, 0o711); // the postgres OS user walks through it
     direct = new ManagedPostgres({ dataDir: join(dir.path, 'pg'), port: await freePort(), startTimeoutMs: 120_000 });
     const t0 = Date.now();
-    const [d, cl] = await Promise.allSettled([direct.start(), startPgBenchCluster()]);
+    const [d, cl] = await Promise.allSettled([direct.start(), startPgBenchCluster(cpuProfDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] } : {})]);
     if (cl.status === 'fulfilled') cluster = cl.value;
     if (d.status === 'rejected') throw d.reason;
     if (cl.status === 'rejected') throw cl.reason;
@@ -111,6 +122,13 @@ async function main(): Promise<void> {
       directDb: () => postgresCpu(directPostmaster),
       machine: machineBusySeconds,
     };
+    // What the cluster costs with no clients (heartbeats, timers), to tell apart from per-transaction work.
+    const idleMeter = cpuSince(meters);
+    await sleep(idleSeconds * 1000);
+    const idle = idleMeter();
+    const idleLine = `idle cluster over ${idleSeconds} s: recall processes ${((idle.recall! / idleSeconds) * 100).toFixed(1)}% of a core, ` +
+      `their postgres ${((idle.clusterDb! / idleSeconds) * 100).toFixed(1)}%, whole machine ${((idle.machine! / idleSeconds) * 100).toFixed(0)}% (of ${cpus().length * 100}%)`;
+    console.log(idleLine);
     const raftNow = async (): Promise<RaftNumbers[]> => Promise.all(c3.nodes.map(async (_, i) => raftNumbers(await c3.metrics(i))));
 
     const results: WorkloadResult[] = [];
@@ -162,6 +180,15 @@ async function main(): Promise<void> {
       console.log(`${workload}: direct ${tps(res.direct)}, recall ${tps(res.recall)}`);
     }
 
+    // One client on the leader: a transaction's statements without waiting for the lane.
+    let solo: PgbenchResult | string;
+    try {
+      solo = await runPgbenchPorts({ ports: [c3.nodes[leader]!.pgPort], clients: 1, threads: 1, seconds: soloSeconds, selectOnly: false, mode, perStatement: true });
+    } catch (e) {
+      solo = (e as Error).message;
+      console.log(`tpcb-like with one client failed: ${solo.split('\n')[0]}`);
+    }
+
     // After the tpcb-like runs: every replica applied everything and holds the same data.
     let equal: string;
     try {
@@ -182,7 +209,7 @@ async function main(): Promise<void> {
       equal = `NO: ${(e as Error).message}`;
     }
 
-    printReport({ results, equal, cores: cpus().length, load: loadavg(), seconds, rounds, portsMode, clientSplit, nodes: c3.nodes.length });
+    printReport({ results, equal, solo, idleLine, cores: cpus().length, load: loadavg(), seconds, rounds, portsMode, clientSplit, nodes: c3.nodes.length });
   } finally {
     await cleanup();
   }

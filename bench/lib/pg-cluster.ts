@@ -50,7 +50,15 @@ export function postmasterPid(dbDir: string): number | undefined {
   }
 }
 
-export async function startPgBenchCluster(opts: { size?: number; extraArgs?: string[]; readyTimeoutMs?: number } = {}): Promise<PgBenchCluster> {
+export interface PgClusterOptions {
+  size?: number;
+  extraArgs?: string[];
+  /** Options for node itself (e.g. ['--cpu-prof', '--cpu-prof-dir=DIR']: a profile per process at exit). */
+  nodeArgs?: string[];
+  readyTimeoutMs?: number;
+}
+
+export async function startPgBenchCluster(opts: PgClusterOptions = {}): Promise<PgBenchCluster> {
   const size = opts.size ?? 3;
   const root = tempDir('recall-bench-pg-');
   // postgres runs as its own OS user and must walk through this directory to its data dir
@@ -66,7 +74,7 @@ export async function startPgBenchCluster(opts: { size?: number; extraArgs?: str
   const nodes: PgBenchNode[] = specs.map((s) => {
     mkdirSync(s.dataDir, { mode: 0o711 });
     const child = spawn(process.execPath, [
-      ...recallCommand(), 'serve', '--engine', 'postgres',
+      ...(opts.nodeArgs ?? []), ...recallCommand(), 'serve', '--engine', 'postgres',
       '--node-id', String(s.nodeId), '--replicas', replicas,
       '--listen-peer', `127.0.0.1:${s.peerPort}`, '--listen-postgres', `127.0.0.1:${s.pgPort}`,
       '--listen-admin', `127.0.0.1:${s.adminPort}`, '--listen-mysql', 'off',

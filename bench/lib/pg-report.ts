@@ -27,6 +27,9 @@ export interface WorkloadResult {
 export interface ReportInput {
   results: WorkloadResult[];
   equal: string;
+  /** tpcb-like with one client on the leader's port (pgbench -r). */
+  solo: PgbenchResult | string;
+  idleLine: string;
   cores: number;
   load: number[];
   seconds: number;
@@ -79,14 +82,21 @@ export function printReport(inp: ReportInput): void {
     header, ...rows,
     `\nCPU ms per transaction (measured rounds; postgres = the server(s) of that side, recall = the 3 recall processes, other = the rest of the machine: pgbench, other processes)`,
     cpuHeader, ...cpuRows,
+    inp.idleLine,
   ];
 
   const tpcb = inp.results.find((r) => r.workload === 'tpcb-like');
   if (tpcb && ok(tpcb.recall)) {
     lines.push(`\nwhere a tpcb-like transaction's time goes through Recall (pgbench -r: average ms per statement, as the client sees it)`);
-    lines.push(`${pad('direct', 8)} ${pad('Recall', 8)}  statement`);
+    lines.push(`${pad('direct', 8)} ${pad('Recall', 8)} ${pad('Recall 1 client', 15)}  statement`);
     const d = ok(tpcb.direct) ? tpcb.direct.statementsMs : new Map<string, number>();
-    for (const [s, v] of tpcb.recall.statementsMs) lines.push(`${pad(d.get(s)?.toFixed(3) ?? '-', 8)} ${pad(v.toFixed(3), 8)}  ${s.slice(0, 90)}`);
+    const one = ok(inp.solo) ? inp.solo.statementsMs : new Map<string, number>();
+    for (const [s, v] of tpcb.recall.statementsMs) {
+      if (s.startsWith('\\set')) continue;
+      lines.push(`${pad(d.get(s)?.toFixed(3) ?? '-', 8)} ${pad(v.toFixed(3), 8)} ${pad(one.get(s)?.toFixed(3) ?? '-', 15)}  ${s.slice(0, 80)}`);
+    }
+    if (ok(inp.solo)) lines.push(`one client on the leader: ${inp.solo.tps.toFixed(0)} tps, ${inp.solo.avgMs.toFixed(2)} ms per transaction (p95 ${inp.solo.p95Ms.toFixed(2)}), ${inp.solo.failed} failed`);
+    else lines.push(`one client on the leader: failed`);
     const raft = tpcb.acct.recall.raft ?? [];
     const n = inp.nodes;
     const perNode = Array.from({ length: n }, (_, i) => raft.filter((_, j) => j % n === i));
