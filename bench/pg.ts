@@ -144,6 +144,7 @@ async function main(): Promise<void> {
           const meter = cpuSince(meters);
           const res = await runPgbenchPorts({ ports: side.ports, clients, threads, seconds: secs, selectOnly, mode, perStatement: !selectOnly });
           const used = meter();
+          if (res.aborted) console.log(`${workload} on ${side.name}: pgbench clients aborted: ${res.aborted}`);
           if (measured) {
             const a = acct[side.name];
             for (const k of Object.keys(a.cpu) as Array<keyof typeof a.cpu>) a.cpu[k] += used[k]!;
@@ -164,6 +165,7 @@ async function main(): Promise<void> {
       };
       // Alternate which side goes first, so that neither always gets the warmer caches.
       const order = w % 2 === 0 ? sides : [...sides].reverse();
+      const before = await c3.replication(await c3.waitLeader().catch(() => leader));
       for (const side of order) await run(side, warmupSeconds, false);
       const parts: Record<Side['name'], Array<PgbenchResult | string>> = { direct: [], recall: [] };
       for (let round = 0; round < rounds; round++) {
@@ -173,17 +175,23 @@ async function main(): Promise<void> {
       }
       const combined = (list: Array<PgbenchResult | string>): PgbenchResult | string =>
         list.find((x): x is string => typeof x === 'string') ?? combineSequential(list as PgbenchResult[]);
-      const res: WorkloadResult = { workload, direct: combined(parts.direct), recall: combined(parts.recall), acct, raftLeader: leader };
-      if (typeof res.direct === 'string' || typeof res.recall === 'string') failures++;
+      const nowLeader = await c3.waitLeader().catch(() => -1);
+      const after = nowLeader >= 0 ? await c3.replication(nowLeader) : undefined;
+      const elections = before && after && after.term !== before.term
+        ? `leader changed during ${workload}: node ${before.leader} term ${before.term} -> node ${after.leader} term ${after.term}` : undefined;
+      if (elections) console.log(elections);
+      const res: WorkloadResult = { workload, direct: combined(parts.direct), recall: combined(parts.recall), acct, raftLeader: nowLeader, elections };
+      for (const x of [res.direct, res.recall]) if (typeof x === 'string' || x.aborted) failures++;
       results.push(res);
-      const tps = (x: PgbenchResult | string) => (typeof x === 'string' ? 'failed' : `${x.tps.toFixed(0)} tps (${x.failed} failed)`);
+      const tps = (x: PgbenchResult | string) => (typeof x === 'string' ? 'failed' : `${x.tps.toFixed(0)} tps (${x.failed} failed${x.aborted ? ', clients aborted' : ''})`);
       console.log(`${workload}: direct ${tps(res.direct)}, recall ${tps(res.recall)}`);
     }
 
     // One client on the leader: a transaction's statements without waiting for the lane.
     let solo: PgbenchResult | string;
     try {
-      solo = await runPgbenchPorts({ ports: [c3.nodes[leader]!.pgPort], clients: 1, threads: 1, seconds: soloSeconds, selectOnly: false, mode, perStatement: true });
+      const l = await c3.waitLeader();
+      solo = await runPgbenchPorts({ ports: [c3.nodes[l]!.pgPort], clients: 1, threads: 1, seconds: soloSeconds, selectOnly: false, mode, perStatement: true });
     } catch (e) {
       solo = (e as Error).message;
       console.log(`tpcb-like with one client failed: ${solo.split('\n')[0]}`);

@@ -31,10 +31,19 @@ export interface PgbenchResult {
   statementsMs: Map<string, number>;
   /** Latencies of the individual transactions in microseconds (for percentiles of combined runs). */
   latenciesUs: number[];
+  /** Set when pgbench exited non-zero but printed its report (clients aborted): its first error line. */
+  aborted?: string;
 }
 
 /** Runs a command, resolves with stdout+stderr; rejects on a non-zero exit. */
-export function runCommand(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
+export async function runCommand(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
+  const r = await runCommandStatus(cmd, args, opts);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${r.code}:\n${r.out.slice(-3000)}`);
+  return r.out;
+}
+
+/** Runs a command, resolves with its exit status (or signal name) and stdout+stderr. */
+export function runCommandStatus(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number | string; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -44,8 +53,7 @@ export function runCommand(cmd: string, args: string[], opts: { cwd?: string; ti
     child.on('error', reject);
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited with ${code ?? signal}:\n${out.slice(-3000)}`));
-      else resolve(out);
+      resolve({ code: code ?? signal ?? 'unknown', out });
     });
   });
 }
@@ -96,8 +104,13 @@ function pgbenchArgs(r: PgbenchRun): string[] {
 export async function runPgbench(r: PgbenchRun): Promise<PgbenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'recall-pgbench-'));
   try {
-    const out = await runCommand('pgbench', pgbenchArgs(r), { cwd: dir, timeoutMs: (r.seconds + 120) * 1000 });
+    const args = pgbenchArgs(r);
+    const { code, out } = await runCommandStatus('pgbench', args, { cwd: dir, timeoutMs: (r.seconds + 120) * 1000 });
+    // exit 2 with a report: some clients aborted (an error pgbench does not retry); the report still counts what ran
+    const reported = /number of transactions actually processed/.test(out);
+    if (code !== 0 && !(code === 2 && reported)) throw new Error(`pgbench ${args.join(' ')} exited with ${code}:\n${out.slice(-3000)}`);
     const parsed = parsePgbench(out);
+    const aborted = code === 0 ? undefined : (out.split('\n').find((l) => /error|aborted/i.test(l)) ?? `exit ${code}`).trim();
     const latenciesUs: number[] = [];
     for (const f of readdirSync(dir)) {
       // "client_id transaction_no time script_no time_epoch time_us": time is the latency in us
@@ -107,7 +120,7 @@ export async function runPgbench(r: PgbenchRun): Promise<PgbenchResult> {
       }
     }
     latenciesUs.sort((a, b) => a - b);
-    return { ...parsed, p95Ms: percentile(latenciesUs, 0.95) / 1000, latenciesUs };
+    return { ...parsed, p95Ms: percentile(latenciesUs, 0.95) / 1000, latenciesUs, ...(aborted ? { aborted } : {}) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -130,7 +143,13 @@ export function combineConcurrent(list: PgbenchResult[]): PgbenchResult {
     p95Ms: percentile(latenciesUs, 0.95) / 1000,
     statementsMs: weightedStatements(list),
     latenciesUs,
+    ...abortedOf(list),
   };
+}
+
+function abortedOf(list: PgbenchResult[]): { aborted?: string } {
+  const a = list.find((r) => r.aborted)?.aborted;
+  return a ? { aborted: a } : {};
 }
 
 /** Consecutive runs of one side as one: total transactions over total time. */
@@ -146,6 +165,7 @@ export function combineSequential(list: PgbenchResult[]): PgbenchResult {
     p95Ms: percentile(latenciesUs, 0.95) / 1000,
     statementsMs: weightedStatements(list),
     latenciesUs,
+    ...abortedOf(list),
   };
 }
 

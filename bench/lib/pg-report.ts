@@ -21,7 +21,10 @@ export interface WorkloadResult {
   direct: PgbenchResult | string;
   recall: PgbenchResult | string;
   acct: Record<'direct' | 'recall', SideAccount>;
+  /** Leader index after the runs (-1: none agreed). */
   raftLeader: number;
+  /** Set when the term changed during the workload's runs. */
+  elections?: string;
 }
 
 export interface ReportInput {
@@ -45,6 +48,7 @@ const ok = (x: PgbenchResult | string): x is PgbenchResult => typeof x !== 'stri
 
 function targetOf(r: WorkloadResult): string {
   if (!ok(r.recall) || !ok(r.direct)) return 'not met (a side failed)';
+  if (r.recall.aborted || r.direct.aborted) return 'not met (pgbench clients aborted)';
   if (r.workload === 'select-only') {
     const ratio = r.recall.tps / r.direct.tps;
     return `ratio >= ${selectOnlyRatioTarget}: ${ratio >= selectOnlyRatioTarget ? 'met' : 'NOT met'}`;
@@ -54,7 +58,8 @@ function targetOf(r: WorkloadResult): string {
 
 export function printReport(inp: ReportInput): void {
   const lat = (x: PgbenchResult | string) => (ok(x) ? `${x.p95Ms.toFixed(2)}/${x.avgMs.toFixed(2)}` : '-');
-  const tps = (x: PgbenchResult | string) => (ok(x) ? x.tps.toFixed(0) : 'failed');
+  // *: some clients aborted, the tps counts what ran before
+  const tps = (x: PgbenchResult | string) => (ok(x) ? `${x.tps.toFixed(0)}${x.aborted ? '*' : ''}` : 'failed');
   const failed = (x: PgbenchResult | string) => (ok(x) ? String(x.failed) : '-');
   const header = `${'workload'.padEnd(12)} ${pad('direct tps', 10)} ${pad('Recall tps', 10)} ${pad('ratio', 5)} ${pad('direct p95/avg ms', 17)} ` +
     `${pad('Recall p95/avg ms', 17)} ${pad('failed d/R', 10)}  target`;
@@ -80,6 +85,10 @@ export function printReport(inp: ReportInput): void {
     `\npg summary (the direct postgres and the 3 replicas share this machine's ${inp.cores} cores; load average at the end ${inp.load.map((x) => x.toFixed(2)).join(' ')}; ` +
       `Recall side: ${inp.portsMode === 'all' ? `clients ${inp.clientSplit} over the 3 replicas' ports` : "the leader's port"})`,
     header, ...rows,
+    ...inp.results.flatMap((r) => [
+      ...(['direct', 'recall'] as const).flatMap((s) => { const x = r[s]; return ok(x) && x.aborted ? [`* ${r.workload} ${s}: clients aborted: ${x.aborted}`] : []; }),
+      ...(r.elections ? [r.elections] : []),
+    ]),
     `\nCPU ms per transaction (measured rounds; postgres = the server(s) of that side, recall = the 3 recall processes, other = the rest of the machine: pgbench, other processes)`,
     cpuHeader, ...cpuRows,
     inp.idleLine,
