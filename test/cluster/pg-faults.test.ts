@@ -1,0 +1,417 @@
+// Faults under load on 3 real `recall serve --engine postgres` processes with their managed
+// postgres servers (issue 6, "Must show" 3: the leader-kill and cut-off-replica scenarios of the
+// MySQL issue), clients being plain node-postgres connections to the Recall PostgreSQL ports:
+//   - kill -9 of the leader's recall process during a concurrent insert stream over all ports;
+//   - a follower cut off from both peers by the fault relays.
+// The stream: 4 clients spread over the ports, one writing two-row transactions. After the kill:
+// every acknowledged insert is on every surviving replica, no insert that got a clear error
+// (anything but "outcome unknown" 40003 or a dropped connection) is anywhere, no transaction is
+// present in part, writes resume within a few seconds on a surviving port, and once the killed
+// node is back the md5 of the table's ordered contents is equal on all three. For the cut: the
+// isolated replica answers `SET recall.consistency = 'local'` reads, refuses writes and
+// linearizable reads with 25006 (no leader; 57P03 would also do) within a few seconds, and after
+// the heal holds what was written meanwhile.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { startCluster, pgSuperuserPassword, type TestCluster } from '../harness/cluster.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const database = 'faults';
+const role = 'app';
+const password = 'app-secret';
+const clientsCount = 4;
+const resumeMsMax = 5000;
+/** How long a refusal on the isolated replica may take once it noticed the cut. */
+const refusalMsMax = 5000;
+/** A statement still unanswered after this long counts as outcome unknown (and is reported). */
+const statementTimeoutMs = 15_000;
+/** SQLSTATEs the router gives when no leader can take a write or confirm a read. */
+const noLeaderStates = ['25006', '57P03'];
+
+type Outcome = 'ok' | 'failed' | 'unknown';
+interface Attempt {
+  /** One key, or two written by one transaction (all or none must exist). */
+  keys: string[];
+  client: number;
+  node: number;
+  start: number;
+  end: number;
+  outcome: Outcome;
+  error?: string;
+}
+
+interface PgError {
+  code?: string;
+  message?: string;
+}
+
+function errText(e: unknown): string {
+  const x = e as PgError;
+  return `${x.code ?? '?'} ${(x.message ?? String(e)).slice(0, 120)}`.replace(/\s+/g, ' ');
+}
+
+/** Whether the error came from a server (a SQLSTATE) rather than from a lost connection or a client timeout. */
+const serverAnswered = (e: unknown) => /^[0-9A-Z]{5}$/.test((e as PgError).code ?? '');
+
+/** What a client may conclude from an error: the insert certainly did not happen, or it cannot know. */
+function classify(e: unknown): Outcome {
+  if (!serverAnswered(e)) return 'unknown';
+  if ((e as PgError).code === '40003') return 'unknown';
+  return 'failed';
+}
+
+/** The md5 verifier postgres stores for (role, password): the same on every replica. */
+const md5Verifier = (user: string, pw: string) => `md5${createHash('md5').update(pw + user).digest('hex')}`;
+
+async function connectTo(port: number, o: { user?: string; password?: string; database?: string; timeoutMs?: number } = {}): Promise<pg.Client> {
+  const cl = new pg.Client({
+    host: '127.0.0.1', port, user: o.user ?? role, password: o.password ?? password, database: o.database ?? database,
+    connectionTimeoutMillis: o.timeoutMs ?? 3000, query_timeout: statementTimeoutMs,
+  });
+  cl.on('error', () => undefined);
+  try {
+    await cl.connect();
+  } catch (e) {
+    await cl.end().catch(() => undefined);
+    throw e;
+  }
+  return cl;
+}
+
+/** Concurrent autocommit inserts with client-chosen unique keys, spread over all ports. */
+class InsertStream {
+  readonly attempts: Attempt[] = [];
+  private running = true;
+  private readonly clients: Promise<void>[] = [];
+
+  constructor(
+    private readonly c: TestCluster,
+    readonly phase: string,
+  ) {
+    for (let i = 0; i < clientsCount; i++) this.clients.push(this.client(i));
+  }
+
+  private async client(ci: number): Promise<void> {
+    let node = ci % this.c.nodes.length;
+    let conn: pg.Client | undefined;
+    for (let seq = 0; this.running; ) {
+      if (!conn) {
+        try {
+          conn = await connectTo(this.c.nodes[node]!.postgresPort, { timeoutMs: 2000 });
+        } catch {
+          // Nothing was sent: try the next port.
+          node = (node + 1) % this.c.nodes.length;
+          await sleep(50);
+          continue;
+        }
+      }
+      // The last client writes two rows per transaction (the lane holds it on the leader from
+      // its first write to COMMIT): a failover must commit both rows or neither.
+      const txn = ci === clientsCount - 1;
+      const base = `${this.phase}-c${ci}-${seq++}`;
+      const keys = txn ? [`${base}-a`, `${base}-b`] : [base];
+      const start = Date.now();
+      const insert = (k: string) => conn!.query('INSERT INTO t (k, client, seq, phase, via) VALUES ($1, $2, $3, $4, $5)', [k, ci, seq, this.phase, node + 1]);
+      let committing = false;
+      try {
+        if (txn) {
+          await conn.query('BEGIN');
+          for (const k of keys) await insert(k);
+          committing = true;
+          await conn.query('COMMIT');
+        } else {
+          await insert(keys[0]!);
+        }
+        this.attempts.push({ keys, client: ci, node, start, end: Date.now(), outcome: 'ok' });
+      } catch (e) {
+        // Inside a transaction anything before COMMIT leaves nothing behind; only the COMMIT
+        // (or an autocommit statement) can have an unknown outcome.
+        const outcome = txn && !committing ? 'failed' : classify(e);
+        this.attempts.push({ keys, client: ci, node, start, end: Date.now(), outcome, error: errText(e) });
+        if (!serverAnswered(e)) {
+          // connection lost or client timeout: this connection is done
+          const dead = conn;
+          conn = undefined;
+          void dead.end().catch(() => undefined);
+          node = (node + 1) % this.c.nodes.length;
+        } else if (txn) {
+          await conn.query('ROLLBACK').catch(() => undefined);
+        }
+        await sleep(20);
+      }
+    }
+    await conn?.end().catch(() => undefined);
+  }
+
+  acked(): Attempt[] {
+    return this.attempts.filter((a) => a.outcome === 'ok');
+  }
+
+  /** Ends the stream; a client stuck in a statement is abandoned after its statement timeout. */
+  async stop(): Promise<void> {
+    this.running = false;
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<void>((r) => (timer = setTimeout(r, statementTimeoutMs + 2000)));
+    await Promise.race([Promise.all(this.clients), stuck]);
+    clearTimeout(timer);
+  }
+
+  summary(): string {
+    const n = (o: Outcome) => this.attempts.filter((a) => a.outcome === o).length;
+    const errs = new Map<string, number>();
+    for (const a of this.attempts) if (a.error) errs.set(`${a.outcome}: ${a.error}`, (errs.get(`${a.outcome}: ${a.error}`) ?? 0) + 1);
+    const top = [...errs].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, v]) => `    ${v} x ${k}`);
+    return [`  ${this.phase}: ${this.attempts.length} attempts, ${n('ok')} ok, ${n('failed')} failed, ${n('unknown')} unknown`, ...top].join('\n');
+  }
+
+  /** Last ack at or before t, and the first ack of a statement sent at or after t on one of `nodes`. */
+  resumeGap(t: number, nodes: number[]): { lastBefore: number; firstAfter: number | undefined; gapMs: number | undefined } {
+    const acks = this.acked();
+    const lastBefore = Math.max(...acks.filter((a) => a.end <= t).map((a) => a.end));
+    const after = acks.filter((a) => a.start >= t && nodes.includes(a.node)).map((a) => a.end);
+    const firstAfter = after.length ? Math.min(...after) : undefined;
+    return { lastBefore, firstAfter, gapMs: firstAfter === undefined ? undefined : firstAfter - lastBefore };
+  }
+}
+
+let failed = false;
+function guard(fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await fn();
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  };
+}
+
+describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, () => {
+  let c: TestCluster;
+  const fileStart = Date.now();
+  const timings: string[] = [];
+  const lap = (what: string, since: number) => timings.push(`  ${what}: ${Date.now() - since} ms`);
+
+  before(async () => {
+    const t0 = Date.now();
+    // md5 here (the replication test uses scram-sha-256)
+    c = await startCluster({ engine: 'postgres', postgresAuth: 'md5' });
+    const leader = await c.waitLeader(30_000);
+    lap('cluster start + leader', t0);
+    const su = await connectTo(c.nodes[leader]!.postgresPort, { user: 'postgres', password: pgSuperuserPassword, database: 'postgres', timeoutMs: 10_000 });
+    try {
+      await su.query(`CREATE ROLE ${role} LOGIN PASSWORD '${md5Verifier(role, password)}'`);
+      await su.query(`CREATE DATABASE ${database} OWNER ${role}`);
+    } finally {
+      await su.end();
+    }
+    await c.waitConverged(30_000);
+    const app = await connectTo(c.nodes[leader]!.postgresPort, { timeoutMs: 10_000 });
+    try {
+      await app.query('CREATE TABLE t (k text PRIMARY KEY, client int NOT NULL, seq int NOT NULL, phase text NOT NULL, via int NOT NULL)');
+    } finally {
+      await app.end();
+    }
+    await c.waitConverged(30_000);
+  });
+
+  after(async () => {
+    if (c && failed) console.log(c.dumpLogs(12_000));
+    await c?.stop();
+    console.log(`# timings (whole file ${Date.now() - fileStart} ms):\n${timings.map((l) => `# ${l}`).join('\n')}`);
+  });
+
+  /** Restarts any node a previous test left dead, so one failure does not cascade. */
+  const ensureAllUp = async () => {
+    for (const n of c.nodes) {
+      const r = (await c.tryStatus(n.index))?.replication;
+      if (r?.diverged) throw new Error(`node ${n.nodeId} diverged in an earlier test and cannot take part: ${r.divergedReason ?? '(no reason given)'}`);
+    }
+    for (const n of c.nodes) {
+      if (n.running()) continue;
+      console.log(`# node ${n.nodeId} was down at the start of this test; restarting it`);
+      await c.restart(n.index, { readyTimeoutMs: 90_000 });
+    }
+    await c.waitConverged(60_000);
+  };
+
+  /** Keys of `phase` present in node i's database (read straight from its postgres). */
+  const keysOn = async (i: number, phase: string): Promise<Set<string>> =>
+    new Set((await c.pgQuery(i, database, 'SELECT k FROM t WHERE phase = $1', [phase])).map((r) => String(r.k)));
+
+  const assertOutcomes = async (s: InsertStream, nodes: number[]) => {
+    for (const i of nodes) {
+      const have = await keysOn(i, s.phase);
+      const count = (a: Attempt) => a.keys.filter((k) => have.has(k)).length;
+      const missing = s.attempts.filter((a) => a.outcome === 'ok' && count(a) < a.keys.length);
+      assert.equal(missing.length, 0, `node ${i + 1} lacks ${missing.length} acknowledged inserts, e.g. ${JSON.stringify(missing.slice(0, 3))}`);
+      const present = s.attempts.filter((a) => a.outcome === 'failed' && count(a) > 0);
+      assert.equal(present.length, 0, `node ${i + 1} holds ${present.length} inserts reported as failed, e.g. ${JSON.stringify(present.slice(0, 3))}`);
+      const torn = s.attempts.filter((a) => count(a) > 0 && count(a) < a.keys.length);
+      assert.equal(torn.length, 0, `node ${i + 1} holds ${torn.length} transactions in part, e.g. ${JSON.stringify(torn.slice(0, 3))}`);
+    }
+  };
+
+  const assertSameContents = async () => {
+    const sums = await c.pgChecksums(database);
+    assert.ok(sums[0]!.t && !sums[0]!.t.startsWith('0:'), `table t has rows (${JSON.stringify(sums)})`);
+    if (sums.every((x) => x.t === sums[0]!.t)) return;
+    // Say which rows differ: that tells a phantom from a lost write.
+    const rows = await Promise.all(c.nodes.map((n) => c.pgQuery(n.index, database, 'SELECT k, client, seq, phase, via FROM t ORDER BY k')));
+    const sets = rows.map((r) => new Map(r.map((x) => [String(x.k), JSON.stringify(x)])));
+    const all = new Set(sets.flatMap((m) => [...m.keys()]));
+    const diff = [...all].filter((k) => !sets.every((m) => m.get(k) === sets[0]!.get(k)));
+    const where = diff.slice(0, 10).map((k) => `${k}: ${sets.map((m, i) => `n${i + 1}=${m.has(k) ? 'yes' : 'no'}`).join(' ')}`);
+    assert.fail(`md5 of t differs: ${JSON.stringify(sums)}; ${diff.length} rows differ:\n${where.join('\n')}`);
+  };
+
+  test('kill -9 of the leader recall during an insert stream over all ports', { timeout: 150_000 }, guard(async () => {
+    const t0 = Date.now();
+    await ensureAllUp();
+    const leader = await c.waitLeader(20_000);
+    const survivors = [0, 1, 2].filter((i) => i !== leader);
+    const phase = 'kill-recall';
+    const s = new InsertStream(c, phase);
+    await sleep(2500);
+    assert.ok(s.acked().length >= 10, `inserts flow before the fault (${s.acked().length} acknowledged)\n${s.summary()}`);
+    const tKill = Date.now();
+    await c.kill(leader);
+    const deadline = tKill + 20_000;
+    while (Date.now() < deadline && s.resumeGap(tKill, survivors).firstAfter === undefined) await sleep(100);
+    await sleep(1500);
+    await s.stop();
+    const g = s.resumeGap(tKill, survivors);
+    console.log(`# ${phase}: last ack ${tKill - g.lastBefore} ms before the kill, first ack after it ${g.firstAfter === undefined ? 'never' : `${g.firstAfter - tKill} ms after`}; gap ${g.gapMs ?? '∞'} ms\n${s.summary().replace(/^/gm, '# ')}`);
+    timings.push(`  ${phase}: writes resumed after a gap of ${g.gapMs ?? '∞'} ms`);
+
+    const newLeader = await c.waitLeader(20_000);
+    assert.notEqual(newLeader, leader);
+    await c.waitConverged(30_000, survivors);
+    await assertOutcomes(s, survivors);
+    assert.ok(g.gapMs !== undefined && g.gapMs < resumeMsMax, `writes resume within ${resumeMsMax} ms (gap ${g.gapMs ?? 'never'} ms)`);
+
+    const tr = Date.now();
+    await c.restart(leader, { readyTimeoutMs: 90_000 });
+    await c.waitConverged(60_000);
+    lap(`${phase}: restart of the killed node until converged`, tr);
+    await assertOutcomes(s, [0, 1, 2]);
+    await assertSameContents();
+    lap(`${phase} test`, t0);
+  }));
+
+  test('a follower cut off from its peers: local reads yes, writes and linearizable reads get 25006, converges after heal', { timeout: 150_000 }, guard(async () => {
+    const t0 = Date.now();
+    await ensureAllUp();
+    const leader = await c.waitLeader(20_000);
+    const f = (leader + 1) % 3;
+    const others = [0, 1, 2].filter((i) => i !== f);
+    const open = (i: number) => connectTo(c.nodes[i]!.postgresPort, { timeoutMs: 5000 });
+    const pre = await open(leader);
+    for (let k = 0; k < 20; k++) await pre.query('INSERT INTO t VALUES ($1, 0, $2, $3, $4)', [`pre-${k}`, k, 'pre', leader + 1]);
+    await pre.end();
+    await c.waitConverged(30_000);
+
+    // Sessions opened before the cut (a client does not reconnect just because peers vanish).
+    const localConn = await open(f);
+    await localConn.query("SET recall.consistency = 'local'");
+    const linConn = await open(f);
+    await linConn.query("SET recall.consistency = 'linearizable'");
+    const writeConn = await open(f);
+    const opened = [localConn, linConn, writeConn];
+
+    try {
+      const tc = Date.now();
+      c.cut(f, 'reset');
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const r = (await c.tryStatus(f))?.replication;
+        if (r?.peers.every((p) => !p.connected)) break;
+        assert.ok(Date.now() < deadline, `node ${f + 1} did not notice the cut: ${JSON.stringify(r)}`);
+        await sleep(100);
+      }
+      lap('cut: until the replica noticed', tc);
+
+      // Writes go on meanwhile on every port: the majority's must succeed, the isolated
+      // replica's must be refused and never appear later.
+      const mid = new InsertStream(c, 'mid-cut');
+      const majorityWrites: string[] = [];
+      const w = await open(others[0]!);
+      for (let k = 0; k < 30; k++) {
+        await w.query('INSERT INTO t VALUES ($1, 9, $2, $3, $4)', [`maj-${k}`, k, 'maj', others[0]! + 1]);
+        majorityWrites.push(`maj-${k}`);
+      }
+      await w.end();
+
+      // local reads are served from the isolated replica's own database.
+      const r1 = await localConn.query("SELECT count(*)::int AS n FROM t WHERE phase = 'pre'");
+      assert.equal(r1.rows[0].n, 20, 'a local read on the isolated replica sees the data it had');
+      const fresh = await open(f);
+      opened.push(fresh);
+      await fresh.query("SET recall.consistency = 'local'");
+      const r2 = await fresh.query("SELECT count(*)::int AS n FROM t WHERE phase = 'pre'");
+      assert.equal(r2.rows[0].n, 20, 'a new session on the isolated replica can read locally');
+
+      const tw = Date.now();
+      let writeErr: PgError | undefined;
+      try {
+        await writeConn.query('INSERT INTO t VALUES ($1, 7, 0, $2, $3)', ['cut-write', 'cut-write', f + 1]);
+      } catch (e) {
+        writeErr = e as PgError;
+      }
+      const writeMs = Date.now() - tw;
+      console.log(`# cut: write on the isolated replica answered in ${writeMs} ms: ${writeErr ? errText(writeErr) : 'OK (!)'}`);
+      assert.ok(writeErr, 'a write on the isolated replica fails');
+      assert.ok(noLeaderStates.includes(writeErr.code ?? ''), `write refused with ${noLeaderStates.join('/')} (got ${errText(writeErr)})`);
+      assert.match(writeErr.message ?? '', /no leader/);
+      assert.ok(writeMs < refusalMsMax, `the refusal came within ${refusalMsMax} ms (${writeMs} ms)`);
+
+      const tl = Date.now();
+      let linErr: PgError | undefined;
+      try {
+        await linConn.query('SELECT count(*) AS n FROM t');
+      } catch (e) {
+        linErr = e as PgError;
+      }
+      const linMs = Date.now() - tl;
+      console.log(`# cut: linearizable read on the isolated replica answered in ${linMs} ms: ${linErr ? errText(linErr) : 'rows (!)'}`);
+      assert.ok(linErr, 'a linearizable read on the isolated replica fails');
+      assert.ok(serverAnswered(linErr), `a clear error, not a dropped connection (${errText(linErr)})`);
+      assert.ok(noLeaderStates.includes(linErr.code ?? ''), `linearizable read refused with ${noLeaderStates.join('/')} (got ${errText(linErr)})`);
+      assert.ok(linMs < refusalMsMax, `the refusal came within ${refusalMsMax} ms (${linMs} ms)`);
+      // The sessions survive the refusals.
+      const r3 = await localConn.query("SELECT count(*)::int AS n FROM t WHERE phase = 'pre'");
+      assert.equal(r3.rows[0].n, 20);
+      const r4 = await writeConn.query('SELECT 1 AS one');
+      assert.equal(r4.rows[0].one, 1, 'the refused session still answers');
+
+      await mid.stop();
+      console.log(`# cut: stream during the cut (all ports):\n${mid.summary().replace(/^/gm, '# ')}`);
+      assert.ok(mid.attempts.filter((a) => a.node !== f && a.outcome === 'ok').length > 0, 'the majority acknowledged writes during the cut');
+
+      const th = Date.now();
+      c.heal(f);
+      await c.waitConverged(60_000);
+      lap('heal: until converged', th);
+      await assertSameContents();
+      const onF = await keysOn(f, 'maj');
+      assert.deepEqual([...onF].sort(), [...majorityWrites].sort(), 'the healed replica has the writes made meanwhile');
+      await assertOutcomes(mid, [0, 1, 2]);
+      for (const i of [0, 1, 2]) assert.equal((await keysOn(i, 'cut-write')).size, 0, `the refused write is not on node ${i + 1}`);
+      // Through the healed replica's own port, with its default consistency.
+      const healed = await open(f);
+      opened.push(healed);
+      await healed.query('INSERT INTO t VALUES ($1, 8, 0, $2, $3)', ['after-heal', 'after-heal', f + 1]);
+      const r5 = await healed.query("SELECT count(*)::int AS n FROM t WHERE phase IN ('maj', 'after-heal')");
+      assert.equal(r5.rows[0].n, majorityWrites.length + 1);
+      // the linearizable session works again too
+      const r6 = await linConn.query("SELECT count(*)::int AS n FROM t WHERE phase = 'after-heal'");
+      assert.equal(r6.rows[0].n, 1);
+    } finally {
+      c.heal(f);
+      for (const cl of opened) await cl.end().catch(() => undefined);
+    }
+    lap('cut test', t0);
+  }));
+});
