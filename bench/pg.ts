@@ -189,6 +189,12 @@ async function main(): Promise<void> {
 
     // One client on the leader: a transaction's statements without waiting for the lane.
     let solo: PgbenchResult | string;
+    let soloDirect: PgbenchResult | string;
+    try {
+      soloDirect = await runPgbenchPorts({ ports: [directPort], clients: 1, threads: 1, seconds: soloSeconds, selectOnly: false, mode, perStatement: true });
+    } catch (e) {
+      soloDirect = (e as Error).message;
+    }
     try {
       const l = await c3.waitLeader();
       solo = await runPgbenchPorts({ ports: [c3.nodes[l]!.pgPort], clients: 1, threads: 1, seconds: soloSeconds, selectOnly: false, mode, perStatement: true });
@@ -217,7 +223,7 @@ async function main(): Promise<void> {
       equal = `NO: ${(e as Error).message}`;
     }
 
-    printReport({ results, equal, solo, idleLine, cores: cpus().length, load: loadavg(), seconds, rounds, portsMode, clientSplit, nodes: c3.nodes.length });
+    printReport({ results, equal, solo, soloDirect, idleLine, cores: cpus().length, load: loadavg(), seconds, rounds, portsMode, clientSplit, nodes: c3.nodes.length });
   } finally {
     await cleanup();
   }
