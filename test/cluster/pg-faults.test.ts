@@ -301,117 +301,123 @@ describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, 
     lap(`${phase} test`, t0);
   }));
 
-  test('a follower cut off from its peers: local reads yes, writes and linearizable reads get 25006, converges after heal', { timeout: 150_000 }, guard(async () => {
-    const t0 = Date.now();
-    await ensureAllUp();
-    const leader = await c.waitLeader(20_000);
-    const f = (leader + 1) % 3;
-    const others = [0, 1, 2].filter((i) => i !== f);
-    const open = (i: number) => connectTo(c.nodes[i]!.postgresPort, { timeoutMs: 5000 });
-    const pre = await open(leader);
-    for (let k = 0; k < 20; k++) await pre.query('INSERT INTO t VALUES ($1, 0, $2, $3, $4)', [`pre-${k}`, k, 'pre', leader + 1]);
-    await pre.end();
-    await c.waitConverged(30_000);
+  for (const mode of ['reset', 'blackhole'] as const) {
+    // reset: links die at once (host gone); blackhole: bytes vanish, nothing closes (only timeouts notice).
+    const m = mode === 'reset' ? 'rst' : 'bh';
+    test(`a follower cut off from its peers (${mode}): local reads yes, writes and linearizable reads get 25006, converges after heal`, { timeout: 150_000 }, guard(async () => {
+      const t0 = Date.now();
+      await ensureAllUp();
+      const leader = await c.waitLeader(20_000);
+      const f = (leader + 1) % 3;
+      const others = [0, 1, 2].filter((i) => i !== f);
+      const open = (i: number) => connectTo(c.nodes[i]!.postgresPort, { timeoutMs: 5000 });
+      const pre = await open(leader);
+      for (let k = 0; k < 20; k++) await pre.query('INSERT INTO t VALUES ($1, 0, $2, $3, $4)', [`pre-${m}-${k}`, k, `pre-${m}`, leader + 1]);
+      await pre.end();
+      await c.waitConverged(30_000);
 
-    // Sessions opened before the cut (a client does not reconnect just because peers vanish).
-    const localConn = await open(f);
-    await localConn.query("SET recall.consistency = 'local'");
-    const linConn = await open(f);
-    await linConn.query("SET recall.consistency = 'linearizable'");
-    const writeConn = await open(f);
-    const opened = [localConn, linConn, writeConn];
+      // Sessions opened before the cut (a client does not reconnect just because peers vanish).
+      const localConn = await open(f);
+      await localConn.query("SET recall.consistency = 'local'");
+      const linConn = await open(f);
+      await linConn.query("SET recall.consistency = 'linearizable'");
+      const writeConn = await open(f);
+      const opened = [localConn, linConn, writeConn];
 
-    try {
-      const tc = Date.now();
-      c.cut(f, 'reset');
-      const deadline = Date.now() + 15_000;
-      for (;;) {
-        const r = (await c.tryStatus(f))?.replication;
-        if (r?.peers.every((p) => !p.connected)) break;
-        assert.ok(Date.now() < deadline, `node ${f + 1} did not notice the cut: ${JSON.stringify(r)}`);
-        await sleep(100);
-      }
-      lap('cut: until the replica noticed', tc);
-
-      // Writes go on meanwhile on every port: the majority's must succeed, the isolated
-      // replica's must be refused and never appear later.
-      const mid = new InsertStream(c, 'mid-cut');
-      const majorityWrites: string[] = [];
-      const w = await open(others[0]!);
-      for (let k = 0; k < 30; k++) {
-        await w.query('INSERT INTO t VALUES ($1, 9, $2, $3, $4)', [`maj-${k}`, k, 'maj', others[0]! + 1]);
-        majorityWrites.push(`maj-${k}`);
-      }
-      await w.end();
-
-      // local reads are served from the isolated replica's own database.
-      const r1 = await localConn.query("SELECT count(*)::int AS n FROM t WHERE phase = 'pre'");
-      assert.equal(r1.rows[0].n, 20, 'a local read on the isolated replica sees the data it had');
-      const fresh = await open(f);
-      opened.push(fresh);
-      await fresh.query("SET recall.consistency = 'local'");
-      const r2 = await fresh.query("SELECT count(*)::int AS n FROM t WHERE phase = 'pre'");
-      assert.equal(r2.rows[0].n, 20, 'a new session on the isolated replica can read locally');
-
-      const tw = Date.now();
-      let writeErr: PgError | undefined;
       try {
-        await writeConn.query('INSERT INTO t VALUES ($1, 7, 0, $2, $3)', ['cut-write', 'cut-write', f + 1]);
-      } catch (e) {
-        writeErr = e as PgError;
+        const tc = Date.now();
+        c.cut(f, mode);
+        // blackhole: only the missing heartbeats tell; wait until the replica gave up on its leader
+        // (before that a forwarded write could vanish and rightly be "outcome unknown")
+        const deadline = Date.now() + 15_000;
+        for (;;) {
+          const r = (await c.tryStatus(f))?.replication;
+          if (mode === 'reset' ? r?.peers.every((p) => !p.connected) : r && r.leader === 0) break;
+          assert.ok(Date.now() < deadline, `node ${f + 1} did not notice the cut: ${JSON.stringify(r)}`);
+          await sleep(100);
+        }
+        lap(`cut (${mode}): until the replica noticed`, tc);
+
+        // Writes go on meanwhile on every port: the majority's must succeed, the isolated
+        // replica's must be refused and never appear later.
+        const mid = new InsertStream(c, `mid-${m}`);
+        const majorityWrites: string[] = [];
+        const w = await open(others[0]!);
+        for (let k = 0; k < 30; k++) {
+          await w.query('INSERT INTO t VALUES ($1, 9, $2, $3, $4)', [`maj-${m}-${k}`, k, `maj-${m}`, others[0]! + 1]);
+          majorityWrites.push(`maj-${m}-${k}`);
+        }
+        await w.end();
+
+        // local reads are served from the isolated replica's own database.
+        const r1 = await localConn.query(`SELECT count(*)::int AS n FROM t WHERE phase = 'pre-${m}'`);
+        assert.equal(r1.rows[0].n, 20, 'a local read on the isolated replica sees the data it had');
+        const fresh = await open(f);
+        opened.push(fresh);
+        await fresh.query("SET recall.consistency = 'local'");
+        const r2 = await fresh.query(`SELECT count(*)::int AS n FROM t WHERE phase = 'pre-${m}'`);
+        assert.equal(r2.rows[0].n, 20, 'a new session on the isolated replica can read locally');
+
+        const tw = Date.now();
+        let writeErr: PgError | undefined;
+        try {
+          await writeConn.query('INSERT INTO t VALUES ($1, 7, 0, $2, $3)', [`cw-${m}`, `cw-${m}`, f + 1]);
+        } catch (e) {
+          writeErr = e as PgError;
+        }
+        const writeMs = Date.now() - tw;
+        console.log(`# cut ${mode}: write on the isolated replica answered in ${writeMs} ms: ${writeErr ? errText(writeErr) : 'OK (!)'}`);
+        assert.ok(writeErr, 'a write on the isolated replica fails');
+        assert.ok(noLeaderStates.includes(writeErr.code ?? ''), `write refused with ${noLeaderStates.join('/')} (got ${errText(writeErr)})`);
+        assert.match(writeErr.message ?? '', /no leader/);
+        assert.ok(writeMs < refusalMsMax, `the refusal came within ${refusalMsMax} ms (${writeMs} ms)`);
+
+        const tl = Date.now();
+        let linErr: PgError | undefined;
+        try {
+          await linConn.query('SELECT count(*) AS n FROM t');
+        } catch (e) {
+          linErr = e as PgError;
+        }
+        const linMs = Date.now() - tl;
+        console.log(`# cut ${mode}: linearizable read on the isolated replica answered in ${linMs} ms: ${linErr ? errText(linErr) : 'rows (!)'}`);
+        assert.ok(linErr, 'a linearizable read on the isolated replica fails');
+        assert.ok(serverAnswered(linErr), `a clear error, not a dropped connection (${errText(linErr)})`);
+        assert.ok(noLeaderStates.includes(linErr.code ?? ''), `linearizable read refused with ${noLeaderStates.join('/')} (got ${errText(linErr)})`);
+        assert.ok(linMs < refusalMsMax, `the refusal came within ${refusalMsMax} ms (${linMs} ms)`);
+        // The sessions survive the refusals.
+        const r3 = await localConn.query(`SELECT count(*)::int AS n FROM t WHERE phase = 'pre-${m}'`);
+        assert.equal(r3.rows[0].n, 20);
+        const r4 = await writeConn.query('SELECT 1 AS one');
+        assert.equal(r4.rows[0].one, 1, 'the refused session still answers');
+
+        await mid.stop();
+        console.log(`# cut ${mode}: stream during the cut (all ports):\n${mid.summary().replace(/^/gm, '# ')}`);
+        assert.ok(mid.attempts.filter((a) => a.node !== f && a.outcome === 'ok').length > 0, 'the majority acknowledged writes during the cut');
+
+        const th = Date.now();
+        c.heal(f);
+        await c.waitConverged(60_000);
+        lap(`heal (${mode}): until converged`, th);
+        await assertSameContents();
+        const onF = await keysOn(f, `maj-${m}`);
+        assert.deepEqual([...onF].sort(), [...majorityWrites].sort(), 'the healed replica has the writes made meanwhile');
+        await assertOutcomes(mid, [0, 1, 2]);
+        for (const i of [0, 1, 2]) assert.equal((await keysOn(i, `cw-${m}`)).size, 0, `the refused write is not on node ${i + 1}`);
+        // Through the healed replica's own port, with its default consistency.
+        const healed = await open(f);
+        opened.push(healed);
+        await healed.query('INSERT INTO t VALUES ($1, 8, 0, $2, $3)', [`ah-${m}`, `ah-${m}`, f + 1]);
+        const r5 = await healed.query(`SELECT count(*)::int AS n FROM t WHERE phase IN ('maj-${m}', 'ah-${m}')`);
+        assert.equal(r5.rows[0].n, majorityWrites.length + 1);
+        // the linearizable session works again too
+        const r6 = await linConn.query(`SELECT count(*)::int AS n FROM t WHERE phase = 'ah-${m}'`);
+        assert.equal(r6.rows[0].n, 1);
+      } finally {
+        c.heal(f);
+        for (const cl of opened) await cl.end().catch(() => undefined);
       }
-      const writeMs = Date.now() - tw;
-      console.log(`# cut: write on the isolated replica answered in ${writeMs} ms: ${writeErr ? errText(writeErr) : 'OK (!)'}`);
-      assert.ok(writeErr, 'a write on the isolated replica fails');
-      assert.ok(noLeaderStates.includes(writeErr.code ?? ''), `write refused with ${noLeaderStates.join('/')} (got ${errText(writeErr)})`);
-      assert.match(writeErr.message ?? '', /no leader/);
-      assert.ok(writeMs < refusalMsMax, `the refusal came within ${refusalMsMax} ms (${writeMs} ms)`);
-
-      const tl = Date.now();
-      let linErr: PgError | undefined;
-      try {
-        await linConn.query('SELECT count(*) AS n FROM t');
-      } catch (e) {
-        linErr = e as PgError;
-      }
-      const linMs = Date.now() - tl;
-      console.log(`# cut: linearizable read on the isolated replica answered in ${linMs} ms: ${linErr ? errText(linErr) : 'rows (!)'}`);
-      assert.ok(linErr, 'a linearizable read on the isolated replica fails');
-      assert.ok(serverAnswered(linErr), `a clear error, not a dropped connection (${errText(linErr)})`);
-      assert.ok(noLeaderStates.includes(linErr.code ?? ''), `linearizable read refused with ${noLeaderStates.join('/')} (got ${errText(linErr)})`);
-      assert.ok(linMs < refusalMsMax, `the refusal came within ${refusalMsMax} ms (${linMs} ms)`);
-      // The sessions survive the refusals.
-      const r3 = await localConn.query("SELECT count(*)::int AS n FROM t WHERE phase = 'pre'");
-      assert.equal(r3.rows[0].n, 20);
-      const r4 = await writeConn.query('SELECT 1 AS one');
-      assert.equal(r4.rows[0].one, 1, 'the refused session still answers');
-
-      await mid.stop();
-      console.log(`# cut: stream during the cut (all ports):\n${mid.summary().replace(/^/gm, '# ')}`);
-      assert.ok(mid.attempts.filter((a) => a.node !== f && a.outcome === 'ok').length > 0, 'the majority acknowledged writes during the cut');
-
-      const th = Date.now();
-      c.heal(f);
-      await c.waitConverged(60_000);
-      lap('heal: until converged', th);
-      await assertSameContents();
-      const onF = await keysOn(f, 'maj');
-      assert.deepEqual([...onF].sort(), [...majorityWrites].sort(), 'the healed replica has the writes made meanwhile');
-      await assertOutcomes(mid, [0, 1, 2]);
-      for (const i of [0, 1, 2]) assert.equal((await keysOn(i, 'cut-write')).size, 0, `the refused write is not on node ${i + 1}`);
-      // Through the healed replica's own port, with its default consistency.
-      const healed = await open(f);
-      opened.push(healed);
-      await healed.query('INSERT INTO t VALUES ($1, 8, 0, $2, $3)', ['after-heal', 'after-heal', f + 1]);
-      const r5 = await healed.query("SELECT count(*)::int AS n FROM t WHERE phase IN ('maj', 'after-heal')");
-      assert.equal(r5.rows[0].n, majorityWrites.length + 1);
-      // the linearizable session works again too
-      const r6 = await linConn.query("SELECT count(*)::int AS n FROM t WHERE phase = 'after-heal'");
-      assert.equal(r6.rows[0].n, 1);
-    } finally {
-      c.heal(f);
-      for (const cl of opened) await cl.end().catch(() => undefined);
-    }
-    lap('cut test', t0);
-  }));
+      lap(`cut test (${mode})`, t0);
+    }));
+  }
 });
