@@ -265,5 +265,6 @@ function resyncMethodFor(cfg: RecallConfig, db: LocalDb, dsn: Dsn, datadir: stri
     target: { ...(dsn.socketPath ? { socketPath: dsn.socketPath } : { host: dsn.host ?? '127.0.0.1', port: dsn.port ?? 3306 }), user: dsn.user, password: dsn.password ?? '' },
     server: db,
     rateBytes: cfg.resyncRateBytes,
+    listenHost: cfg.listen.peer === 'off' ? undefined : parseHostPort(cfg.listen.peer)?.host,
   });
 }

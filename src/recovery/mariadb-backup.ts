@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import type { Socket } from 'node:net';
 import type { AdminTarget } from './types.js';
 
 const stderrTailBytesMax = 8192;
@@ -85,10 +86,12 @@ export interface BackupOptions {
   parallel?: number;
   binary?: string;
   extraArgs?: string[];
+  /** Write the stream straight into this connected socket instead of a pipe to us. */
+  stdoutTo?: Socket;
 }
 
 export interface BackupProcess extends ToolProcess {
-  /** The xbstream. */
+  /** The xbstream (null with stdoutTo). */
   readonly stdout: Readable;
 }
 
@@ -116,7 +119,8 @@ export function startBackup(o: BackupOptions): BackupProcess {
     '--log-copy-interval=20',
     ...(o.extraArgs ?? []),
   ];
-  const child = spawn(tool, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // stdoutTo: the stream goes straight into that socket (its fd is the tool's stdout; see snapshot-direct.ts)
+  const child = spawn(tool, args, { stdio: ['ignore', o.stdoutTo ?? 'pipe', 'pipe'] });
   return { ...watch('mariadb-backup --backup', child), stdout: child.stdout! };
 }
 
@@ -125,12 +129,12 @@ export interface ExtractProcess extends ToolProcess {
 }
 
 /** mbstream -x -C dir, fed through stdin. */
-export function startExtract(o: { dir: string; parallel?: number; binary?: string }): ExtractProcess {
+export function startExtract(o: { dir: string; parallel?: number; binary?: string; stdinFrom?: Socket }): ExtractProcess {
   const tool = findTool('mbstream', o.binary);
   // One writer thread: a second one measured no faster and only competes for the CPU.
-  const child = spawn(tool, ['-x', '-C', o.dir, `--parallel=${o.parallel ?? 1}`], { stdio: ['pipe', 'ignore', 'pipe'] });
+  const child = spawn(tool, ['-x', '-C', o.dir, `--parallel=${o.parallel ?? 1}`], { stdio: [o.stdinFrom ?? 'pipe', 'ignore', 'pipe'] });
   // EPIPE when mbstream dies mid-stream shows up as its exit status; do not crash on it.
-  child.stdin!.on('error', () => undefined);
+  child.stdin?.on('error', () => undefined);
   return { ...watch('mbstream -x', child), stdin: child.stdin! };
 }
 

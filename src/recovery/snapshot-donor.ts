@@ -327,7 +327,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Total size of the files under dir (the stream's size to within a few per cent). */
-async function dirBytes(dir: string): Promise<number> {
+export async function dirBytes(dir: string): Promise<number> {
   let total = 0;
   let entries;
   try {

@@ -240,7 +240,7 @@ class TokenBucket {
 }
 
 /** Reports progress at most every progressEveryMs and logs it every logEveryMs. */
-class Progress {
+export class Progress {
   estimate = 0;
   private current: string = 'waiting-for-donor';
   private done = 0;

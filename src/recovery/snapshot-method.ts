@@ -7,6 +7,7 @@ import type { Transport } from '../transport/transport.js';
 import type { Logger } from '../util/log.js';
 import type { ResyncRunner } from './manager.js';
 import { SnapshotDonor } from './snapshot-donor.js';
+import { DirectSnapshotDonor, fetchSnapshotDirect } from './snapshot-direct.js';
 import { fetchSnapshot } from './snapshot-joiner.js';
 import { installSnapshot, stagingDirFor } from './snapshot-install.js';
 import type { AdminTarget, ApplierPause, ServerControl } from './types.js';
@@ -21,6 +22,12 @@ export interface SnapshotMethodOptions {
   server: ServerControl;
   /** Transfer throttle in bytes per second, 0 for none. */
   rateBytes: number;
+  /**
+   * Host of this node's peer listener: an unthrottled copy comes over a direct data connection the
+   * donor opens to a one-shot port here (snapshot-direct.ts); without it, or when that fails, the
+   * chunked protocol over the peer link carries it.
+   */
+  listenHost?: string;
 }
 
 export function snapshotMethod(m: SnapshotMethodOptions): (deps: { transport: Transport; applier: ApplierPause; log: Logger }) => { runner: ResyncRunner; close(): void } {
@@ -37,6 +44,7 @@ export function snapshotMethod(m: SnapshotMethodOptions): (deps: { transport: Tr
       resume: () => applier.resume(),
     };
     const donor = new SnapshotDonor({ transport, log, applier: guarded, target: m.target, datadir: m.datadir, spoolDir: join(m.dataDir, 'resync-spool') });
+    const direct = new DirectSnapshotDonor({ transport, log, applier: guarded, target: m.target, datadir: m.datadir, workDir: join(m.dataDir, 'resync-spool') });
     const runner: ResyncRunner = {
       method: 'snapshot',
       run: async (peer, minIndex, ctx) => {
@@ -44,7 +52,15 @@ export function snapshotMethod(m: SnapshotMethodOptions): (deps: { transport: Tr
         const t0 = performance.now();
         try {
           const stagingDir = stagingDirFor(m.datadir);
-          const got = await fetchSnapshot({ ...ctx, donor: peer, minIndex, stagingDir, rateBytesPerSec: m.rateBytes });
+          let got: { index: number; bytes: number; seconds: number } | null = null;
+          if (m.rateBytes === 0 && m.listenHost) {
+            try {
+              got = await fetchSnapshotDirect({ ...ctx, donor: peer, minIndex, stagingDir, listenHost: m.listenHost });
+            } catch (e) {
+              ctx.log.warn('direct snapshot failed; copying over the peer link instead', { donor: peer, error: (e as Error).message });
+            }
+          }
+          got ??= await fetchSnapshot({ ...ctx, donor: peer, minIndex, stagingDir, rateBytesPerSec: m.rateBytes });
           ctx.onProgress?.({ method: 'snapshot', phase: 'install', donor: peer, bytes: got.bytes, totalBytes: got.bytes, bytesPerSec: 0 });
           await installSnapshot({ stagingDir, datadir: m.datadir, server: m.server, log: ctx.log });
           // the whole resync, install included, is what a replica waits for
@@ -54,6 +70,12 @@ export function snapshotMethod(m: SnapshotMethodOptions): (deps: { transport: Tr
         }
       },
     };
-    return { runner, close: () => void donor.close() };
+    return {
+      runner,
+      close: () => {
+        void donor.close();
+        void direct.close();
+      },
+    };
   };
 }
