@@ -163,6 +163,8 @@ export async function runSnapshot(ctx: RunContext, name: string): Promise<Method
       target: { socketPath: db.socketPath, user: 'root', password: '' },
       server: timedServer({ stop: () => db.stop(), start: () => db.start() }, server),
       rateBytes: 0,
+      // the direct data connection, as recall serve uses it; BENCH_RESYNC_CHUNKED=1 measures the chunked protocol
+      ...(process.env.BENCH_RESYNC_CHUNKED === '1' ? {} : { listenHost: '127.0.0.1' }),
     })({ transport: ctx.joinerT, applier: idleApplier, log: ctx.log });
     close = m.close;
     const logsBefore = ctx.donor.logs.length;
