@@ -108,8 +108,12 @@ describe('PostgreSQL replication across 3 real recall + postgres', { timeout: 30
     await su.query(`CREATE ROLE ${role} LOGIN PASSWORD '${scramVerifier(password)}'`);
     await su.query(`CREATE DATABASE ${database} OWNER ${role}`);
     await c.waitConverged(30_000);
+    // A follower reports CREATE DATABASE applied a moment before it ran it (the test below says
+    // so); wait here so that the other tests do not depend on that.
     for (const n of c.nodes) {
-      const r = await c.dbQuery(n.index, 'SELECT (SELECT count(*) FROM pg_roles WHERE rolname = $1) AS roles, (SELECT count(*) FROM pg_database WHERE datname = $2) AS dbs', [role, database]);
+      const q = 'SELECT (SELECT count(*) FROM pg_roles WHERE rolname = $1) AS roles, (SELECT count(*) FROM pg_database WHERE datname = $2) AS dbs';
+      let r = await c.dbQuery(n.index, q, [role, database]);
+      for (const end = Date.now() + 10_000; r[0]!.dbs !== '1' && Date.now() < end; await new Promise((res) => setTimeout(res, 100))) r = await c.dbQuery(n.index, q, [role, database]);
       assert.deepEqual(r[0], { roles: '1', dbs: '1' }, `node ${n.nodeId} has the role and the database made through Recall`);
     }
   });
@@ -430,5 +434,25 @@ conn.close()
     assert.deepEqual(results.filter((r) => !r.endsWith(': ok')), [], 'the first write of a session on every port succeeds');
     await c.waitConverged(30_000);
     for (const n of c.nodes) assert.equal((await c.pgQuery(n.index, database, 'SELECT count(*)::int AS n FROM plain_t'))[0]!.n, 3);
+  }));
+
+  // A statement that cannot run in a transaction block (CREATE DATABASE) is an entry of its own;
+  // once every replica reports the entry applied, the database must exist on every replica.
+  test('CREATE DATABASE through a follower is on every replica once all report it applied', guard(async () => {
+    const leader = await c.waitLeader(20_000);
+    const missing: string[] = [];
+    for (let k = 0; k < 4; k++) {
+      const via = (leader + 1 + (k % 2)) % 3;
+      const name = `made_${k}`;
+      const admin = await connect(via, { user: 'postgres', password: pgSuperuserPassword, database: 'postgres' });
+      await admin.query(`CREATE DATABASE ${name}`);
+      await c.waitConverged(30_000);
+      const have = await Promise.all(c.nodes.map((n) => c.dbQuery(n.index, 'SELECT count(*)::int AS n FROM pg_database WHERE datname = $1', [name])));
+      have.forEach((h, i) => {
+        if (h[0]!.n !== 1) missing.push(`${name} (sent through node ${via + 1}) not yet on node ${i + 1}`);
+      });
+    }
+    console.log(`# CREATE DATABASE right after all replicas reported it applied: ${missing.length ? missing.join('; ') : 'present everywhere'}`);
+    assert.deepEqual(missing, [], 'every database exists on every replica once its entry is reported applied');
   }));
 });
