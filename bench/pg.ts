@@ -87,7 +87,8 @@ async function main(): Promise<void> {
   try {
     dir = tempDir('recall-bench-pgd-');
     chmodSync(dir.path, 0o711); // the postgres OS user walks through it
-    direct = new ManagedPostgres({ dataDir: join(dir.path, 'pg'), port: await freePort(), startTimeoutMs: 120_000 });
+    const directDir = join(dir.path, 'pg');
+    direct = new ManagedPostgres({ dataDir: directDir, port: await freePort(), startTimeoutMs: 120_000 });
     const t0 = Date.now();
     const [d, cl] = await Promise.allSettled([direct.start(), startPgBenchCluster(cpuProfDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] } : {})]);
     if (cl.status === 'fulfilled') cluster = cl.value;
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
 
     const recallPids = c3.nodes.map((n) => n.process.pid);
     const clusterPostmasters = c3.nodes.map((n) => postmasterPid(n.dbDir));
-    const directPostmaster = postmasterPid(join(dir!.path, 'pg'));
+    const directPostmaster = postmasterPid(directDir);
     const meters = {
       recall: () => recallPids.reduce<number>((a, p) => a + processCpu(p), 0),
       clusterDb: () => clusterPostmasters.reduce<number>((a, p) => a + postgresCpu(p), 0),
