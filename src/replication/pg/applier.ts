@@ -453,9 +453,10 @@ export class PgApplier implements ReplicaApplier {
     const main = await this.conn(this.bookkeepingDatabase);
     await this.ensureSchema(this.bookkeepingDatabase, true);
     for (const s of ['BEGIN', appliedUpdate(e.index, e.term, pgEntryChecksum(e.data)), 'COMMIT']) await main.run(s);
-    this.advance(e.index);
+    // Reported applied only once the statement ran: a client told "done" (CREATE DATABASE) must
+    // find its effect here (found by H8's cluster test: 3D000 right after CREATE DATABASE).
     const c = await this.connFor(e, entry.db);
-    if (!c) return;
+    if (!c) return this.advance(e.index);
     await c.run(`SET SESSION AUTHORIZATION ${ident(entry.role)}`);
     try {
       if (Object.keys(entry.set).length) await c.run(contextSql(null, entry.set, false));
@@ -468,6 +469,7 @@ export class PgApplier implements ReplicaApplier {
       c.close();
       this.conns.delete(entry.db);
       this.schemaReady.delete(entry.db);
+      this.advance(e.index);
     }
   }
 

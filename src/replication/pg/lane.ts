@@ -15,6 +15,7 @@ import { encodeErrorResponse, encodeQuery } from '../../protocol/postgres/messag
 import { classifyPg, type PgStatement } from '../../sql/pg-classify.js';
 import { PG_COLUMNS_SQL, volatileDefaults, type PgColumnRow, type PgTableDefaults } from '../../sql/pg-defaults.js';
 import { pgTimestamp, rewritePgStatement, rewritePgWrite } from '../../sql/pg-rewrite.js';
+import { hashRolePasswords } from './role-password.js';
 import { NotLeaderError, ProposalDroppedError } from '../../engine/errors.js';
 import type { LaneBaseDeps, ReplicaLane } from '../dialect.js';
 import { NO_FSYNC, appliedUpdate, contextSql, outcomeOf, type PgApplier, type PgExpectation } from './applier.js';
@@ -311,7 +312,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     // one statement (the router splits texts): rewrite the cached parse instead of parsing again
     const rw = parsed.length === 1 ? rewritePgStatement(parsed[0]!, ctx) : rewritePgWrite(st.sql, ctx);
     if (!rw.ok) return { refusal: encodeErrorResponse({ severity: 'ERROR', code: rw.refusal.sqlstate, message: rw.refusal.message }) };
-    return { sql: rw.sql };
+    // a role's password: one verifier, salted here, for every replica (role-password.ts)
+    return { sql: parsed.some((p) => p.command.includes('ROLE') || p.command.includes('USER')) ? hashRolePasswords(rw.sql) : rw.sql };
   }
 
   /** classifyPg, cached by text (prepared statements come back with the same text). */
