@@ -26,6 +26,25 @@ export function bodyCalls(body: string): string[] {
   return found;
 }
 
+/**
+ * Tables a SQL or PL/pgSQL body inserts into (INSERT INTO name or schema.name, as written): a
+ * column default calling now() or random() is evaluated inside the body, on every replica.
+ */
+export function bodyInsertTargets(body: string): string[] {
+  const tokens = lexPg(body);
+  const found: string[] = [];
+  const name = (t: { kind: string; value: string } | undefined) =>
+    t?.kind === 'word' ? t.value : t?.kind === 'qident' ? t.value : undefined;
+  for (let i = 0; i + 2 < tokens.length; i++) {
+    if (tokens[i]!.kind !== 'word' || tokens[i]!.value !== 'insert' || tokens[i + 1]!.value !== 'into') continue;
+    let n = name(tokens[i + 2]);
+    if (n === undefined) continue;
+    if (tokens[i + 3]?.value === '.' && name(tokens[i + 4]) !== undefined) n = `${n}.${name(tokens[i + 4])}`;
+    if (!found.includes(n)) found.push(n);
+  }
+  return found;
+}
+
 /** The language and body text of a CREATE FUNCTION/PROCEDURE or DO statement's options. */
 export function routineBody(options: unknown): { language: string | undefined; body: string | undefined } {
   let language: string | undefined;

@@ -363,7 +363,7 @@ export class Rewriter {
     const list = calls.map((c) => (/^[a-z_]+$/.test(c) && !c.startsWith('current_') && !c.startsWith('local') ? `${c}()` : c)).join(', ');
     this.refuse(type === 'DoStmt'
       ? `the DO block calls ${list}, and every replica would run it with its own clock or random source; run the statements themselves (Recall rewrites these calls in INSERT, UPDATE, DELETE and SELECT) or pass the values in`
-      : `the function body calls ${list}, which every replica would evaluate itself each time the function runs in a replicated write (a trigger, a called function); pass the value as an argument, set the column in the statement itself (UPDATE ... SET updated_at = now() is rewritten), or give the column a DEFAULT (Recall writes volatile defaults out into each INSERT)`);
+      : `the function body calls ${list}, which every replica would evaluate itself each time the function runs in a replicated write (a trigger, a called function); pass the value as an argument, or set the column in the statement itself (UPDATE ... SET updated_at = now() and INSERT ... VALUES (now()) are rewritten; a DEFAULT now() is written out only into INSERTs the client sends, not into INSERTs inside a body)`);
   }
 
   private rangeFunction(f: Fields, s: Scope): void {

@@ -16,6 +16,8 @@ import { classifyPg, type PgStatement } from '../../sql/pg-classify.js';
 import { PG_COLUMNS_SQL, volatileDefaults, type PgColumnRow, type PgTableDefaults } from '../../sql/pg-defaults.js';
 import { pgTimestamp, rewritePgStatement, rewritePgWrite } from '../../sql/pg-rewrite.js';
 import { hashRolePasswords } from './role-password.js';
+import { bodyInsertTargets, routineBody } from '../../sql/pg-bodies.js';
+import { parsePg } from '../../sql/pg-parse.js';
 import { NotLeaderError, ProposalDroppedError } from '../../engine/errors.js';
 import type { LaneBaseDeps, ReplicaLane } from '../dialect.js';
 import { NO_FSYNC, appliedUpdate, contextSql, outcomeOf, type PgApplier, type PgExpectation } from './applier.js';
@@ -283,6 +285,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const parsed = this.classified(st.sql);
     if (parsed.some((p) => p.kind === 'invalid')) return { sql: st.sql }; // postgres gives its own syntax error
     const tables = new Map<string, PgTableDefaults>();
+    const bodyRefusal = await this.bodyDefaults(c, req, st.sql, parsed);
+    if (bodyRefusal) return { refusal: encodeErrorResponse({ severity: 'ERROR', code: '0A000', message: bodyRefusal }) };
     for (const p of parsed) {
       for (const t of p.tables) {
         // an unqualified name resolves through the session's search_path
@@ -314,6 +318,43 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     if (!rw.ok) return { refusal: encodeErrorResponse({ severity: 'ERROR', code: rw.refusal.sqlstate, message: rw.refusal.message }) };
     // a role's password: one verifier, salted here, for every replica (role-password.ts)
     return { sql: parsed.some((p) => p.command.includes('ROLE') || p.command.includes('USER')) ? hashRolePasswords(rw.sql) : rw.sql };
+  }
+
+  /**
+   * A function or DO body that inserts into a table whose column defaults call now(), random() or
+   * gen_random_uuid(): those defaults are evaluated inside the body, on every replica with its own
+   * clock or random source (a trigger's audit row would differ everywhere). Refused at CREATE time;
+   * the reason, or null. (A default added later to a table such a body writes is not caught.)
+   */
+  private async bodyDefaults(c: PgConn, req: PgLaneRequest, sql: string, parsed: PgStatement[]): Promise<string | null> {
+    if (!parsed.some((p) => p.command === 'CREATE FUNCTION' || p.command === 'DO')) return null;
+    const r = parsePg(sql);
+    if (!r.ok) return null;
+    for (const stmt of r.statements) {
+      const node = stmt.node as Record<string, { options?: unknown; args?: unknown }>;
+      const f = node.CreateFunctionStmt ?? node.DoStmt;
+      if (!f) continue;
+      const { language, body } = routineBody(node.DoStmt ? f.args : f.options);
+      const lang = language ?? (node.DoStmt ? 'plpgsql' : 'sql');
+      if (body === undefined || (lang !== 'sql' && lang !== 'plpgsql')) continue;
+      for (const t of bodyInsertTargets(body)) {
+        const key = `${req.database}\u0000${req.settings.search_path ?? ''}\u0000${t}`;
+        let def = this.defaults.get(key);
+        if (!def) {
+          const q = await c.query(PG_COLUMNS_SQL.replace('$1', literal(t)));
+          if (replyError(q)) continue; // a table created later: not checked
+          const rows = replyRows(q).map(([name, expr]) => ({ name: name!, default_expr: expr ?? null }) as PgColumnRow);
+          if (rows.length === 0) continue;
+          def = volatileDefaults(rows);
+          this.defaults.set(key, def);
+        }
+        if (def.volatile.size > 0) {
+          const cols = [...def.volatile.keys()].join(', ');
+          return `the body inserts into ${t}, whose column default of ${cols} calls a time, random or uuid function: inside a function that default is evaluated on every replica with its own clock or random source; give those columns values in the body's INSERT (from the row, e.g. NEW.created_at, or an argument), or drop the DEFAULT`;
+        }
+      }
+    }
+    return null;
   }
 
   /** classifyPg, cached by text (prepared statements come back with the same text). */
