@@ -10,28 +10,18 @@ import type { BackendTarget } from '../backend/mysql/connection.js';
 import { CLIENT_FOUND_ROWS, CLIENT_MULTI_RESULTS, CLIENT_PS_MULTI_RESULTS, CLIENT_PROTOCOL_41, CLIENT_TRANSACTIONS, CLIENT_LOCAL_FILES, CLIENT_LONG_FLAG, CLIENT_DEPRECATE_EOF } from '../protocol/mysql/constants.js';
 import type { ResponseAssembler } from '../protocol/mysql/response.js';
 import type { Entry } from '../consensus/types.js';
-import type { Logger } from '../util/log.js';
+import type { ApplierBaseDeps } from './dialect.js';
 import { ContextTracker, statementSet } from './context.js';
 import { decodeEntry, describeOutcome, entryChecksum, sameOutcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
 import { appliedUpdate, outcomeOf, sqlHex, stmtKey, type Expectation } from './lane.js';
 
 const ENTRY_NORMAL = 0;
 
-export interface ApplierDeps {
-  nodeId: number;
+export interface ApplierDeps extends ApplierBaseDeps {
   target: BackendTarget;
   admin: { user: string; stage1: Buffer | null };
   payloadBytesMax: number;
   connectTimeoutMs: number;
-  log: Logger;
-  /** committed entries [lo, hi) from the durable log */
-  entries(lo: number, hi: number): Entry[];
-  commitIndex(): number;
-  /** The first index still in the log: below it entries were compacted away. */
-  firstIndex(): number;
-  onDiverged?(reason: string): void;
-  /** The database lacks entries the log no longer has: only a full resync helps. */
-  onGap?(applied: number, firstIndex: number): void;
 }
 
 interface Expected {

@@ -1,8 +1,8 @@
 // The write lane's contract with the front ends (requests and results) and with the applier and
 // the Raft node (its dependencies).
 import type { BackendTarget } from '../backend/mysql/connection.js';
-import type { Logger } from '../util/log.js';
 import type { SysContext } from './entry.js';
+import type { LaneBaseDeps } from './dialect.js';
 
 export interface Account {
   user: string;
@@ -51,23 +51,15 @@ export interface Expectation {
   failed(): void;
 }
 
-export interface LaneDeps {
-  nodeId: number;
+export interface LaneDeps extends LaneBaseDeps {
   target: BackendTarget;
   payloadBytesMax: number;
   connectTimeoutMs: number;
-  laneTimeoutMs: number;
   batchStatementsMax: number;
-  log: Logger;
-  propose(data: Buffer): Promise<{ index: number; term: number }>;
-  /** resolves when this node may execute writes (leader, caught up); throws SqlError otherwise */
-  ready(): Promise<void>;
   /** the applier must wait for the lane on the entry with this sequence number */
   expect(seq: number): Expectation;
   /** run Recall's own bookkeeping statements as the admin account, in one transaction */
   bookkeep(sqls: string[]): Promise<void>;
   /** a read as the admin account (routine metadata the client's account may not see) */
   adminRows(sql: string): Promise<Array<Array<string | null>>>;
-  /** the local database connection failed (not an SQL error): the leader should step aside */
-  databaseFailed(why: string): void;
 }
