@@ -11,9 +11,10 @@ import { CLIENT_FOUND_ROWS, CLIENT_MULTI_RESULTS, CLIENT_PS_MULTI_RESULTS, CLIEN
 import type { ResponseAssembler } from '../protocol/mysql/response.js';
 import type { Entry } from '../consensus/types.js';
 import type { ApplierBaseDeps } from './dialect.js';
+import { ApplierCore } from './applier-core.js';
 import { ContextTracker, statementSet } from './context.js';
 import { decodeEntry, describeOutcome, entryChecksum, sameOutcome, type SqlEntry, type StatementItem, type SysContext } from './entry.js';
-import { appliedUpdate, outcomeOf, sqlHex, stmtKey, type Expectation } from './lane.js';
+import { appliedUpdate, outcomeOf, sqlHex, stmtKey } from './lane.js';
 
 const ENTRY_NORMAL = 0;
 
@@ -24,20 +25,11 @@ export interface ApplierDeps extends ApplierBaseDeps {
   connectTimeoutMs: number;
 }
 
-interface Expected {
-  state: 'pending' | 'committed' | 'failed';
-  index: number;
-  settled: Promise<void>;
-  settle: () => void;
-}
-
 interface ApplyConn {
   client: SqlClient;
   ctx: ContextTracker;
   stmts: Map<string, number>;
 }
-
-const APPLY_BATCH_ENTRIES = 256;
 
 class ContextError extends Error {}
 
@@ -45,25 +37,17 @@ import { NO_EFFECT_ERRORS as PRIVILEGE_ERRORS } from './entry.js';
 
 const ROLLBACK_ITEM: StatementItem = { sql: 'ROLLBACK', c: 0, ts: '0', out: {} };
 
-export class Applier {
-  /** highest index whose effects are in the local database (no-ops and membership changes included) */
-  applied = 0;
-  diverged: { index: number; reason: string } | null = null;
+export class Applier extends ApplierCore {
   private readonly conns = new Map<number, ApplyConn>();
-  private readonly expected = new Map<number, Expected>();
-  private waiters: Array<{ index: number; resolve: () => void }> = [];
-  private running = false;
-  private wake = false;
-  private closed = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private lastError = '';
-  /** Held by a donor taking a copy, or by a resync replacing the database: nothing is applied. */
-  private held = false;
-  private loopDone: Promise<void> = Promise.resolve();
-  /** Set when the log no longer has the next entry to apply. */
-  gap: { applied: number; firstIndex: number } | null = null;
 
-  constructor(private readonly d: ApplierDeps) {}
+  constructor(protected override readonly d: ApplierDeps) {
+    super(d);
+  }
+
+  protected dropConnections(): void {
+    for (const c of this.conns.values()) c.client.close();
+    this.conns.clear();
+  }
 
   /** Create Recall's bookkeeping schema if needed and read the applied index. */
   async open(): Promise<void> {
@@ -86,7 +70,7 @@ export class Applier {
     await this.readApplied();
   }
 
-  private async readApplied(): Promise<void> {
+  protected async readApplied(): Promise<void> {
     const c = await this.conn(0);
     const rows = SqlClient.rows(await c.client.run('SELECT idx FROM recall.applied WHERE id = 1'));
     this.applied = Number(rows[0]?.[0] ?? 0);
@@ -94,116 +78,6 @@ export class Applier {
     if (started.length > 0 && !this.diverged) {
       this.diverge(Number(started[0]![0]), `a DDL statement (log index ${started[0]![0]}) was interrupted by a crash; whether it took effect is unknown, so this replica needs a resync`);
     }
-  }
-
-  /** The commit index advanced. */
-  notify(): void {
-    this.wake = true;
-    if (!this.running && !this.retryTimer && !this.held) this.loopDone = this.loop();
-  }
-
-  /**
-   * A donor's pause (recovery/types.ts ApplierPause): wait until `minIndex` is applied, then
-   * stop applying until resume(); resolves with the index the database holds.
-   */
-  async pause(minIndex: number, timeoutMs: number): Promise<number> {
-    if (this.diverged) throw new Error(`this replica diverged (${this.diverged.reason}) and cannot be a donor`);
-    if (this.held) throw new Error('the applier is already paused (another copy or a resync is in progress)');
-    if (!(await this.waitApplied(minIndex, timeoutMs))) {
-      throw new Error(`this replica applied ${this.applied}, not ${minIndex}, within ${timeoutMs} ms`);
-    }
-    await this.hold();
-    const d = this.diverged as { reason: string } | null; // may have been set while the last entry applied
-    if (d) {
-      this.release();
-      throw new Error(`this replica diverged (${d.reason}) and cannot be a donor`);
-    }
-    return this.applied;
-  }
-
-  resume(): void {
-    this.release();
-  }
-
-  /** Stop applying and wait for the entry in flight; the connections are closed. */
-  async hold(): Promise<void> {
-    this.held = true;
-    await this.loopDone;
-    while (this.running) await new Promise((r) => setTimeout(r, 5));
-  }
-
-  release(): void {
-    if (!this.held) return;
-    this.held = false;
-    this.notify();
-  }
-
-  /** After the database was replaced: forget everything about the old one and read its index. */
-  async reload(): Promise<void> {
-    for (const c of this.conns.values()) c.client.close();
-    this.conns.clear();
-    this.expected.clear();
-    this.diverged = null;
-    this.gap = null;
-    this.lastError = '';
-    await this.open();
-    this.advance(this.applied);
-  }
-
-  /** After a database error: re-read what the database committed, then resume (one loop at a time). */
-  private scheduleRetry(): void {
-    if (this.retryTimer || this.closed) return;
-    this.retryTimer = setTimeout(() => {
-      this.readApplied()
-        .then(() => {
-          this.retryTimer = null;
-          this.lastError = '';
-          this.notify();
-        })
-        .catch((e: Error) => {
-          this.lastError = e.message;
-          this.retryTimer = null;
-          this.scheduleRetry();
-        });
-    }, 500);
-  }
-
-  /** Resolves once `index` is applied locally (or rejects after timeoutMs). */
-  waitApplied(index: number, timeoutMs: number): Promise<boolean> {
-    if (this.applied >= index) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const w = { index, resolve: () => resolve(true) };
-      this.waiters.push(w);
-      setTimeout(() => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) {
-          this.waiters.splice(i, 1);
-          resolve(false);
-        }
-      }, timeoutMs).unref();
-    });
-  }
-
-  /** The lane is about to propose its entry with this sequence number. */
-  expect(seq: number): Expectation {
-    let settle!: () => void;
-    const settled = new Promise<void>((r) => (settle = r));
-    const e: Expected = { state: 'pending', index: 0, settled, settle };
-    this.expected.set(seq, e);
-    return {
-      committed: (index) => {
-        e.state = 'committed';
-        e.index = index;
-        if (index > this.applied) this.advance(index);
-        e.settle();
-      },
-      failed: () => {
-        e.state = 'failed';
-        e.settle();
-        // the entry may still be in the log: the loop applies it when it gets there
-        this.notify();
-      },
-    };
   }
 
   /** Recall's own statements in one transaction on the admin connection. */
@@ -219,76 +93,7 @@ export class Applier {
     return SqlClient.rows(await c.client.run(sql));
   }
 
-  status(): { applied: number; diverged: boolean; divergedReason?: string; lastError?: string; paused?: boolean } {
-    return {
-      applied: this.applied,
-      ...(this.held ? { paused: true } : {}),
-      diverged: this.diverged !== null,
-      ...(this.diverged ? { divergedReason: this.diverged.reason } : {}),
-      ...(this.lastError ? { lastError: this.lastError } : {}),
-    };
-  }
-
-  close(): void {
-    this.closed = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    for (const c of this.conns.values()) c.client.close();
-    this.conns.clear();
-  }
-
-  // ---- the loop ----
-
-  private async loop(): Promise<void> {
-    this.running = true;
-    try {
-      while (this.wake && !this.closed && !this.diverged && !this.held) {
-        this.wake = false;
-        for (;;) {
-          const commit = this.d.commitIndex();
-          if (this.applied >= commit || this.closed || this.diverged || this.held) break;
-          const first = this.d.firstIndex();
-          if (this.applied + 1 < first) {
-            if (!this.gap) {
-              this.gap = { applied: this.applied, firstIndex: first };
-              this.d.log.warn('the log no longer holds the entries this database needs: full resync required', { applied: this.applied, firstIndex: first });
-              this.d.onGap?.(this.applied, first);
-            }
-            break;
-          }
-          const hi = Math.min(commit, this.applied + APPLY_BATCH_ENTRIES) + 1;
-          const entries = this.d.entries(this.applied + 1, hi);
-          if (entries.length === 0) break;
-          for (const e of entries) {
-            if (e.index !== this.applied + 1) break; // a concurrent lane commit moved us on
-            await this.applyOne(e);
-            if (this.diverged || this.closed || this.held) break;
-          }
-        }
-      }
-      this.lastError = '';
-    } catch (e) {
-      // The database went away (or refused): retry from what it has committed.
-      this.lastError = (e as Error).message;
-      this.d.log.warn('applier paused: local database error; retrying', { applied: this.applied, error: this.lastError });
-      for (const c of this.conns.values()) c.client.close();
-      this.conns.clear();
-      this.scheduleRetry();
-      this.running = false;
-      return;
-    }
-    this.running = false;
-    if (this.wake && !this.closed && !this.diverged && !this.held) this.loopDone = this.loop();
-  }
-
-  private advance(index: number): void {
-    this.applied = index;
-    if (this.waiters.length === 0) return;
-    const still: typeof this.waiters = [];
-    for (const w of this.waiters) (w.index <= index ? w.resolve() : still.push(w));
-    this.waiters = still;
-  }
-
-  private async applyOne(e: Entry): Promise<void> {
+  protected async applyOne(e: Entry): Promise<void> {
     if (e.type !== ENTRY_NORMAL || e.data.length === 0) return this.advance(e.index);
     let entry: SqlEntry;
     try {
@@ -296,18 +101,8 @@ export class Applier {
     } catch (err) {
       return this.diverge(e.index, `entry ${e.index} cannot be decoded: ${(err as Error).message}`);
     }
-    if (entry.o.n === this.d.nodeId) {
-      const ex = this.expected.get(entry.o.s);
-      if (ex) {
-        await ex.settled;
-        this.expected.delete(entry.o.s);
-        if (ex.state === 'committed') {
-          if (ex.index > this.applied) this.advance(ex.index);
-          return;
-        }
-        // the lane rolled back but the entry is committed: apply it like any other
-      }
-    }
+    // the lane rolled back but the entry is committed: apply it like any other
+    if (entry.o.n === this.d.nodeId && (await this.committedByLane(entry.o.s))) return;
     switch (entry.t) {
       case 'w':
         return this.applyWrite(e, entry);
@@ -455,13 +250,6 @@ export class Applier {
     const infile = item.infile ? Buffer.from(item.infile, 'base64') : undefined;
     if (id === undefined) return c.client.query(sql, { infile }).then(check);
     return c.client.execute(id, Buffer.from(item.params!, 'base64')).then(check);
-  }
-
-  private diverge(index: number, reason: string): void {
-    if (this.diverged) return;
-    this.diverged = { index, reason };
-    this.d.log.error('replica diverged: applying stopped', { index, reason });
-    this.d.onDiverged?.(reason);
   }
 
   private async conn(fr: 0 | 1): Promise<ApplyConn> {

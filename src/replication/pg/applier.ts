@@ -10,7 +10,8 @@
 // their index in the bookkeeping database (`postgres`), which is never dropped.
 import { inflateRawSync } from 'node:zlib';
 import type { Entry } from '../../consensus/types.js';
-import type { ApplierBaseDeps, ApplierStatus, ReplicaApplier } from '../dialect.js';
+import type { ApplierBaseDeps } from '../dialect.js';
+import { ApplierCore } from '../applier-core.js';
 import type { Credential } from '../../frontend/postgres/authenticate.js';
 import type { BackendTarget } from '../../frontend/postgres/backend-login.js';
 import { MSG_COMMAND_COMPLETE, MSG_EMPTY_QUERY_RESPONSE, MSG_ERROR_RESPONSE } from '../../protocol/postgres/constants.js';
@@ -19,7 +20,6 @@ import { PgConn, PgConnError, commandTag, encodeExtended, errorOf, ident, litera
 import { decodePgEntry, describeOutcome, pgEntryChecksum, sameOutcome, type PgEntry, type PgItem, type PgOutcome } from './entry.js';
 
 const ENTRY_NORMAL = 0;
-const APPLY_BATCH_ENTRIES = 256;
 
 export interface PgApplierOptions {
   target: BackendTarget;
@@ -30,17 +30,7 @@ export interface PgApplierOptions {
   bookkeepingDatabase?: string;
 }
 
-export interface PgExpectation {
-  committed(index: number): void;
-  failed(): void;
-}
-
-interface Expected {
-  state: 'pending' | 'committed' | 'failed';
-  index: number;
-  settled: Promise<void>;
-  settle: () => void;
-}
+export type { ApplierExpectation as PgExpectation } from '../applier-core.js';
 
 export const SCHEMA_SQL = [
   'CREATE SCHEMA IF NOT EXISTS recall',
@@ -94,28 +84,19 @@ export function itemMessages(item: PgItem): Buffer[] {
 
 const NO_CREDENTIAL: Credential = { kind: 'trust' };
 
-export class PgApplier implements ReplicaApplier {
-  applied = 0;
-  diverged: { index: number; reason: string } | null = null;
-  gap: { applied: number; firstIndex: number } | null = null;
+export class PgApplier extends ApplierCore {
   private readonly conns = new Map<string, PgConn>();
-  private readonly expected = new Map<number, Expected>();
-  private waiters: Array<{ index: number; resolve: () => void }> = [];
-  private running = false;
-  private wake = false;
-  private closed = false;
-  private held = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private lastError = '';
-  private loopDone: Promise<void> = Promise.resolve();
   private readonly schemaReady = new Set<string>();
   /** the lane's admin connections for reading sequences (not the loop's: it may be mid-entry) */
   private readonly side = new Map<string, PgConn>();
 
   constructor(
-    private readonly d: ApplierBaseDeps,
+    d: ApplierBaseDeps,
     private readonly o: PgApplierOptions,
-  ) {}
+  ) {
+    // the lane commits without an fsync (synchronous_commit off): a crash can lose its entry
+    super(d, true);
+  }
 
   get bookkeepingDatabase(): string {
     return this.o.bookkeepingDatabase ?? 'postgres';
@@ -127,7 +108,7 @@ export class PgApplier implements ReplicaApplier {
   }
 
   /** The highest applied index of any database (see the top of this file). */
-  private async readApplied(): Promise<void> {
+  protected async readApplied(): Promise<void> {
     const main = await this.conn(this.bookkeepingDatabase);
     const dbs = replyRows(await main.run('SELECT datname FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1')).map((r) => r[0]!);
     let max = 0;
@@ -139,89 +120,6 @@ export class PgApplier implements ReplicaApplier {
       max = Math.max(max, Number(rows[0]?.[0] ?? 0));
     }
     this.applied = max;
-  }
-
-  notify(): void {
-    this.wake = true;
-    if (!this.running && !this.retryTimer && !this.held && !this.closed) this.loopDone = this.loop();
-  }
-
-  async pause(minIndex: number, timeoutMs: number): Promise<number> {
-    if (this.diverged) throw new Error(`this replica diverged (${this.diverged.reason}) and cannot be a donor`);
-    if (this.held) throw new Error('the applier is already paused (another copy or a resync is in progress)');
-    if (!(await this.waitApplied(minIndex, timeoutMs))) throw new Error(`this replica applied ${this.applied}, not ${minIndex}, within ${timeoutMs} ms`);
-    await this.hold();
-    const d = this.diverged as { reason: string } | null;
-    if (d) {
-      this.release();
-      throw new Error(`this replica diverged (${d.reason}) and cannot be a donor`);
-    }
-    return this.applied;
-  }
-
-  resume(): void {
-    this.release();
-  }
-
-  async hold(): Promise<void> {
-    this.held = true;
-    await this.loopDone;
-    while (this.running) await new Promise((r) => setTimeout(r, 5));
-  }
-
-  release(): void {
-    if (!this.held) return;
-    this.held = false;
-    this.notify();
-  }
-
-  async reload(): Promise<void> {
-    this.dropConns();
-    this.expected.clear();
-    this.diverged = null;
-    this.gap = null;
-    this.lastError = '';
-    await this.open();
-    this.advance(this.applied);
-  }
-
-  waitApplied(index: number, timeoutMs: number): Promise<boolean> {
-    if (this.applied >= index) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const w = { index, resolve: () => resolve(true) };
-      this.waiters.push(w);
-      setTimeout(() => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) {
-          this.waiters.splice(i, 1);
-          resolve(false);
-        }
-      }, timeoutMs).unref();
-    });
-  }
-
-  /** The lane is about to propose its entry with this sequence number: the loop waits for its verdict. */
-  expect(seq: number): PgExpectation {
-    let settle!: () => void;
-    const settled = new Promise<void>((r) => (settle = r));
-    const e: Expected = { state: 'pending', index: 0, settled, settle };
-    this.expected.set(seq, e);
-    return {
-      committed: (index) => {
-        e.state = 'committed';
-        e.index = index;
-        if (index > this.applied) this.advance(index);
-        e.settle();
-        // Forgotten at once (a loop waiting on it holds it): the lane commits without fsync, so a
-        // crash can lose this entry, and the loop must then apply it like any other.
-        this.expected.delete(seq);
-      },
-      failed: () => {
-        e.state = 'failed';
-        e.settle();
-        this.notify();
-      },
-    };
   }
 
   /** Make sure `db` has Recall's schema (the lane calls this before its first write there). */
@@ -265,23 +163,7 @@ export class PgApplier implements ReplicaApplier {
     }
   }
 
-  status(): ApplierStatus {
-    return {
-      applied: this.applied,
-      ...(this.held ? { paused: true } : {}),
-      diverged: this.diverged !== null,
-      ...(this.diverged ? { divergedReason: this.diverged.reason } : {}),
-      ...(this.lastError ? { lastError: this.lastError } : {}),
-    };
-  }
-
-  close(): void {
-    this.closed = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.dropConns();
-  }
-
-  private dropConns(): void {
+  protected dropConnections(): void {
     for (const c of this.conns.values()) c.close();
     this.conns.clear();
     for (const c of this.side.values()) c.close();
@@ -289,72 +171,7 @@ export class PgApplier implements ReplicaApplier {
     this.schemaReady.clear();
   }
 
-  private scheduleRetry(): void {
-    if (this.retryTimer || this.closed) return;
-    this.retryTimer = setTimeout(() => {
-      this.readApplied()
-        .then(() => {
-          this.retryTimer = null;
-          this.lastError = '';
-          this.notify();
-        })
-        .catch((e: Error) => {
-          this.lastError = e.message;
-          this.retryTimer = null;
-          this.dropConns();
-          this.scheduleRetry();
-        });
-    }, 500);
-  }
-
-  private async loop(): Promise<void> {
-    this.running = true;
-    try {
-      while (this.wake && !this.closed && !this.diverged && !this.held) {
-        this.wake = false;
-        for (;;) {
-          const commit = this.d.commitIndex();
-          if (this.applied >= commit || this.closed || this.diverged || this.held) break;
-          const first = this.d.firstIndex();
-          if (this.applied + 1 < first) {
-            if (!this.gap) {
-              this.gap = { applied: this.applied, firstIndex: first };
-              this.d.log.warn('the log no longer holds the entries this database needs: full resync required', { applied: this.applied, firstIndex: first });
-              this.d.onGap?.(this.applied, first);
-            }
-            break;
-          }
-          const entries = this.d.entries(this.applied + 1, Math.min(commit, this.applied + APPLY_BATCH_ENTRIES) + 1);
-          if (entries.length === 0) break;
-          for (const e of entries) {
-            if (e.index !== this.applied + 1) break; // the lane committed past it meanwhile
-            await this.applyOne(e);
-            if (this.diverged || this.closed || this.held) break;
-          }
-        }
-      }
-      this.lastError = '';
-    } catch (e) {
-      this.lastError = (e as Error).message;
-      this.d.log.warn('applier paused: local database error; retrying', { applied: this.applied, error: this.lastError });
-      this.dropConns();
-      this.scheduleRetry();
-      this.running = false;
-      return;
-    }
-    this.running = false;
-    if (this.wake && !this.closed && !this.diverged && !this.held) this.loopDone = this.loop();
-  }
-
-  private advance(index: number): void {
-    this.applied = index;
-    if (this.waiters.length === 0) return;
-    const still: typeof this.waiters = [];
-    for (const w of this.waiters) (w.index <= index ? w.resolve() : still.push(w));
-    this.waiters = still;
-  }
-
-  private async applyOne(e: Entry): Promise<void> {
+  protected async applyOne(e: Entry): Promise<void> {
     if (e.type !== ENTRY_NORMAL || e.data.length === 0) return this.advance(e.index);
     let entry: PgEntry;
     try {
@@ -362,18 +179,8 @@ export class PgApplier implements ReplicaApplier {
     } catch (err) {
       return this.diverge(e.index, `entry ${e.index} cannot be decoded: ${(err as Error).message}`);
     }
-    if (entry.o.n === this.d.nodeId) {
-      const ex = this.expected.get(entry.o.s);
-      if (ex) {
-        await ex.settled;
-        this.expected.delete(entry.o.s);
-        if (ex.state === 'committed') {
-          if (ex.index > this.applied) this.advance(ex.index);
-          return;
-        }
-        // the lane gave up but the entry is committed: apply it like any other
-      }
-    }
+    // the lane gave up but the entry is committed: apply it like any other
+    if (entry.o.n === this.d.nodeId && (await this.committedByLane(entry.o.s))) return;
     if (entry.t === 'w') return this.applyWrite(e, entry);
     return this.applyAlone(e, entry);
   }
@@ -471,13 +278,6 @@ export class PgApplier implements ReplicaApplier {
       this.schemaReady.delete(entry.db);
       this.advance(e.index);
     }
-  }
-
-  private diverge(index: number, reason: string): void {
-    if (this.diverged) return;
-    this.diverged = { index, reason };
-    this.d.log.error('replica diverged: applying stopped', { index, reason });
-    this.d.onDiverged?.(reason);
   }
 
   private async conn(db: string): Promise<PgConn> {
