@@ -18,6 +18,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
 import { startCluster, type TestCluster } from '../harness/cluster.js';
+import { InsertStream, type Attempt, type StreamDriver } from '../harness/insert-stream.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const db = 'faults';
@@ -25,18 +26,6 @@ const clientsCount = 4;
 const resumeMsMax = 3000;
 /** A statement still unanswered after this long counts as outcome unknown (and is reported). */
 const statementTimeoutMs = 15_000;
-
-type Outcome = 'ok' | 'failed' | 'unknown';
-interface Attempt {
-  /** One key, or two written by one interactive transaction (all or none must exist). */
-  keys: string[];
-  client: number;
-  node: number;
-  start: number;
-  end: number;
-  outcome: Outcome;
-  error?: string;
-}
 
 interface MysqlError {
   errno?: number;
@@ -51,115 +40,33 @@ function errText(e: unknown): string {
   return `${x.errno ?? x.code ?? '?'} ${x.sqlState ?? ''} ${(x.message ?? String(e)).slice(0, 120)}`.replace(/\s+/g, ' ');
 }
 
-/** What a client may conclude from an error: the insert certainly did not happen, or it cannot know. */
-function classify(e: unknown): Outcome {
-  const x = e as MysqlError;
-  // A connection lost (or a client timeout) mid-statement: the statement may have committed.
-  if (x.fatal || typeof x.errno !== 'number' || x.errno < 0) return 'unknown';
-  if (x.errno === 1180) return 'unknown';
-  return 'failed';
+
+/** mysql2 for the shared insert stream (test/harness/insert-stream.ts). */
+function mysqlDriver(c: TestCluster): StreamDriver<mysql.Connection> {
+  const fatal = (e: unknown) => {
+    const x = e as MysqlError;
+    return x.fatal === true || typeof x.errno !== 'number' || x.errno < 0;
+  };
+  return {
+    connect: async (node) => {
+      const conn = await mysql.createConnection({ host: '127.0.0.1', port: c.nodes[node]!.mysqlPort, user: 'root', database: db, connectTimeout: 2000 });
+      conn.on('error', () => undefined);
+      return conn;
+    },
+    insert: (conn, k, client, seq, phase, via) => conn.query({ sql: 'INSERT INTO t (k, client, seq, phase, via) VALUES (?, ?, ?, ?, ?)', values: [k, client, seq, phase, via], timeout: statementTimeoutMs }),
+    run: (conn, sql) => conn.query({ sql, timeout: statementTimeoutMs }),
+    // mysql2 keeps a timed-out connection, and the next query on it would wait forever
+    drop: (conn) => conn.destroy(),
+    serverAnswered: (e) => !fatal(e),
+    outcomeUnknown: (e) => (e as MysqlError).errno === 1180,
+    errText,
+  };
 }
+
+type Stream = InsertStream<mysql.Connection>;
 
 /** Concurrent autocommit inserts with client-chosen unique keys, spread over all ports. */
-class InsertStream {
-  readonly attempts: Attempt[] = [];
-  private running = true;
-  private readonly clients: Promise<void>[] = [];
-
-  constructor(
-    private readonly c: TestCluster,
-    readonly phase: string,
-  ) {
-    for (let i = 0; i < clientsCount; i++) this.clients.push(this.client(i));
-  }
-
-  private async client(ci: number): Promise<void> {
-    let node = ci % this.c.nodes.length;
-    let conn: mysql.Connection | undefined;
-    for (let seq = 0; this.running; ) {
-      if (!conn) {
-        try {
-          conn = await mysql.createConnection({ host: '127.0.0.1', port: this.c.nodes[node]!.mysqlPort, user: 'root', database: db, connectTimeout: 2000 });
-          conn.on('error', () => undefined);
-        } catch {
-          // Nothing was sent: try the next port.
-          node = (node + 1) % this.c.nodes.length;
-          await sleep(50);
-          continue;
-        }
-      }
-      // The last client writes two rows per interactive transaction (the lane holds it on
-      // the leader from BEGIN to COMMIT): a failover must commit both rows or neither.
-      const txn = ci === clientsCount - 1;
-      const base = `${this.phase}-c${ci}-${seq++}`;
-      const keys = txn ? [`${base}-a`, `${base}-b`] : [base];
-      const start = Date.now();
-      const insert = (k: string) => conn!.query({ sql: 'INSERT INTO t (k, client, seq, phase, via) VALUES (?, ?, ?, ?, ?)', values: [k, ci, seq, this.phase, node + 1], timeout: statementTimeoutMs });
-      let committing = false;
-      try {
-        if (txn) {
-          await conn.query({ sql: 'BEGIN', timeout: statementTimeoutMs });
-          for (const k of keys) await insert(k);
-          committing = true;
-          await conn.query({ sql: 'COMMIT', timeout: statementTimeoutMs });
-        } else {
-          await insert(keys[0]!);
-        }
-        this.attempts.push({ keys, client: ci, node, start, end: Date.now(), outcome: 'ok' });
-      } catch (e) {
-        // Inside a transaction anything before COMMIT leaves nothing behind; only the COMMIT
-        // (or an autocommit statement) can have an unknown outcome.
-        const outcome = txn && !committing ? 'failed' : classify(e);
-        this.attempts.push({ keys, client: ci, node, start, end: Date.now(), outcome, error: errText(e) });
-        const x = e as MysqlError;
-        // Not a server's answer (connection lost, client timeout): this connection is done
-        // (mysql2 keeps a timed-out one, and the next query on it would wait forever).
-        if (x.fatal || typeof x.errno !== 'number' || x.errno < 0) {
-          conn.destroy();
-          conn = undefined;
-          node = (node + 1) % this.c.nodes.length;
-        } else if (txn) {
-          await conn.query({ sql: 'ROLLBACK', timeout: statementTimeoutMs }).catch(() => undefined);
-        }
-        await sleep(20);
-      }
-    }
-    conn?.destroy();
-  }
-
-  acked(): Attempt[] {
-    return this.attempts.filter((a) => a.outcome === 'ok');
-  }
-
-  /** Ends the stream; a client stuck in a statement is abandoned after its statement timeout. */
-  async stop(): Promise<void> {
-    this.running = false;
-    let timer: NodeJS.Timeout | undefined;
-    const stuck = new Promise<void>((r) => (timer = setTimeout(r, statementTimeoutMs + 2000)));
-    await Promise.race([Promise.all(this.clients), stuck]);
-    clearTimeout(timer);
-  }
-
-  summary(): string {
-    const n = (o: Outcome) => this.attempts.filter((a) => a.outcome === o).length;
-    const errs = new Map<string, number>();
-    for (const a of this.attempts) if (a.error) errs.set(`${a.outcome}: ${a.error}`, (errs.get(`${a.outcome}: ${a.error}`) ?? 0) + 1);
-    const top = [...errs].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, v]) => `    ${v} x ${k}`);
-    const t0 = this.attempts[0]?.start ?? 0;
-    const slow = [...this.attempts].sort((a, b) => b.end - b.start - (a.end - a.start)).slice(0, 4);
-    const slowest = slow.map((a) => `    slow: ${a.end - a.start} ms from +${a.start - t0} ms via node ${a.node + 1}: ${a.outcome}${a.error ? ` ${a.error.slice(0, 90)}` : ''}`);
-    return [`  ${this.phase}: ${this.attempts.length} attempts, ${n('ok')} ok, ${n('failed')} failed, ${n('unknown')} unknown`, ...top, ...slowest].join('\n');
-  }
-
-  /** Last ack at or before t, and the first ack of a statement sent at or after t on one of `nodes`. */
-  resumeGap(t: number, nodes: number[]): { lastBefore: number; firstAfter: number | undefined; gapMs: number | undefined } {
-    const acks = this.acked();
-    const lastBefore = Math.max(...acks.filter((a) => a.end <= t).map((a) => a.end));
-    const after = acks.filter((a) => a.start >= t && nodes.includes(a.node)).map((a) => a.end);
-    const firstAfter = after.length ? Math.min(...after) : undefined;
-    return { lastBefore, firstAfter, gapMs: firstAfter === undefined ? undefined : firstAfter - lastBefore };
-  }
-}
+const insertStream = (c: TestCluster, phase: string) => new InsertStream(c, phase, mysqlDriver(c), { clients: clientsCount, statementTimeoutMs });
 
 let failed = false;
 function guard(fn: () => Promise<void>): () => Promise<void> {
@@ -216,7 +123,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
   };
 
   /** waitConverged, and on a duplicate-key divergence, what the stream's client was told about that row. */
-  const converge = async (timeoutMs: number, streams: InsertStream[], which?: number[]) => {
+  const converge = async (timeoutMs: number, streams: Stream[], which?: number[]) => {
     try {
       await c.waitConverged(timeoutMs, which);
     } catch (e) {
@@ -234,7 +141,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
   const keysOn = async (i: number, phase: string): Promise<Set<string>> =>
     new Set((await c.dbQuery(i, `SELECT k FROM ${db}.t WHERE phase = ?`, [phase])).map((r) => String(r.k)));
 
-  const assertOutcomes = async (s: InsertStream, nodes: number[]) => {
+  const assertOutcomes = async (s: Stream, nodes: number[]) => {
     for (const i of nodes) {
       const have = await keysOn(i, s.phase);
       const count = (a: Attempt) => a.keys.filter((k) => have.has(k)).length;
@@ -262,7 +169,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
 
   /** Runs a stream, applies `fault` after 2.5 s, keeps writing until writes resumed (or 20 s). */
   const streamAcross = async (phase: string, survivors: number[], fault: () => Promise<void>) => {
-    const s = new InsertStream(c, phase);
+    const s = insertStream(c, phase);
     await sleep(2500);
     assert.ok(s.acked().length >= 20, `inserts flow before the fault (${s.acked().length} acknowledged)\n${s.summary()}`);
     const tKill = Date.now();
@@ -373,7 +280,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
 
       // Writes go on meanwhile on every port: the majority's must succeed, the isolated
       // replica's must be refused and never appear later.
-      const mid = new InsertStream(c, `mid-${m}`);
+      const mid = insertStream(c, `mid-${m}`);
       const majorityWrites: string[] = [];
       const w = await open(others[0]!);
       for (let k = 0; k < 30; k++) {
@@ -562,7 +469,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
   test('rounds of faults under one insert stream: leader kill + restart under load, leader blackholed, follower kill + restart, follower mariadbd kill', { timeout: 240_000 }, guard(async () => {
     const t0 = Date.now();
     await ensureAllUp();
-    const s = new InsertStream(c, 'chaos');
+    const s = insertStream(c, 'chaos');
     // Every node's replication status every 250 ms, to show what a pause was waiting for.
     const samples: Array<{ at: number; line: string }> = [];
     let sampling = true;

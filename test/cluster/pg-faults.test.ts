@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { startCluster, pgSuperuserPassword, type TestCluster } from '../harness/cluster.js';
+import { InsertStream, type Attempt, type StreamDriver } from '../harness/insert-stream.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const database = 'faults';
@@ -30,18 +31,6 @@ const statementTimeoutMs = 15_000;
 /** SQLSTATEs the router gives when no leader can take a write or confirm a read. */
 const noLeaderStates = ['25006', '57P03'];
 
-type Outcome = 'ok' | 'failed' | 'unknown';
-interface Attempt {
-  /** One key, or two written by one transaction (all or none must exist). */
-  keys: string[];
-  client: number;
-  node: number;
-  start: number;
-  end: number;
-  outcome: Outcome;
-  error?: string;
-}
-
 interface PgError {
   code?: string;
   message?: string;
@@ -55,12 +44,6 @@ function errText(e: unknown): string {
 /** Whether the error came from a server (a SQLSTATE) rather than from a lost connection or a client timeout. */
 const serverAnswered = (e: unknown) => /^[0-9A-Z]{5}$/.test((e as PgError).code ?? '');
 
-/** What a client may conclude from an error: the insert certainly did not happen, or it cannot know. */
-function classify(e: unknown): Outcome {
-  if (!serverAnswered(e)) return 'unknown';
-  if ((e as PgError).code === '40003') return 'unknown';
-  return 'failed';
-}
 
 /** The md5 verifier postgres stores for (role, password): the same on every replica. */
 const md5Verifier = (user: string, pw: string) => `md5${createHash('md5').update(pw + user).digest('hex')}`;
@@ -80,101 +63,23 @@ async function connectTo(port: number, o: { user?: string; password?: string; da
   return cl;
 }
 
-/** Concurrent autocommit inserts with client-chosen unique keys, spread over all ports. */
-class InsertStream {
-  readonly attempts: Attempt[] = [];
-  private running = true;
-  private readonly clients: Promise<void>[] = [];
-
-  constructor(
-    private readonly c: TestCluster,
-    readonly phase: string,
-  ) {
-    for (let i = 0; i < clientsCount; i++) this.clients.push(this.client(i));
-  }
-
-  private async client(ci: number): Promise<void> {
-    let node = ci % this.c.nodes.length;
-    let conn: pg.Client | undefined;
-    for (let seq = 0; this.running; ) {
-      if (!conn) {
-        try {
-          conn = await connectTo(this.c.nodes[node]!.postgresPort, { timeoutMs: 2000 });
-        } catch {
-          // Nothing was sent: try the next port.
-          node = (node + 1) % this.c.nodes.length;
-          await sleep(50);
-          continue;
-        }
-      }
-      // The last client writes two rows per transaction (the lane holds it on the leader from
-      // its first write to COMMIT): a failover must commit both rows or neither.
-      const txn = ci === clientsCount - 1;
-      const base = `${this.phase}-c${ci}-${seq++}`;
-      const keys = txn ? [`${base}-a`, `${base}-b`] : [base];
-      const start = Date.now();
-      const insert = (k: string) => conn!.query('INSERT INTO t (k, client, seq, phase, via) VALUES ($1, $2, $3, $4, $5)', [k, ci, seq, this.phase, node + 1]);
-      let committing = false;
-      try {
-        if (txn) {
-          await conn.query('BEGIN');
-          for (const k of keys) await insert(k);
-          committing = true;
-          await conn.query('COMMIT');
-        } else {
-          await insert(keys[0]!);
-        }
-        this.attempts.push({ keys, client: ci, node, start, end: Date.now(), outcome: 'ok' });
-      } catch (e) {
-        // Inside a transaction anything before COMMIT leaves nothing behind; only the COMMIT
-        // (or an autocommit statement) can have an unknown outcome.
-        const outcome = txn && !committing ? 'failed' : classify(e);
-        this.attempts.push({ keys, client: ci, node, start, end: Date.now(), outcome, error: errText(e) });
-        if (!serverAnswered(e)) {
-          // connection lost or client timeout: this connection is done
-          const dead = conn;
-          conn = undefined;
-          void dead.end().catch(() => undefined);
-          node = (node + 1) % this.c.nodes.length;
-        } else if (txn) {
-          await conn.query('ROLLBACK').catch(() => undefined);
-        }
-        await sleep(20);
-      }
-    }
-    await conn?.end().catch(() => undefined);
-  }
-
-  acked(): Attempt[] {
-    return this.attempts.filter((a) => a.outcome === 'ok');
-  }
-
-  /** Ends the stream; a client stuck in a statement is abandoned after its statement timeout. */
-  async stop(): Promise<void> {
-    this.running = false;
-    let timer: NodeJS.Timeout | undefined;
-    const stuck = new Promise<void>((r) => (timer = setTimeout(r, statementTimeoutMs + 2000)));
-    await Promise.race([Promise.all(this.clients), stuck]);
-    clearTimeout(timer);
-  }
-
-  summary(): string {
-    const n = (o: Outcome) => this.attempts.filter((a) => a.outcome === o).length;
-    const errs = new Map<string, number>();
-    for (const a of this.attempts) if (a.error) errs.set(`${a.outcome}: ${a.error}`, (errs.get(`${a.outcome}: ${a.error}`) ?? 0) + 1);
-    const top = [...errs].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, v]) => `    ${v} x ${k}`);
-    return [`  ${this.phase}: ${this.attempts.length} attempts, ${n('ok')} ok, ${n('failed')} failed, ${n('unknown')} unknown`, ...top].join('\n');
-  }
-
-  /** Last ack at or before t, and the first ack of a statement sent at or after t on one of `nodes`. */
-  resumeGap(t: number, nodes: number[]): { lastBefore: number; firstAfter: number | undefined; gapMs: number | undefined } {
-    const acks = this.acked();
-    const lastBefore = Math.max(...acks.filter((a) => a.end <= t).map((a) => a.end));
-    const after = acks.filter((a) => a.start >= t && nodes.includes(a.node)).map((a) => a.end);
-    const firstAfter = after.length ? Math.min(...after) : undefined;
-    return { lastBefore, firstAfter, gapMs: firstAfter === undefined ? undefined : firstAfter - lastBefore };
-  }
+/** node-postgres for the shared insert stream (test/harness/insert-stream.ts). */
+function pgDriver(c: TestCluster): StreamDriver<pg.Client> {
+  return {
+    connect: (node) => connectTo(c.nodes[node]!.postgresPort, { timeoutMs: 2000 }),
+    insert: (conn, k, client, seq, phase, via) => conn.query('INSERT INTO t (k, client, seq, phase, via) VALUES ($1, $2, $3, $4, $5)', [k, client, seq, phase, via]),
+    run: (conn, sql) => conn.query(sql),
+    drop: (conn) => void conn.end().catch(() => undefined),
+    serverAnswered,
+    outcomeUnknown: (e) => (e as PgError).code === '40003',
+    errText,
+  };
 }
+
+type Stream = InsertStream<pg.Client>;
+
+/** Concurrent autocommit inserts with client-chosen unique keys, spread over all ports. */
+const insertStream = (c: TestCluster, phase: string) => new InsertStream(c, phase, pgDriver(c), { clients: clientsCount, statementTimeoutMs });
 
 let failed = false;
 function guard(fn: () => Promise<void>): () => Promise<void> {
@@ -241,7 +146,7 @@ describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, 
   const keysOn = async (i: number, phase: string): Promise<Set<string>> =>
     new Set((await c.pgQuery(i, database, 'SELECT k FROM t WHERE phase = $1', [phase])).map((r) => String(r.k)));
 
-  const assertOutcomes = async (s: InsertStream, nodes: number[]) => {
+  const assertOutcomes = async (s: Stream, nodes: number[]) => {
     for (const i of nodes) {
       const have = await keysOn(i, s.phase);
       const count = (a: Attempt) => a.keys.filter((k) => have.has(k)).length;
@@ -273,7 +178,7 @@ describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, 
     const leader = await c.waitLeader(20_000);
     const survivors = [0, 1, 2].filter((i) => i !== leader);
     const phase = 'kill-recall';
-    const s = new InsertStream(c, phase);
+    const s = insertStream(c, phase);
     await sleep(2500);
     assert.ok(s.acked().length >= 10, `inserts flow before the fault (${s.acked().length} acknowledged)\n${s.summary()}`);
     const tKill = Date.now();
@@ -340,7 +245,7 @@ describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, 
 
         // Writes go on meanwhile on every port: the majority's must succeed, the isolated
         // replica's must be refused and never appear later.
-        const mid = new InsertStream(c, `mid-${m}`);
+        const mid = insertStream(c, `mid-${m}`);
         const majorityWrites: string[] = [];
         const w = await open(others[0]!);
         for (let k = 0; k < 30; k++) {
