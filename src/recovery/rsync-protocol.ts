@@ -17,6 +17,7 @@
 // transport's RemoteError (a text message), never in these bodies.
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { ByteReader } from './byte-reader.js';
 
 export const RSYNC_PROTOCOL_VERSION = 1;
 
@@ -67,6 +68,8 @@ export class RsyncProtocolError extends Error {
   }
 }
 
+const reader = (payload: Uint8Array, what: string) => new ByteReader(payload, what, (m) => new RsyncProtocolError(m));
+
 class ByteWriter {
   private readonly parts: Buffer[] = [];
   u8(v: number): this {
@@ -100,54 +103,6 @@ class ByteWriter {
   }
 }
 
-class ByteReader {
-  private pos = 0;
-  constructor(
-    private readonly buf: Buffer,
-    private readonly what: string,
-  ) {}
-  private need(n: number): void {
-    if (this.pos + n > this.buf.length) throw new RsyncProtocolError(`${this.what}: truncated (${this.buf.length} bytes)`);
-  }
-  u8(): number {
-    this.need(1);
-    return this.buf.readUInt8(this.pos++);
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.buf.readUInt32BE(this.pos);
-    this.pos += 4;
-    return v;
-  }
-  u64big(): bigint {
-    this.need(8);
-    const v = this.buf.readBigUInt64BE(this.pos);
-    this.pos += 8;
-    return v;
-  }
-  u64(): number {
-    const v = this.u64big();
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new RsyncProtocolError(`${this.what}: value ${v} out of range`);
-    return Number(v);
-  }
-  str(): string {
-    this.need(2);
-    const n = this.buf.readUInt16BE(this.pos);
-    this.pos += 2;
-    if (n > strBytesMax) throw new RsyncProtocolError(`${this.what}: string of ${n} bytes exceeds ${strBytesMax}`);
-    this.need(n);
-    const s = this.buf.toString('utf8', this.pos, this.pos + n);
-    this.pos += n;
-    return s;
-  }
-  end(): void {
-    if (this.pos !== this.buf.length) throw new RsyncProtocolError(`${this.what}: ${this.buf.length - this.pos} unexpected trailing bytes`);
-  }
-}
-
-function toBuffer(b: Uint8Array): Buffer {
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
 
 export function encodeInfo(): Buffer {
   return new ByteWriter().u8(OP_INFO).u8(RSYNC_PROTOCOL_VERSION).done();
@@ -164,7 +119,7 @@ export function encodeRelease(session: SessionId): Buffer {
 
 /** Decodes a joiner's request; anything malformed throws RsyncProtocolError. */
 export function decodeRequest(payload: Uint8Array): RsyncRequest {
-  const r = new ByteReader(toBuffer(payload), 'rsync request');
+  const r = reader(payload, 'rsync request');
   const op = r.u8();
   let req: RsyncRequest;
   switch (op) {
@@ -194,8 +149,8 @@ export function encodeInfoReply(rep: InfoReply): Buffer {
   return new ByteWriter().u8(rep.busy ? 1 : 0).u64(rep.nowMs).str(rep.syncPath).done();
 }
 export function decodeInfoReply(payload: Uint8Array): InfoReply {
-  const r = new ByteReader(toBuffer(payload), 'rsync info reply');
-  const rep = { busy: r.u8() !== 0, nowMs: r.u64(), syncPath: r.str() };
+  const r = reader(payload, 'rsync info reply');
+  const rep = { busy: r.u8() !== 0, nowMs: r.u64(), syncPath: r.str(strBytesMax) };
   r.end();
   return rep;
 }
@@ -204,8 +159,8 @@ export function encodeQuiesceReply(rep: QuiesceReply): Buffer {
   return new ByteWriter().u64(rep.index).u32(rep.leaseMs).str(rep.syncPath).done();
 }
 export function decodeQuiesceReply(payload: Uint8Array): QuiesceReply {
-  const r = new ByteReader(toBuffer(payload), 'rsync quiesce reply');
-  const rep = { index: r.u64(), leaseMs: r.u32(), syncPath: r.str() };
+  const r = reader(payload, 'rsync quiesce reply');
+  const rep = { index: r.u64(), leaseMs: r.u32(), syncPath: r.str(strBytesMax) };
   r.end();
   return rep;
 }
@@ -214,7 +169,7 @@ export function encodeRenewReply(leaseMs: number): Buffer {
   return new ByteWriter().u32(leaseMs).done();
 }
 export function decodeRenewReply(payload: Uint8Array): number {
-  const r = new ByteReader(toBuffer(payload), 'rsync renew reply');
+  const r = reader(payload, 'rsync renew reply');
   const leaseMs = r.u32();
   r.end();
   return leaseMs;
@@ -224,8 +179,8 @@ export function encodeReleaseReply(rep: ReleaseReply): Buffer {
   return new ByteWriter().u8(rep.held ? 1 : 0).str(rep.restartError).done();
 }
 export function decodeReleaseReply(payload: Uint8Array): ReleaseReply {
-  const r = new ByteReader(toBuffer(payload), 'rsync release reply');
-  const rep = { held: r.u8() !== 0, restartError: r.str() };
+  const r = reader(payload, 'rsync release reply');
+  const rep = { held: r.u8() !== 0, restartError: r.str(strBytesMax) };
   r.end();
   return rep;
 }

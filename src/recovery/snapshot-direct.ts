@@ -16,7 +16,7 @@ import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PeerId, Transport } from '../transport/transport.js';
+import { parseHostPort, type PeerId, type Transport } from '../transport/transport.js';
 import type { Logger } from '../util/log.js';
 import { prepareBackup, startBackup, startExtract, type ToolProcess } from './mariadb-backup.js';
 import { dirBytes } from './snapshot-donor.js';
@@ -208,9 +208,11 @@ export async function fetchSnapshotDirect(o: FetchSnapshotOptions & { listenHost
 }
 
 function hostOf(address: string | undefined): string | undefined {
-  if (!address) return undefined;
-  const i = address.lastIndexOf(':');
-  return i > 0 ? address.slice(0, i).replace(/^\[|\]$/g, '') : undefined;
+  try {
+    return address ? parseHostPort(address).host : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function connectTo(host: string, port: number, timeoutMs: number): Promise<net.Socket> {

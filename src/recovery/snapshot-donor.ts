@@ -322,10 +322,6 @@ export class SnapshotDonor {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** Total size of the files under dir (the stream's size to within a few per cent). */
 export async function dirBytes(dir: string): Promise<number> {
   let total = 0;

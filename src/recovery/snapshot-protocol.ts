@@ -14,6 +14,8 @@
 //
 // Errors travel as the transport's RemoteError (a text message), never in these bodies.
 
+import { ByteReader } from './byte-reader.js';
+
 export const SNAPSHOT_PROTOCOL_VERSION = 1;
 
 export const OP_BEGIN = 0x42; // 'B'
@@ -70,6 +72,8 @@ export class SnapshotProtocolError extends Error {
   }
 }
 
+const reader = (payload: Uint8Array, what: string) => new ByteReader(payload, what, (m) => new SnapshotProtocolError(m));
+
 class ByteWriter {
   private readonly buf: Buffer;
   private pos = 0;
@@ -97,51 +101,6 @@ class ByteWriter {
   }
 }
 
-class ByteReader {
-  private pos = 0;
-  constructor(
-    private readonly buf: Buffer,
-    private readonly what: string,
-  ) {}
-  private need(n: number): void {
-    if (this.pos + n > this.buf.length) throw new SnapshotProtocolError(`${this.what}: truncated (${this.buf.length} bytes)`);
-  }
-  u8(): number {
-    this.need(1);
-    return this.buf.readUInt8(this.pos++);
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.buf.readUInt32BE(this.pos);
-    this.pos += 4;
-    return v;
-  }
-  u64big(): bigint {
-    this.need(8);
-    const v = this.buf.readBigUInt64BE(this.pos);
-    this.pos += 8;
-    return v;
-  }
-  /** A u64 that must fit a JS number exactly (indexes, offsets, sizes). */
-  u64(): number {
-    const v = this.u64big();
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new SnapshotProtocolError(`${this.what}: value ${v} out of range`);
-    return Number(v);
-  }
-  bytes(n: number): Buffer {
-    this.need(n);
-    const b = this.buf.subarray(this.pos, this.pos + n);
-    this.pos += n;
-    return b;
-  }
-  end(): void {
-    if (this.pos !== this.buf.length) throw new SnapshotProtocolError(`${this.what}: ${this.buf.length - this.pos} unexpected trailing bytes`);
-  }
-}
-
-function toBuffer(b: Uint8Array): Buffer {
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
 
 export function encodeBegin(minIndex: number): Buffer {
   return new ByteWriter(10).u8(OP_BEGIN).u8(SNAPSHOT_PROTOCOL_VERSION).u64(minIndex).done();
@@ -157,7 +116,7 @@ export function encodeEnd(session: SessionId): Buffer {
 
 /** Decodes a joiner's request; anything malformed throws SnapshotProtocolError. */
 export function decodeRequest(payload: Uint8Array): SnapshotRequest {
-  const r = new ByteReader(toBuffer(payload), 'snapshot request');
+  const r = reader(payload, 'snapshot request');
   const op = r.u8();
   let req: SnapshotRequest;
   switch (op) {
@@ -182,7 +141,7 @@ export function encodeBeginReply(rep: BeginReply): Buffer {
 }
 
 export function decodeBeginReply(payload: Uint8Array): BeginReply {
-  const r = new ByteReader(toBuffer(payload), 'snapshot begin reply');
+  const r = reader(payload, 'snapshot begin reply');
   const rep = { session: r.u64big(), index: r.u64(), estimatedBytes: r.u64() };
   r.end();
   return rep;
@@ -210,7 +169,7 @@ export function encodeReadReply(rep: ReadReply): Buffer {
 }
 
 export function decodeReadReply(payload: Uint8Array): ReadReply {
-  const r = new ByteReader(toBuffer(payload), 'snapshot read reply');
+  const r = reader(payload, 'snapshot read reply');
   const flags = r.u8();
   const crc = r.u32();
   const spooled = r.u64();
