@@ -18,7 +18,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
 import { startCluster, type TestCluster } from '../harness/cluster.js';
-import { InsertStream, type Attempt, type StreamDriver } from '../harness/insert-stream.js';
+import { InsertStream, rowDifferences, type StreamDriver } from '../harness/insert-stream.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const db = 'faults';
@@ -142,29 +142,15 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     new Set((await c.dbQuery(i, `SELECT k FROM ${db}.t WHERE phase = ?`, [phase])).map((r) => String(r.k)));
 
   const assertOutcomes = async (s: Stream, nodes: number[]) => {
-    for (const i of nodes) {
-      const have = await keysOn(i, s.phase);
-      const count = (a: Attempt) => a.keys.filter((k) => have.has(k)).length;
-      const missing = s.attempts.filter((a) => a.outcome === 'ok' && count(a) < a.keys.length);
-      assert.equal(missing.length, 0, `node ${i + 1} lacks ${missing.length} acknowledged inserts, e.g. ${JSON.stringify(missing.slice(0, 3))}`);
-      const present = s.attempts.filter((a) => a.outcome === 'failed' && count(a) > 0);
-      assert.equal(present.length, 0, `node ${i + 1} holds ${present.length} inserts reported as failed, e.g. ${JSON.stringify(present.slice(0, 3))}`);
-      const torn = s.attempts.filter((a) => count(a) > 0 && count(a) < a.keys.length);
-      assert.equal(torn.length, 0, `node ${i + 1} holds ${torn.length} transactions in part, e.g. ${JSON.stringify(torn.slice(0, 3))}`);
-    }
+    for (const i of nodes) s.assertOutcomes(i, await keysOn(i, s.phase));
   };
 
   const assertSameChecksums = async () => {
     const sums = await c.checksums(db);
     assert.ok(sums[0]!.t, `table ${db}.t has a checksum (${JSON.stringify(sums)})`);
     if (sums.every((x) => x.t === sums[0]!.t)) return;
-    // Say which rows differ: that tells a phantom from a lost write.
     const rows = await Promise.all(c.nodes.map((n) => c.dbQuery(n.index, `SELECT k, client, seq, phase, via FROM ${db}.t ORDER BY k`)));
-    const sets = rows.map((r) => new Map(r.map((x) => [String(x.k), JSON.stringify(x)])));
-    const all = new Set(sets.flatMap((m) => [...m.keys()]));
-    const diff = [...all].filter((k) => !sets.every((m) => m.get(k) === sets[0]!.get(k)));
-    const where = diff.slice(0, 10).map((k) => `${k}: ${sets.map((m, i) => `n${i + 1}=${m.has(k) ? 'yes' : 'no'}`).join(' ')}`);
-    assert.fail(`CHECKSUM TABLE differs: ${JSON.stringify(sums)}; ${diff.length} rows differ:\n${where.join('\n')}`);
+    assert.fail(`CHECKSUM TABLE differs: ${JSON.stringify(sums)}; ${rowDifferences(rows)}`);
   };
 
   /** Runs a stream, applies `fault` after 2.5 s, keeps writing until writes resumed (or 20 s). */

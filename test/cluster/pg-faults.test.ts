@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { startCluster, pgSuperuserPassword, type TestCluster } from '../harness/cluster.js';
-import { InsertStream, type Attempt, type StreamDriver } from '../harness/insert-stream.js';
+import { InsertStream, rowDifferences, type StreamDriver } from '../harness/insert-stream.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const database = 'faults';
@@ -147,29 +147,15 @@ describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, 
     new Set((await c.pgQuery(i, database, 'SELECT k FROM t WHERE phase = $1', [phase])).map((r) => String(r.k)));
 
   const assertOutcomes = async (s: Stream, nodes: number[]) => {
-    for (const i of nodes) {
-      const have = await keysOn(i, s.phase);
-      const count = (a: Attempt) => a.keys.filter((k) => have.has(k)).length;
-      const missing = s.attempts.filter((a) => a.outcome === 'ok' && count(a) < a.keys.length);
-      assert.equal(missing.length, 0, `node ${i + 1} lacks ${missing.length} acknowledged inserts, e.g. ${JSON.stringify(missing.slice(0, 3))}`);
-      const present = s.attempts.filter((a) => a.outcome === 'failed' && count(a) > 0);
-      assert.equal(present.length, 0, `node ${i + 1} holds ${present.length} inserts reported as failed, e.g. ${JSON.stringify(present.slice(0, 3))}`);
-      const torn = s.attempts.filter((a) => count(a) > 0 && count(a) < a.keys.length);
-      assert.equal(torn.length, 0, `node ${i + 1} holds ${torn.length} transactions in part, e.g. ${JSON.stringify(torn.slice(0, 3))}`);
-    }
+    for (const i of nodes) s.assertOutcomes(i, await keysOn(i, s.phase));
   };
 
   const assertSameContents = async () => {
     const sums = await c.pgChecksums(database);
     assert.ok(sums[0]!.t && !sums[0]!.t.startsWith('0:'), `table t has rows (${JSON.stringify(sums)})`);
     if (sums.every((x) => x.t === sums[0]!.t)) return;
-    // Say which rows differ: that tells a phantom from a lost write.
     const rows = await Promise.all(c.nodes.map((n) => c.pgQuery(n.index, database, 'SELECT k, client, seq, phase, via FROM t ORDER BY k')));
-    const sets = rows.map((r) => new Map(r.map((x) => [String(x.k), JSON.stringify(x)])));
-    const all = new Set(sets.flatMap((m) => [...m.keys()]));
-    const diff = [...all].filter((k) => !sets.every((m) => m.get(k) === sets[0]!.get(k)));
-    const where = diff.slice(0, 10).map((k) => `${k}: ${sets.map((m, i) => `n${i + 1}=${m.has(k) ? 'yes' : 'no'}`).join(' ')}`);
-    assert.fail(`md5 of t differs: ${JSON.stringify(sums)}; ${diff.length} rows differ:\n${where.join('\n')}`);
+    assert.fail(`md5 of t differs: ${JSON.stringify(sums)}; ${rowDifferences(rows)}`);
   };
 
   test('kill -9 of the leader recall during an insert stream over all ports', { timeout: 150_000 }, guard(async () => {

@@ -3,6 +3,7 @@
 // transaction, and every attempt is recorded with what its client may conclude: ok, failed (it
 // certainly did not happen) or unknown (it may have). A client whose connection is lost moves on
 // to the next port. The driver (mysql2 or pg) is the one thing that differs.
+import assert from 'node:assert/strict';
 import type { TestCluster } from './cluster.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -132,6 +133,20 @@ export class InsertStream<C> {
     return [`  ${this.phase}: ${this.attempts.length} attempts, ${n('ok')} ok, ${n('failed')} failed, ${n('unknown')} unknown`, ...top, ...slowest].join('\n');
   }
 
+  /**
+   * Node `node` holds the keys `have` of this stream's phase: every acknowledged insert is there,
+   * none reported failed is, and no transaction is there in part.
+   */
+  assertOutcomes(node: number, have: ReadonlySet<string>): void {
+    const count = (a: Attempt) => a.keys.filter((k) => have.has(k)).length;
+    const missing = this.attempts.filter((a) => a.outcome === 'ok' && count(a) < a.keys.length);
+    assert.equal(missing.length, 0, `node ${node + 1} lacks ${missing.length} acknowledged inserts, e.g. ${JSON.stringify(missing.slice(0, 3))}`);
+    const present = this.attempts.filter((a) => a.outcome === 'failed' && count(a) > 0);
+    assert.equal(present.length, 0, `node ${node + 1} holds ${present.length} inserts reported as failed, e.g. ${JSON.stringify(present.slice(0, 3))}`);
+    const torn = this.attempts.filter((a) => count(a) > 0 && count(a) < a.keys.length);
+    assert.equal(torn.length, 0, `node ${node + 1} holds ${torn.length} transactions in part, e.g. ${JSON.stringify(torn.slice(0, 3))}`);
+  }
+
   /** Last ack at or before t, and the first ack of a statement sent at or after t on one of `nodes`. */
   resumeGap(t: number, nodes: number[]): { lastBefore: number; firstAfter: number | undefined; gapMs: number | undefined } {
     const acks = this.acked();
@@ -140,4 +155,13 @@ export class InsertStream<C> {
     const firstAfter = after.length ? Math.min(...after) : undefined;
     return { lastBefore, firstAfter, gapMs: firstAfter === undefined ? undefined : firstAfter - lastBefore };
   }
+}
+
+/** Which rows (by key k) differ between the nodes' copies of t: tells a phantom from a lost write. */
+export function rowDifferences(rowsPerNode: ReadonlyArray<ReadonlyArray<Record<string, unknown>>>): string {
+  const sets = rowsPerNode.map((r) => new Map(r.map((x) => [String(x.k), JSON.stringify(x)])));
+  const all = new Set(sets.flatMap((m) => [...m.keys()]));
+  const diff = [...all].filter((k) => !sets.every((m) => m.get(k) === sets[0]!.get(k)));
+  const where = diff.slice(0, 10).map((k) => `${k}: ${sets.map((m, i) => `n${i + 1}=${m.has(k) ? 'yes' : 'no'}`).join(' ')}`);
+  return `${diff.length} rows differ:\n${where.join('\n')}`;
 }
