@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import mysql from 'mysql2/promise';
 import { startCluster, type TestCluster } from '../harness/cluster.js';
+import { failureGuard } from '../harness/failure-guard.js';
 import { cleanEnv, recallCommand, repoRoot } from '../harness/recall.js';
 import { formatTable, parseStatus, type ReplicaReport } from '../../src/cli/status.js';
 
@@ -50,17 +51,9 @@ async function http(c: TestCluster, i: number, method: string, path: string, bod
 
 const voters = (b: Record<string, unknown>) => (b.voters as number[] | undefined) ?? [];
 
-let failed = false;
-function guard(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (e) {
-      failed = true;
-      throw e;
-    }
-  };
-}
+/** Remembers a failure, so that after() prints the nodes' logs. */
+const failures = failureGuard();
+const guard = failures.guard;
 
 test('recall status: learner, joining and removed roles from the membership, and the membership line', () => {
   const st = (nodeId: number, role: string, m: { voters: number[]; learners: number[]; leader: number; term: number }): ReplicaReport => {
@@ -97,7 +90,7 @@ describe('membership of a running SQL cluster', { timeout: 1_500_000 }, () => {
   });
 
   after(async () => {
-    if (failed && c) process.stderr.write(c.dumpLogs(8000) + '\n');
+    if (failures.failed && c) process.stderr.write(c.dumpLogs(8000) + '\n');
     await c?.stop();
   });
 

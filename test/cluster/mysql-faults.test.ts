@@ -18,6 +18,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
 import { startCluster, type TestCluster } from '../harness/cluster.js';
+import { failureGuard } from '../harness/failure-guard.js';
 import { InsertStream, rowDifferences, type StreamDriver } from '../harness/insert-stream.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -68,17 +69,9 @@ type Stream = InsertStream<mysql.Connection>;
 /** Concurrent autocommit inserts with client-chosen unique keys, spread over all ports. */
 const insertStream = (c: TestCluster, phase: string) => new InsertStream(c, phase, mysqlDriver(c), { clients: clientsCount, statementTimeoutMs });
 
-let failed = false;
-function guard(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (e) {
-      failed = true;
-      throw e;
-    }
-  };
-}
+/** Remembers a failure, so that after() prints the nodes' logs. */
+const failures = failureGuard();
+const guard = failures.guard;
 
 describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () => {
   let c: TestCluster;
@@ -102,7 +95,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
   });
 
   after(async () => {
-    if (c && failed) console.log(c.dumpLogs(12_000));
+    if (c && failures.failed) console.log(c.dumpLogs(12_000));
     await c?.stop();
     console.log(`# timings (whole file ${Date.now() - fileStart} ms):\n${timings.map((l) => `# ${l}`).join('\n')}`);
   });

@@ -11,6 +11,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
 import { startCluster, type TestCluster } from '../harness/cluster.js';
+import { failureGuard } from '../harness/failure-guard.js';
 import { runSysbenchPorts } from '../../bench/lib/cluster-sysbench.js';
 import { createDeterminismSchema, determinismTables, runDeterminismWorkload, spotCheck } from './determinism-workload.js';
 
@@ -41,18 +42,9 @@ async function assertSameChecksums(c: TestCluster, db: string, tables: readonly 
   return sums[0]!;
 }
 
-let failed = false;
-/** Runs a test body and remembers a failure, so that after() prints the nodes' logs. */
-function guard(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (e) {
-      failed = true;
-      throw e;
-    }
-  };
-}
+/** Remembers a failure, so that after() prints the nodes' logs. */
+const failures = failureGuard();
+const guard = failures.guard;
 
 describe('MySQL replication across 3 real recall + mariadbd', { timeout: 900_000 }, () => {
   let c: TestCluster;
@@ -86,7 +78,7 @@ describe('MySQL replication across 3 real recall + mariadbd', { timeout: 900_000
 
   after(async () => {
     for (const conn of conns) conn.destroy();
-    if (c && failed) console.log(c.dumpLogs());
+    if (c && failures.failed) console.log(c.dumpLogs());
     await c?.stop();
   });
 
@@ -282,7 +274,7 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
   });
   after(async () => {
     for (const conn of conns) conn.destroy();
-    if (c && failed) console.log(c.dumpLogs());
+    if (c && failures.failed) console.log(c.dumpLogs());
     await c?.stop();
   });
   const follower = () => (leader + 1) % 3;

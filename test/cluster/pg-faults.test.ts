@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { startCluster, pgSuperuserPassword, type TestCluster } from '../harness/cluster.js';
+import { failureGuard } from '../harness/failure-guard.js';
 import { InsertStream, rowDifferences, type StreamDriver } from '../harness/insert-stream.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -81,17 +82,9 @@ type Stream = InsertStream<pg.Client>;
 /** Concurrent autocommit inserts with client-chosen unique keys, spread over all ports. */
 const insertStream = (c: TestCluster, phase: string) => new InsertStream(c, phase, pgDriver(c), { clients: clientsCount, statementTimeoutMs });
 
-let failed = false;
-function guard(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (e) {
-      failed = true;
-      throw e;
-    }
-  };
-}
+/** Remembers a failure, so that after() prints the nodes' logs. */
+const failures = failureGuard();
+const guard = failures.guard;
 
 describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, () => {
   let c: TestCluster;
@@ -123,7 +116,7 @@ describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, 
   });
 
   after(async () => {
-    if (c && failed) console.log(c.dumpLogs(12_000));
+    if (c && failures.failed) console.log(c.dumpLogs(12_000));
     await c?.stop();
     console.log(`# timings (whole file ${Date.now() - fileStart} ms):\n${timings.map((l) => `# ${l}`).join('\n')}`);
   });

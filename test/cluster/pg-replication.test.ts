@@ -16,6 +16,7 @@ import { spawn } from 'node:child_process';
 import { createHash, createHmac, pbkdf2Sync, randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { startCluster, pgSuperuserPassword, type TestCluster } from '../harness/cluster.js';
+import { failureGuard } from '../harness/failure-guard.js';
 
 const database = 'rtest';
 const role = 'app';
@@ -62,17 +63,9 @@ function run(cmd: string, args: string[], opts: { input?: string; env?: Record<s
 
 const appEnv = { PGPASSWORD: password, PGCONNECT_TIMEOUT: '10' };
 
-let failed = false;
-function guard(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (e) {
-      failed = true;
-      throw e;
-    }
-  };
-}
+/** Remembers a failure, so that after() prints the nodes' logs. */
+const failures = failureGuard();
+const guard = failures.guard;
 
 describe('PostgreSQL replication across 3 real recall + postgres', { timeout: 300_000 }, () => {
   let c: TestCluster;
@@ -120,7 +113,7 @@ describe('PostgreSQL replication across 3 real recall + postgres', { timeout: 30
 
   after(async () => {
     for (const cl of clients) await cl.end().catch(() => undefined);
-    if (c && failed) console.log(c.dumpLogs(8000));
+    if (c && failures.failed) console.log(c.dumpLogs(8000));
     await c?.stop();
   });
 
