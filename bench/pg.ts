@@ -11,6 +11,7 @@
 //   BENCH_PG_MODE     pgbench -M (default simple, pgbench's own default)
 //   BENCH_PG_PORTS    all (default: the clients spread over the 3 replicas, one pgbench per port,
 //                     tps added) or leader (one pgbench on the leader's port)
+//   BENCH_PG_WORKLOADS comma-separated subset of select-only,tpcb-like (default both)
 //   BENCH_PG_CPU_PROF  a directory: the recall processes run under node --cpu-prof and write a
 //                      .cpuprofile each there when they stop (for finding where Recall's CPU goes)
 // Both sides are initialised with `pgbench -i -I dtGvp` (server-side generation): COPY FROM
@@ -42,6 +43,7 @@ const mode = process.env.BENCH_PG_MODE ?? 'simple';
 const portsMode = process.env.BENCH_PG_PORTS === 'leader' ? 'leader' : 'all';
 const warmupSeconds = Math.max(2, Math.round(seconds / 5));
 const cpuProfDir = process.env.BENCH_PG_CPU_PROF;
+const workloads = (['select-only', 'tpcb-like'] as const).filter((w) => (process.env.BENCH_PG_WORKLOADS ?? 'select-only,tpcb-like').split(',').includes(w));
 /** Seconds of the unloaded-cluster CPU reading and of the one-client tpcb-like profile run. */
 const idleSeconds = 3;
 const soloSeconds = 4;
@@ -133,7 +135,7 @@ async function main(): Promise<void> {
     const raftNow = async (): Promise<RaftNumbers[]> => Promise.all(c3.nodes.map(async (_, i) => raftNumbers(await c3.metrics(i))));
 
     const results: WorkloadResult[] = [];
-    for (const [w, workload] of (['select-only', 'tpcb-like'] as const).entries()) {
+    for (const [w, workload] of workloads.entries()) {
       const selectOnly = workload === 'select-only';
       const acct: Record<Side['name'], SideAccount> = {
         direct: { cpu: { recall: 0, clusterDb: 0, directDb: 0, machine: 0 }, tx: 0, secs: 0 },
