@@ -566,10 +566,11 @@ export class RaftNode {
   }
 
   private async runLoop(): Promise<void> {
-    if (this.looping || this.failed) return;
+    // closed: a loop scheduled just before close() must not touch the storage close() shuts
+    if (this.looping || this.failed || this.closed) return;
     this.looping = true;
     try {
-      while (!this.failed && this.core.hasReady()) await this.handleReady(this.core.ready());
+      while (!this.failed && !this.closed && this.core.hasReady()) await this.handleReady(this.core.ready());
     } catch (e) {
       this.failed = e as Error;
       clearInterval(this.tickTimer);

@@ -390,8 +390,10 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
   };
 
   const killDatabase = async (i: number): Promise<number> => {
-    const pid = procs[i]!.info.dbPid();
-    if (!pid) throw new Error(`node ${i + 1}: no running mariadbd found`);
+    // The database may be between runs (a restart, a resync's install): wait for it a while.
+    let pid = procs[i]!.info.dbPid();
+    for (const end = Date.now() + 30_000; !pid && Date.now() < end; pid = procs[i]!.info.dbPid()) await sleep(50);
+    if (!pid) throw new Error(`node ${i + 1}: no running mariadbd found within 30 s`);
     process.kill(pid, 'SIGKILL');
     const deadline = Date.now() + 10_000;
     while (procs[i]!.info.dbPid() === pid && Date.now() < deadline) await sleep(10);
