@@ -11,7 +11,8 @@
 //   BENCH_PG_MODE     pgbench -M (default simple, pgbench's own default)
 //   BENCH_PG_PORTS    all (default: the clients spread over the 3 replicas, one pgbench per port,
 //                     tps added) or leader (one pgbench on the leader's port)
-//   BENCH_PG_WORKLOADS comma-separated subset of select-only,tpcb-like (default both)
+//   BENCH_PG_WORKLOADS comma-separated subset of select-only,tpcb-like (default both); without
+//                     tpcb-like the one-client run and the replica comparison are skipped
 //   BENCH_PG_CPU_PROF  a directory: the recall processes run under node --cpu-prof and write a
 //                      .cpuprofile each there when they stop (for finding where Recall's CPU goes)
 // Both sides are initialised with `pgbench -i -I dtGvp` (server-side generation): COPY FROM
@@ -191,23 +192,24 @@ async function main(): Promise<void> {
     }
 
     // One client on the leader: a transaction's statements without waiting for the lane.
-    let solo: PgbenchResult | string;
-    let soloDirect: PgbenchResult | string;
-    try {
-      soloDirect = await runPgbenchPorts({ ports: [directPort], clients: 1, threads: 1, seconds: soloSeconds, selectOnly: false, mode, perStatement: true });
-    } catch (e) {
-      soloDirect = (e as Error).message;
-    }
-    try {
-      const l = await c3.waitLeader();
-      solo = await runPgbenchPorts({ ports: [c3.nodes[l]!.pgPort], clients: 1, threads: 1, seconds: soloSeconds, selectOnly: false, mode, perStatement: true });
-    } catch (e) {
-      solo = (e as Error).message;
-      console.log(`tpcb-like with one client failed: ${solo.split('\n')[0]}`);
+    let solo: PgbenchResult | string = 'skipped (no tpcb-like run)';
+    let soloDirect: PgbenchResult | string = solo;
+    let equal = 'not checked (no tpcb-like run)';
+    if (workloads.includes('tpcb-like')) {
+      try {
+        soloDirect = await runPgbenchPorts({ ports: [directPort], clients: 1, threads: 1, seconds: soloSeconds, selectOnly: false, mode, perStatement: true });
+      } catch (e) {
+        soloDirect = (e as Error).message;
+      }
+      try {
+        const l = await c3.waitLeader();
+        solo = await runPgbenchPorts({ ports: [c3.nodes[l]!.pgPort], clients: 1, threads: 1, seconds: soloSeconds, selectOnly: false, mode, perStatement: true });
+      } catch (e) {
+        solo = (e as Error).message;
+        console.log(`tpcb-like with one client failed: ${solo.split('\n')[0]}`);
     }
 
     // After the tpcb-like runs: every replica applied everything and holds the same data.
-    let equal: string;
     try {
       await c3.waitConverged(120_000);
       const states = await Promise.all(c3.nodes.map((n) => one(n.dbPort, stateSql)));
@@ -224,6 +226,7 @@ async function main(): Promise<void> {
     } catch (e) {
       failures++;
       equal = `NO: ${(e as Error).message}`;
+    }
     }
 
     printReport({ results, equal, solo, soloDirect, idleLine, cores: cpus().length, load: loadavg(), seconds, rounds, portsMode, clientSplit, nodes: c3.nodes.length });
