@@ -31,6 +31,7 @@ import { parseHostPort } from '../util/ports.js';
 import { snapshotMethod } from '../recovery/snapshot-method.js';
 import { rsyncMethod } from '../recovery/rsync-joiner.js';
 import { recoverInstall } from '../recovery/snapshot-install.js';
+import { pgBasebackupTool } from '../recovery/pg-basebackup.js';
 import type { LocalDatabase as LocalDb } from '../supervisor/local-database.js';
 
 export interface RunningNode {
@@ -64,6 +65,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
 
   try {
     // 1. The local database.
+    checkResyncConfig(cfg);
     const db = localDatabase(cfg);
     if (db.managed) {
       const managed = db.managed;
@@ -231,14 +233,22 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
 
 /** The local server's own data directory, when Recall knows it (managed, or syncPath in hook mode). */
 function serverDatadir(cfg: RecallConfig): string | undefined {
-  if (cfg.engine !== 'mysql') return undefined; // the built-in resync copies MariaDB data directories
-  if (cfg.managed.enabled) return join(cfg.dataDir, 'mariadb');
+  if (cfg.managed.enabled) return join(cfg.dataDir, cfg.engine === 'postgres' ? 'postgres' : 'mariadb');
   return cfg.syncPath;
+}
+
+/** A resync configuration this engine cannot run, refused before anything starts. */
+function checkResyncConfig(cfg: RecallConfig): void {
+  if (cfg.engine === 'postgres' && cfg.resyncMethod === 'rsync') {
+    // The rsync hooks copy a MariaDB datadir with the donor quiesced; a PostgreSQL datadir copied
+    // that way is not built nor tested, so it is refused rather than half supported.
+    throw new Error('config resyncMethod: rsync is not supported with engine postgres; use resyncMethod: snapshot (pg_basebackup over the peer link)');
+  }
 }
 
 /** The full-resync method of this replica (DESIGN.md "Recovery"), or undefined when it has none. */
 function resyncMethodFor(cfg: RecallConfig, db: LocalDb, dsn: Dsn, datadir: string | undefined) {
-  const method = cfg.resyncMethod === 'auto' ? (cfg.syncPath && cfg.syncCmd ? 'rsync' : 'snapshot') : cfg.resyncMethod;
+  const method = cfg.resyncMethod === 'auto' ? (cfg.syncPath && cfg.syncCmd && cfg.engine !== 'postgres' ? 'rsync' : 'snapshot') : cfg.resyncMethod;
   const log = logger('node', { nodeId: cfg.nodeId });
   if (method === 'rsync') {
     if (!cfg.syncCmd || !datadir) {
@@ -266,5 +276,9 @@ function resyncMethodFor(cfg: RecallConfig, db: LocalDb, dsn: Dsn, datadir: stri
     server: db,
     rateBytes: cfg.resyncRateBytes,
     listenHost: cfg.listen.peer === 'off' ? undefined : parseHostPort(cfg.listen.peer)?.host,
+    ...(cfg.engine === 'postgres'
+      ? // the bin dir ManagedPostgres uses (managed.binary names its postgres binary)
+        { tool: pgBasebackupTool({ datadir, ...(cfg.managed.binary ? { binDir: join(cfg.managed.binary, '..') } : {}) }) }
+      : {}),
   });
 }

@@ -1,25 +1,14 @@
-// The MariaDB physical backup tools as child processes: mariadb-backup --backup streaming
+// The MariaDB physical backup tools as child processes (backup-tool.ts): mariadb-backup --backup streaming
 // xbstream into a file, mbstream -x unpacking a stream from our stdin, mariadb-backup --prepare.
 // Failures carry the tail of the tool's stderr, which is where the tools say what went wrong.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { AdminTarget } from './types.js';
+import { watchTool as watch, type BackupProcess, type BackupTool, type ExtractProcess } from './backup-tool.js';
 
-const stderrTailBytesMax = 8192;
-
-export class BackupToolError extends Error {
-  constructor(
-    readonly tool: string,
-    message: string,
-    readonly stderrTail: string,
-  ) {
-    super(`${tool}: ${message}${stderrTail ? `\n${stderrTail}` : ''}`);
-    this.name = 'BackupToolError';
-  }
-}
+export { BackupToolError, type BackupProcess, type ExtractProcess, type ToolProcess } from './backup-tool.js';
 
 /** Resolves a tool from PATH and the usual bin directories; `override` wins when given. */
 export function findTool(name: 'mariadb-backup' | 'mbstream', override?: string): string {
@@ -41,37 +30,6 @@ export function findTool(name: 'mariadb-backup' | 'mbstream', override?: string)
   throw new Error(`${name} not found in PATH (install the mariadb-backup package)`);
 }
 
-/** A running tool; `done` settles when it exited (rejects unless it exited 0). */
-export interface ToolProcess {
-  readonly pid: number | undefined;
-  readonly done: Promise<void>;
-  kill(): void;
-}
-
-function watch(tool: string, child: ChildProcess): ToolProcess {
-  let tail = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (s: string) => {
-    tail = (tail + s).slice(-stderrTailBytesMax);
-  });
-  const done = new Promise<void>((resolve, reject) => {
-    child.once('error', (e) => reject(new BackupToolError(tool, `could not run: ${e.message}`, tail)));
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new BackupToolError(tool, `exited with ${signal ? `signal ${signal}` : `code ${code}`}`, tail.trimEnd()));
-    });
-  });
-  // Callers may look at done only later; a failure is theirs to report, not an unhandled rejection.
-  done.catch(() => undefined);
-  return {
-    pid: child.pid,
-    done,
-    kill: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    },
-  };
-}
-
 function optionValue(v: string): string {
   return `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
 }
@@ -88,11 +46,6 @@ export interface BackupOptions {
   extraArgs?: string[];
   /** Write the stream straight into this connected socket instead of a pipe to us. */
   stdoutTo?: Socket;
-}
-
-export interface BackupProcess extends ToolProcess {
-  /** The xbstream (null with stdoutTo). */
-  readonly stdout: Readable;
 }
 
 /**
@@ -124,10 +77,6 @@ export function startBackup(o: BackupOptions): BackupProcess {
   return { ...watch('mariadb-backup --backup', child), stdout: child.stdout! };
 }
 
-export interface ExtractProcess extends ToolProcess {
-  readonly stdin: Writable;
-}
-
 /** mbstream -x -C dir, fed through stdin. */
 export function startExtract(o: { dir: string; parallel?: number; binary?: string; stdinFrom?: Socket }): ExtractProcess {
   const tool = findTool('mbstream', o.binary);
@@ -148,4 +97,34 @@ export function prepareBackup(o: { dir: string; useMemory?: string; binary?: str
   const onAbort = () => p.kill();
   o.signal?.addEventListener('abort', onAbort, { once: true });
   return p.done.finally(() => o.signal?.removeEventListener('abort', onAbort));
+}
+
+/**
+ * Files of the managed supervisor (src/supervisor/mariadb.ts) that live in the datadir but are
+ * not database files, so no backup carries them: its log, and its first-start marker (without
+ * it the supervisor would redo its first-start account setup). The socket and pid file are
+ * made by the server at each start and removed at its stop.
+ */
+export const MARIADB_KEEP_FILES: readonly string[] = ['mariadbd.log', 'recall-managed.json'];
+
+export interface MariadbToolOptions {
+  /** Copy threads of the backup (--parallel). */
+  backupParallel?: number;
+  backupBinary?: string;
+  backupExtraArgs?: string[];
+  mbstreamBinary?: string;
+  extractParallel?: number;
+  /** --use-memory of --prepare. */
+  prepareMemory?: string;
+}
+
+/** mariadb-backup --stream=xbstream / mbstream -x / mariadb-backup --prepare as a BackupTool. */
+export function mariadbBackupTool(o: MariadbToolOptions = {}): BackupTool {
+  return {
+    name: 'mariadb-backup',
+    keepFiles: MARIADB_KEEP_FILES,
+    streamBackup: (b) => startBackup({ ...b, parallel: o.backupParallel, binary: o.backupBinary, extraArgs: o.backupExtraArgs }),
+    extract: (x) => startExtract({ ...x, parallel: o.extractParallel, binary: o.mbstreamBinary }),
+    prepare: (p) => prepareBackup({ ...p, useMemory: o.prepareMemory, binary: o.backupBinary }),
+  };
 }

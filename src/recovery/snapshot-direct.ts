@@ -1,5 +1,6 @@
-// The built-in snapshot over a direct data connection: the donor's mariadb-backup writes its
-// xbstream into one end of a TCP connection and the joiner's mbstream reads the other end, both
+// The built-in snapshot over a direct data connection: the donor's backup tool (backup-tool.ts:
+// mariadb-backup, pg_basebackup) writes its stream into one end of a TCP connection and the
+// joiner's unpacking tool (mbstream, tar) reads the other end, both
 // through the socket's file descriptor, so the stream never passes through Node. Through the
 // chunked request/response protocol (snapshot-donor/joiner.ts) a GiB cost 6.5-8.5 CPU seconds
 // on the two Node processes against 1.1-1.9 for the tools alone, and on 2 cores CPU is the limit
@@ -8,9 +9,11 @@
 //
 // Who may connect: the joiner listens on a one-shot port (paused on accept, so no byte is read by
 // Node), the donor connects to it and reports its source port over the authenticated peer link;
-// the joiner hands only the connection from that port to mbstream and closes any other. The
-// stream's integrity: xbstream chunks carry their own CRC32, which mbstream checks, and the donor
-// reports mariadb-backup's exit status over the peer link before the joiner prepares the copy.
+// the joiner hands only the connection from that port to the unpacking tool and closes any other.
+// The stream's integrity: xbstream chunks carry their own CRC32, which mbstream checks (a tar
+// stream has header checksums and an end-of-archive mark that tar -x insists on, with TCP's
+// checksum below), and the donor reports the backup tool's exit status over the peer link before
+// the joiner prepares the copy.
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -18,9 +21,10 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseHostPort, type PeerId, type Transport } from '../transport/transport.js';
 import type { Logger } from '../util/log.js';
-import { prepareBackup, startBackup, startExtract, type ToolProcess } from './mariadb-backup.js';
+import { mariadbBackupTool } from './mariadb-backup.js';
+import type { BackupTool, ToolProcess } from './backup-tool.js';
 import { dirBytes } from './snapshot-donor.js';
-import { Progress, SNAPSHOT_MARKER, type FetchSnapshotOptions, type FetchSnapshotResult, type SnapshotMarker } from './snapshot-joiner.js';
+import { Progress, SNAPSHOT_MARKER, toolOf, type FetchSnapshotOptions, type FetchSnapshotResult, type SnapshotMarker } from './snapshot-joiner.js';
 import type { AdminTarget, ApplierPause } from './types.js';
 
 export const CHANNEL_SNAPSHOT_DIRECT = 22;
@@ -40,10 +44,12 @@ export interface DirectDonorOptions {
   applier: ApplierPause;
   target: AdminTarget;
   datadir: string;
-  /** Scratch space for mariadb-backup (its --target-dir and credentials file). */
+  /** Scratch space for the backup tool (mariadb-backup: its --target-dir and credentials file). */
   workDir: string;
   pauseWaitMs?: number;
   connectTimeoutMs?: number;
+  /** The engine's backup tool (default: mariadb-backup with backupParallel). */
+  tool?: BackupTool;
   backupParallel?: number;
 }
 
@@ -87,10 +93,11 @@ export class DirectSnapshotDonor {
       const socket = await connectTo(host, req.port, this.o.connectTimeoutMs ?? 5000);
       const workDir = await mkdtemp(join(this.o.workDir, 'direct-'));
       const estimatedBytes = await dirBytes(this.o.datadir);
-      const backup = startBackup({ target: this.o.target, datadir: this.o.datadir, workDir, parallel: this.o.backupParallel, stdoutTo: socket });
+      const tool = this.o.tool ?? mariadbBackupTool({ backupParallel: this.o.backupParallel });
+      const backup = tool.streamBackup({ target: this.o.target, datadir: this.o.datadir, workDir, stdoutTo: socket });
       const sourcePort = socket.localPort;
       // The child has its own copy of the descriptor; ours closes without a shutdown, so the
-      // connection ends when mariadb-backup exits.
+      // connection ends when the backup tool exits.
       socket.destroy();
       const s: DirectSession = {
         backup,
@@ -139,6 +146,7 @@ export class DirectSnapshotDonor {
 export async function fetchSnapshotDirect(o: FetchSnapshotOptions & { listenHost: string }): Promise<FetchSnapshotResult> {
   const startedAt = Date.now();
   const progress = new Progress(o, startedAt);
+  const tool = toolOf(o);
   rmSync(o.stagingDir, { recursive: true, force: true });
   mkdirSync(o.stagingDir, { recursive: true });
   progress.phase('waiting-for-donor');
@@ -168,8 +176,8 @@ export async function fetchSnapshotDirect(o: FetchSnapshotOptions & { listenHost
     if (!socket) throw new Error(`the donor's data connection (from port ${reply.sourcePort}) did not arrive`);
     server.close();
     for (const [p, s] of accepted) if (p !== reply.sourcePort) s.destroy();
-    extract = startExtract({ dir: o.stagingDir, parallel: o.extractParallel, binary: o.mbstreamBinary, stdinFrom: socket });
-    socket.destroy(); // mbstream holds its own copy
+    extract = tool.extract({ dir: o.stagingDir, stdinFrom: socket });
+    socket.destroy(); // the unpacking tool holds its own copy
     progress.phase('transfer');
     const poll = setInterval(() => {
       void dirBytes(o.stagingDir).then((b) => progress.bytes(b, undefined));
@@ -189,7 +197,7 @@ export async function fetchSnapshotDirect(o: FetchSnapshotOptions & { listenHost
     const bytes = await dirBytes(o.stagingDir);
     progress.bytes(bytes, bytes);
     progress.phase('prepare');
-    await prepareBackup({ dir: o.stagingDir, useMemory: o.prepareMemory, binary: o.backupBinary, signal: o.signal });
+    await tool.prepare({ dir: o.stagingDir, signal: o.signal });
     const marker: SnapshotMarker = { donor: o.donor, index: reply.index, bytes, preparedAt: new Date().toISOString() };
     writeFileSync(join(o.stagingDir, SNAPSHOT_MARKER), JSON.stringify(marker) + '\n');
     const seconds = (Date.now() - startedAt) / 1000;

@@ -1,5 +1,6 @@
 // The donor side of the built-in snapshot transfer. A joiner's begin pauses the applier, starts
-// mariadb-backup --stream=xbstream into a spool (snapshot-spool.ts: memory while the joiner keeps
+// the engine's backup stream (backup-tool.ts; mariadb-backup's xbstream, pg_basebackup's tar)
+// into a spool (snapshot-spool.ts: memory while the joiner keeps
 // up, a file beyond) and answers at once; the joiner's reads are served from the spool while the
 // backup is still producing it (backup and transfer overlap). When the backup exits the applier
 // resumes, whatever the joiner does next, and the spool stays until the joiner's end, or until
@@ -11,7 +12,8 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { PeerId, Transport } from '../transport/transport.js';
 import type { Logger } from '../util/log.js';
-import { startBackup, type ToolProcess } from './mariadb-backup.js';
+import { mariadbBackupTool } from './mariadb-backup.js';
+import type { BackupTool, ToolProcess } from './backup-tool.js';
 import { Spool } from './snapshot-spool.js';
 import {
   decodeRequest,
@@ -48,6 +50,8 @@ export interface SnapshotDonorOptions {
   chunkBytesMax?: number;
   /** Stream bytes a session holds in memory before the rest goes to a file in spoolDir. */
   spoolMemoryBytesMax?: number;
+  /** The engine's backup tool (default: mariadb-backup with the three options below). */
+  tool?: BackupTool;
   /** mariadb-backup copy threads. */
   backupParallel?: number;
   backupBinary?: string;
@@ -84,8 +88,9 @@ export class SnapshotDonor {
   private starting = 0;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
-  private readonly o: Required<Omit<SnapshotDonorOptions, 'backupBinary' | 'backupExtraArgs'>> &
+  private readonly o: Required<Omit<SnapshotDonorOptions, 'backupBinary' | 'backupExtraArgs' | 'tool'>> &
     Pick<SnapshotDonorOptions, 'backupBinary' | 'backupExtraArgs'>;
+  private readonly tool: BackupTool;
 
   constructor(opts: SnapshotDonorOptions) {
     this.o = {
@@ -98,6 +103,7 @@ export class SnapshotDonor {
       backupParallel: 2,
       ...opts,
     };
+    this.tool = opts.tool ?? mariadbBackupTool({ backupParallel: this.o.backupParallel, backupBinary: opts.backupBinary, backupExtraArgs: opts.backupExtraArgs });
     mkdirSync(this.o.spoolDir, { recursive: true });
     // Spools of a process that died are of no use to anyone (their sessions died with it).
     for (const f of readdirSync(this.o.spoolDir)) {
@@ -195,15 +201,8 @@ export class SnapshotDonor {
   private async startSession(peer: PeerId, index: number): Promise<Session> {
     const dir = await mkdtemp(join(this.o.spoolDir, spoolPrefix));
     try {
-      const backup = startBackup({
-        target: this.o.target,
-        datadir: this.o.datadir,
-        workDir: dir,
-        parallel: this.o.backupParallel,
-        binary: this.o.backupBinary,
-        extraArgs: this.o.backupExtraArgs,
-      });
-      const spool = new Spool(join(dir, 'stream.xb'), this.o.spoolMemoryBytesMax);
+      const backup = this.tool.streamBackup({ target: this.o.target, datadir: this.o.datadir, workDir: dir });
+      const spool = new Spool(join(dir, 'stream'), this.o.spoolMemoryBytesMax);
       const consumed = spool.consume(backup.stdout);
       consumed.catch(() => undefined);
       const now = Date.now();

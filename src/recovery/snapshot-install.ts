@@ -11,14 +11,10 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from '../util/log.js';
 import { SNAPSHOT_MARKER, type SnapshotMarker } from './snapshot-joiner.js';
 import type { ServerControl } from './types.js';
+import { MARIADB_KEEP_FILES } from './mariadb-backup.js';
 
-/**
- * Files of the managed supervisor (src/supervisor/mariadb.ts) that live in the datadir but are
- * not database files, so no backup carries them: its log, and its first-start marker (without
- * it the supervisor would redo its first-start account setup). The socket and pid file are
- * made by the server at each start and removed at its stop.
- */
-export const MANAGED_KEEP_FILES: readonly string[] = ['mariadbd.log', 'recall-managed.json'];
+/** The default keep files: MariaDB's (each BackupTool names its engine's). */
+export const MANAGED_KEEP_FILES: readonly string[] = MARIADB_KEEP_FILES;
 
 /** Where fetchSnapshot should unpack for installSnapshot to swap by rename. */
 export function stagingDirFor(datadir: string): string {

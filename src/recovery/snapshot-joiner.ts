@@ -1,6 +1,6 @@
 // The joiner side of the built-in snapshot transfer: begin a session on the donor, read the
-// xbstream in order with a few reads in flight, check each chunk's crc32, unpack it with
-// mbstream as it arrives, then mariadb-backup --prepare the result. A read that fails or times
+// backup stream in order with a few reads in flight, check each chunk's crc32, unpack it as it
+// arrives (mbstream -x, tar -x: backup-tool.ts), then prepare the result. A read that fails or times
 // out (link down, donor restarting its transport) is retried from the first byte not yet
 // written, so a transfer survives reconnects; it gives up after stallMs without progress.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,7 +8,8 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { PeerUnavailableError, RemoteError, RequestTimeoutError, type PeerId } from '../transport/transport.js';
-import { prepareBackup, startExtract, type ExtractProcess } from './mariadb-backup.js';
+import { mariadbBackupTool } from './mariadb-backup.js';
+import type { BackupTool, ExtractProcess } from './backup-tool.js';
 import { decodeBeginReply, decodeReadReply, encodeBegin, encodeEnd, encodeRead, type ReadReply, type SessionId } from './snapshot-protocol.js';
 import { CHANNEL_SNAPSHOT, type ResyncContext, type ResyncProgress } from './types.js';
 
@@ -38,6 +39,8 @@ export interface FetchSnapshotOptions extends ResyncContext {
   readTimeoutMs?: number;
   /** The begin request (the donor waits up to its pauseWaitMs for its applier). */
   beginTimeoutMs?: number;
+  /** The engine's backup tool (default: mariadb-backup with the four options below). */
+  tool?: BackupTool;
   /** --use-memory of mariadb-backup --prepare. */
   prepareMemory?: string;
   extractParallel?: number;
@@ -50,6 +53,11 @@ export interface FetchSnapshotResult {
   index: number;
   bytes: number;
   seconds: number;
+}
+
+/** The engine's tool, or mariadb-backup with the options of FetchSnapshotOptions. */
+export function toolOf(o: FetchSnapshotOptions): BackupTool {
+  return o.tool ?? mariadbBackupTool({ prepareMemory: o.prepareMemory, extractParallel: o.extractParallel, backupBinary: o.backupBinary, mbstreamBinary: o.mbstreamBinary });
 }
 
 const progressEveryMs = 250;
@@ -65,6 +73,7 @@ export async function fetchSnapshot(o: FetchSnapshotOptions): Promise<FetchSnaps
   const chunkBytes = rate > 0 ? Math.min(o.chunkBytes ?? 4 << 20, Math.max(64 << 10, Math.floor(rate / 4))) : (o.chunkBytes ?? 4 << 20);
   const inflight = Math.max(1, o.inflight ?? 4);
   const progress = new Progress(o, startedAt);
+  const tool = toolOf(o);
 
   rmSync(o.stagingDir, { recursive: true, force: true });
   mkdirSync(o.stagingDir, { recursive: true });
@@ -83,7 +92,7 @@ export async function fetchSnapshot(o: FetchSnapshotOptions): Promise<FetchSnaps
     await o.transport.request(o.donor, CHANNEL_SNAPSHOT, encodeEnd(begin.session), 5000).catch(() => undefined);
   };
   try {
-    extract = startExtract({ dir: o.stagingDir, parallel: o.extractParallel, binary: o.mbstreamBinary });
+    extract = tool.extract({ dir: o.stagingDir });
     progress.phase('transfer');
     const bytes = await transfer(o, begin.session, extract, { chunkBytes, inflight, stallMs, rate }, progress);
     await endSession();
@@ -93,7 +102,7 @@ export async function fetchSnapshot(o: FetchSnapshotOptions): Promise<FetchSnaps
 
     progress.phase('prepare');
     const preparedAt = Date.now();
-    await prepareBackup({ dir: o.stagingDir, useMemory: o.prepareMemory, binary: o.backupBinary, signal: o.signal });
+    await tool.prepare({ dir: o.stagingDir, signal: o.signal });
     checkAborted(o.signal);
     const marker: SnapshotMarker = { donor: o.donor, index: begin.index, bytes, preparedAt: new Date().toISOString() };
     writeFileSync(join(o.stagingDir, SNAPSHOT_MARKER), JSON.stringify(marker) + '\n');
@@ -123,7 +132,7 @@ interface Slot {
   reply: Promise<ReadReply>;
 }
 
-/** Reads the stream in order into mbstream; returns its size. */
+/** Reads the stream in order into the unpacking tool; returns its size. */
 async function transfer(o: FetchSnapshotOptions, session: SessionId, extract: ExtractProcess, lim: TransferLimits, progress: Progress): Promise<number> {
   const readTimeoutMs = o.readTimeoutMs ?? 30_000;
   const bucket = lim.rate > 0 ? new TokenBucket(lim.rate, lim.chunkBytes) : undefined;
@@ -134,7 +143,7 @@ async function transfer(o: FetchSnapshotOptions, session: SessionId, extract: Ex
     return { offset, length, reply };
   };
   const extractDied = extract.done.then(() => {
-    throw new Error('mbstream exited before the end of the stream');
+    throw new Error(`${toolOf(o).name}'s unpacking exited before the end of the stream`);
   });
   extractDied.catch(() => undefined);
 
