@@ -166,6 +166,10 @@ function swap(s: InstallState, log: Logger | undefined): void {
 
 async function finish(s: InstallState, log: Logger | undefined): Promise<void> {
   await rm(s.old, { recursive: true, force: true });
+  // The staging marker has served (readMarker); a physical copy of this datadir (pg_basebackup
+  // takes every file) must not carry it into another joiner's staging, where it would make a
+  // half-unpacked copy look prepared to recoverInstall.
+  rmSync(join(s.datadir, SNAPSHOT_MARKER), { force: true });
   removeState(s.datadir);
   log?.info('snapshot install complete', { datadir: s.datadir });
 }

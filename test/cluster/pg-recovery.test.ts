@@ -120,8 +120,10 @@ describe('PostgreSQL replica recovery, snapshot resync (3 replicas, small log re
       await insert(l, retainEntries * 4);
       // wait for the leader to compact past the stopped replica's entries
       const deadline = Date.now() + 20_000;
+      let floor = 0;
       for (;;) {
         const st = (await replication(l))!;
+        floor = st.firstIndex - 1;
         if (st.firstIndex > st.commit - retainEntries * 2) break;
         if (Date.now() > deadline) throw new Error(`leader did not compact: ${JSON.stringify(st)}`);
         await sleep(200);
@@ -131,6 +133,8 @@ describe('PostgreSQL replica recovery, snapshot resync (3 replicas, small log re
       const last = await waitResync(f, undefined);
       assert.equal(last.method, 'snapshot');
       assert.ok(last.bytes > 1e6, `a copy of ${last.bytes} bytes`);
+      // the index is what PgApplier.reload read from the copy's recall.applied rows
+      assert.ok(last.index >= floor, `the copy holds index ${last.index}, at least the leader's log floor ${floor}`);
       console.log(
         `pg resync after a gap: ${(last.bytes / 1e6).toFixed(1)} MB in ${last.seconds.toFixed(2)} s (${(last.bytesPerSec / 1e6).toFixed(1)} MB/s) from node ${last.donor}, ` +
           `${((Date.now() - t0) / 1000).toFixed(1)} s from restart to done`,

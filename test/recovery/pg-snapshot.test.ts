@@ -12,11 +12,13 @@ import { logger } from '../../src/util/log.js';
 import { ManagedPostgres } from '../../src/supervisor/postgres.js';
 import { SnapshotDonor } from '../../src/recovery/snapshot-donor.js';
 import { DirectSnapshotDonor, fetchSnapshotDirect } from '../../src/recovery/snapshot-direct.js';
-import { fetchSnapshot } from '../../src/recovery/snapshot-joiner.js';
+import { fetchSnapshot, SNAPSHOT_MARKER } from '../../src/recovery/snapshot-joiner.js';
 import { installSnapshot, stagingDirFor } from '../../src/recovery/snapshot-install.js';
 import { pgBasebackupTool, pgConnectArgs } from '../../src/recovery/pg-basebackup.js';
 import type { ApplierPause, ServerControl } from '../../src/recovery/types.js';
 import { tempDir, type TempDir } from '../harness/tmp.js';
+import { loadConfig } from '../../src/config/load.js';
+import { startNode } from '../../src/cli/node.js';
 
 const log = logger('pg-snapshot-test');
 const INDEX = 4321;
@@ -126,6 +128,7 @@ describe('postgres snapshot resync (pg_basebackup)', () => {
     assert.equal(st.mode & 0o777, 0o700);
     assert.equal(st.uid, pgUid, 'the datadir belongs to the server user');
     assert.ok(!existsSync(`${joinerDatadir}.resync-old`) && !existsSync(stagingDirFor(joinerDatadir)));
+    assert.ok(!existsSync(join(joinerDatadir, SNAPSHOT_MARKER)), 'the staging marker does not stay in the datadir');
     // its own log stayed (with the lines of both starts), the donor's socket lock did not come over
     assert.match(readFileSync(join(joinerDatadir, 'postgres.log'), 'utf8'), /start:.*-p \d+/);
     assert.ok(!readdirSync(join(joinerDatadir, 'sock')).some((f) => f.includes(String(donorPg.port))), 'no donor socket lock');
@@ -135,6 +138,17 @@ describe('postgres snapshot resync (pg_basebackup)', () => {
     await query(joinerPg, 'app', 'DELETE FROM t WHERE n = -1');
     await query(joinerPg, 'app', "SELECT setval('t_id_seq', 200000)");
   }
+
+  test('recall serve --engine postgres refuses resyncMethod rsync before it starts anything', async () => {
+    const d = tempDir('recall-pgsnap-cfg-');
+    try {
+      const cfg = loadConfig({ flags: { engine: 'postgres', 'resync-method': 'rsync', 'data-dir': d.path }, env: {} });
+      await assert.rejects(startNode(cfg), /resyncMethod: rsync is not supported with engine postgres/);
+      assert.ok(!existsSync(join(d.path, 'postgres')), 'no postgres was initialised');
+    } finally {
+      d.remove();
+    }
+  });
 
   test('unix socket target -> pg_basebackup -h dir -p port', () => {
     assert.deepEqual(pgConnectArgs({ socketPath: '/x/sock/.s.PGSQL.5433', user: 'postgres', password: '' }), ['-h', '/x/sock', '-p', '5433', '-U', 'postgres']);
