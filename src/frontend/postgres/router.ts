@@ -29,7 +29,8 @@ import {
 } from '../../protocol/postgres/constants.js';
 import { encodeErrorResponse, encodeQuery, encodeReadyForQuery } from '../../protocol/postgres/messages.js';
 import { Writer } from '../../protocol/postgres/writer.js';
-import { classifyPg, type PgStatement } from '../../sql/pg-classify.js';
+import type { PgStatement } from '../../sql/pg-classify.js';
+import { PgClassifyCache } from '../../sql/pg-classify-cache.js';
 import type { Logger } from '../../util/log.js';
 import { decodeBatch, type ClientMessage } from '../../replication/pg/batch.js';
 import { encodeCommandComplete, encodeSync, replyRows, type PgReply } from '../../replication/pg/conn.js';
@@ -208,6 +209,8 @@ function backendRequest(sock: Socket, msgs: Buffer[]): Promise<PgReply> {
 export class PgRouter {
   private readonly states = new WeakMap<Session, RouteState>();
   private sessions = 0;
+  /** one parse per statement shape, not per statement (`pgbench -M simple` sends a new text each time) */
+  private readonly classifier = new PgClassifyCache();
 
   constructor(private readonly o: PgRouterOptions) {}
 
@@ -310,9 +313,9 @@ export class PgRouter {
     for (const m of msgs) {
       if (m.t === 'Describe' && m.kind === 'P') described.add(m.name);
       if (m.t === 'Query') {
-        for (const st of classifyPg(m.sql)) units.push({ st, lane: { kind: laneKind(st), sql: st.kind === 'invalid' ? m.sql : st.text } });
+        for (const st of this.classifier.classify(m.sql)) units.push({ st, lane: { kind: laneKind(st), sql: st.kind === 'invalid' ? m.sql : st.text } });
       } else if (m.t === 'Parse') {
-        const sts = m.sql.trim() ? classifyPg(m.sql) : [];
+        const sts = m.sql.trim() ? this.classifier.classify(m.sql) : [];
         s.prepared.set(m.name, { sql: m.sql, types: m.types, st: sts.length === 1 ? sts[0]! : (sts[0] ?? null) });
       } else if (m.t === 'Close') {
         if (m.kind === 'S') s.prepared.delete(m.name);
