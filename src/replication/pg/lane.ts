@@ -26,6 +26,24 @@ import { encodePgEntry, nondeterministicError, pgEntryChecksum, type PgEntry, ty
 import { PgRecallErrors } from './errors.js';
 import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from './types.js';
 import type { BackendTarget } from '../../frontend/postgres/backend-login.js';
+import { laneBatchStatements, laneStepSeconds } from '../metrics.js';
+
+// The MySQL lane's steps (execute, replicate, commit) and the PostgreSQL lane's own: wait (in the
+// queue), begin (connection, BEGIN, settings, sequences), rewrite (determinism rewrite and column
+// default lookups, part of execute), prepare (deferred constraints, sequences after, the entry),
+// held (a transaction's lane time from BEGIN to COMMIT, client round trips included).
+const step = {
+  wait: laneStepSeconds.labels('wait'),
+  begin: laneStepSeconds.labels('begin'),
+  execute: laneStepSeconds.labels('execute'),
+  rewrite: laneStepSeconds.labels('rewrite'),
+  prepare: laneStepSeconds.labels('prepare'),
+  replicate: laneStepSeconds.labels('replicate'),
+  commit: laneStepSeconds.labels('commit'),
+  held: laneStepSeconds.labels('held'),
+  constraints: laneStepSeconds.labels('constraints'),
+};
+const since = (t0: number): number => (performance.now() - t0) / 1000;
 
 export interface PgLaneOptions {
   target: BackendTarget;
@@ -39,6 +57,7 @@ interface Waiter {
   resolve: (r: PgLaneResult) => void;
   reject: (e: Error) => void;
   deadline: number;
+  queuedAt: number;
 }
 
 type Sequences = Map<string, [string, boolean]>;
@@ -54,6 +73,7 @@ function seqBefore(before: Sequences, after: Sequences): Array<[string, string, 
 }
 
 interface Holder {
+  heldAt: number;
   session: string;
   seqs: Sequences;
   conn: PgConn;
@@ -89,6 +109,25 @@ function clientMessages(r: PgReply): Buffer[] {
   return r.messages.filter((m) => m[0] !== MSG_READY_FOR_QUERY && m[0] !== MSG_PARSE_COMPLETE && m[0] !== MSG_BIND_COMPLETE && m[0] !== MSG_COPY_IN_RESPONSE);
 }
 
+/**
+ * Whether the database has any sequence, as the lane connection sees it inside its transaction
+ * (pg_class is readable by every role; pg_sequences hides the values of sequences the role may not
+ * use, so the values themselves are read on the applier's admin connection).
+ */
+const SEQ_COUNT_SQL = "SELECT count(*) FROM pg_catalog.pg_class WHERE relkind = 'S'";
+
+const EMPTY_SEQUENCES: Sequences = new Map();
+
+/** A BEGIN without options: it cannot fail, so a statement may be pipelined behind it. */
+const PLAIN_BEGIN_RE = /^\s*(BEGIN|START\s+TRANSACTION)(\s+(WORK|TRANSACTION))?\s*;?\s*$/i;
+
+/** A statement's run: the item to record (null when nothing needs replaying), the client's messages, the transaction status after it (null: refused before running). */
+interface Exec {
+  item: PgItem | null;
+  messages: Buffer[];
+  status: number | null;
+}
+
 /** statement texts whose classification is kept (cleared when full) */
 const PARSES_MAX = 512;
 
@@ -104,6 +143,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private readonly idle = new Map<string, PgConn[]>();
   private readonly defaults = new Map<string, PgTableDefaults>();
   private readonly parses = new Map<string, PgStatement[]>();
+  /**
+   * Databases that had no sequence when the lane's last transaction there ended, with the applied
+   * index that transaction committed at: while nothing else has been applied since, nothing can
+   * have created one (writes on the leader run on this lane, one at a time), and the picture of
+   * the sequences before the next transaction there is empty without reading it.
+   */
+  private readonly seqless = new Map<string, number>();
   private seq: number;
   private readonly sweep: NodeJS.Timeout;
 
@@ -121,7 +167,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   submit(req: PgLaneRequest): Promise<PgLaneResult> {
     if (this.closed) return Promise.reject(PgRecallErrors.notApplied('the write lane is closed'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ req, resolve, reject, deadline: Date.now() + this.d.laneTimeoutMs });
+      this.queue.push({ req, resolve, reject, deadline: Date.now() + this.d.laneTimeoutMs, queuedAt: performance.now() });
       this.pump();
     });
   }
@@ -139,6 +185,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   }
 
   abort(err: Error): void {
+    this.seqless.clear();
     for (const w of this.queue.splice(0)) w.reject(err);
     const h = this.holder;
     if (h) {
@@ -171,6 +218,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const i = this.queue.findIndex((w) => !h || w.req.session === h.session);
     if (i < 0) return;
     const w = this.queue.splice(i, 1)[0]!;
+    step.wait.observe(since(w.queuedAt));
     this.run(() => this.serve(w));
   }
 
@@ -369,8 +417,10 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   }
 
   /** Run one statement; the item to record (null when nothing needs replaying) and the client's messages. */
-  private async exec(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<{ item: PgItem | null; messages: Buffer[]; status: number | null }> {
+  private async exec(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<Exec> {
+    const t0 = performance.now();
     const rw = await this.rewrite(c, req, st, txTs);
+    step.rewrite.observe(since(t0));
     if ('refusal' in rw) return { item: null, messages: [rw.refusal], status: null };
     const r = st.x
       ? await c.request(encodeExtended(rw.sql, st.x, st.x.resultFormats, st.x.describe))
@@ -383,29 +433,61 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const item: PgItem | null = record
       ? { q: rw.sql, ...(st.copy ? { copy: deflateRawSync(st.copy, { level: 1 }).toString('base64') } : {}), ...(st.x ? { x: { types: st.x.types, formats: st.x.formats, values: st.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}), out }
       : null;
+    step.execute.observe(since(t0));
     return { item, messages: clientMessages(r), status: r.status };
   }
 
+  /** The database has no sequence (see `seqless`). */
+  private knownSeqless(db: string): boolean {
+    return this.seqless.get(db) === this.applier.applied;
+  }
+
+  /** The sequences before a transaction (read on another connection: nothing may run on the lane's meanwhile). */
+  private sequencesBefore(db: string): Promise<Sequences> {
+    return this.knownSeqless(db) ? Promise.resolve(EMPTY_SEQUENCES) : this.applier.sequences(db);
+  }
+
+  /** How many sequences the database has, asked on the lane connection (null: the query failed, e.g. in a failed transaction). */
+  private static seqCount(r: PgReply): number | null {
+    if (replyError(r)) return null;
+    const n = Number(replyRows(r)[0]?.[0]);
+    return Number.isInteger(n) ? n : null;
+  }
+
+  /** After the lane committed a transaction that saw `count` sequences at its end. */
+  private noteSequences(db: string, count: number | null, index: number): void {
+    if (count === 0) this.seqless.set(db, index);
+    else this.seqless.delete(db);
+  }
+
   private dropDefaults(db: string): void {
+    this.seqless.delete(db);
     for (const k of [...this.defaults.keys()]) if (k.startsWith(`${db}\u0000`)) this.defaults.delete(k);
   }
 
-  private async entry(req: PgLaneRequest, items: PgItem[], rollback: boolean, seqs: Sequences): Promise<{ data: Buffer; seq: number }> {
+  /** The entry; `seqCount` 0: the database has no sequence now (as the lane connection saw it after the statements), none moved. */
+  private async entry(req: PgLaneRequest, items: PgItem[], rollback: boolean, seqs: Sequences, seqCount: number | null = null): Promise<{ data: Buffer; seq: number }> {
+    const t0 = performance.now();
+    laneBatchStatements.observe(items.length);
     const seq = ++this.seq;
-    const moved = seqBefore(seqs, await this.applier.sequences(req.database));
+    const moved = seqCount === 0 ? undefined : seqBefore(seqs, await this.applier.sequences(req.database));
     const e: PgEntry = {
       t: 'w', o: { n: this.d.nodeId, s: seq }, db: req.database, role: req.role, set: req.settings, items,
       ...(moved ? { seq: moved } : {}),
       ...(rollback ? { rollback: 1 as const } : {}),
     };
-    return { data: encodePgEntry(e), seq };
+    const data = encodePgEntry(e);
+    step.prepare.observe(since(t0));
+    return { data, seq };
   }
 
   /** Propose; on failure the transaction is rolled back and the error says whether it may still apply. */
   private async propose(c: PgConn, data: Buffer, seq: number): Promise<{ index: number; term: number; exp: PgExpectation }> {
     const exp = this.applier.expect(seq);
+    const t0 = performance.now();
     try {
       const { index, term } = await this.d.propose(data);
+      step.replicate.observe(since(t0));
       return { index, term, exp };
     } catch (e) {
       await c.query('ROLLBACK').catch(() => undefined);
@@ -418,8 +500,10 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private async finish(c: PgConn, p: { index: number; term: number; exp: PgExpectation }, data: Buffer, failed: boolean, final = 'COMMIT'): Promise<PgReply> {
     const update = appliedUpdate(p.index, p.term, pgEntryChecksum(data));
     const sqls = failed ? [final, 'BEGIN', NO_FSYNC, update, 'COMMIT'] : [update, final];
+    const t0 = performance.now();
     try {
       const rs = await Promise.all(sqls.map((s) => c.query(s)));
+      step.commit.observe(since(t0));
       const bad = rs.map(replyError).find((e, i) => e && !(failed && i === 0));
       if (bad) throw new PgConnError(`${bad.code} ${bad.message}`);
       p.exp.committed(p.index);
@@ -437,16 +521,24 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   private async auto(req: PgLaneRequest): Promise<PgLaneResult> {
     if (req.stmts.length === 1 && req.stmts[0]!.kind === 'alone') return this.alone(req, req.stmts[0]!);
+    const t0 = performance.now();
     const c = await this.conn(req);
     try {
-      // nothing has run yet: the sequences are read while the transaction opens
-      const [seqs] = await Promise.all([this.applier.sequences(req.database), this.begin(c, req, 'BEGIN')]);
+      // nothing has run yet: the sequences are read while the transaction opens; without sequences
+      // to read, the first statement follows BEGIN in the same round trip (see txn)
       const txTs = nowTs();
+      const begun = this.begin(c, req, 'BEGIN');
+      begun.catch(() => undefined);
+      const st0 = req.stmts[0]!;
+      const first = this.knownSeqless(req.database) && (st0.kind === 'write' || st0.kind === 'read') ? this.exec(c, req, st0, txTs) : undefined;
+      first?.catch(() => undefined);
+      const [seqs] = await Promise.all([this.sequencesBefore(req.database), begun]);
+      step.begin.observe(since(t0));
       const replies: Buffer[][] = [];
       const items: PgItem[] = [];
       let failed = false;
-      for (const st of req.stmts) {
-        const r = await this.exec(c, req, st, txTs);
+      for (const [k, st] of req.stmts.entries()) {
+        const r = k === 0 && first ? await first : await this.exec(c, req, st, txTs);
         replies.push(r.messages);
         if (r.item) items.push(r.item);
         if (r.status !== TX_IN_TRANSACTION || r.item?.out.e) {
@@ -459,9 +551,11 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         this.giveBack(req, c);
         return { replies, index: 0, status: TX_IDLE };
       }
-      const { data, seq } = await this.entry(req, items, failed, seqs);
+      const count = failed ? null : PgLane.seqCount(await c.query(SEQ_COUNT_SQL));
+      const { data, seq } = await this.entry(req, items, failed, seqs, count);
       const p = await this.propose(c, data, seq);
       await this.finish(c, p, data, failed, failed ? 'ROLLBACK' : 'COMMIT');
+      this.noteSequences(req.database, count, p.index);
       this.giveBack(req, c);
       return { replies, index: p.index, status: TX_IDLE };
     } catch (e) {
@@ -496,6 +590,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     if (set) await c.query(set);
     const r = await c.request(st.x ? encodeExtended(st.sql, st.x, st.x.resultFormats, st.x.describe) : [encodeQuery(st.sql)]);
     this.dropDefaults(req.database);
+    this.seqless.clear(); // CREATE DATABASE … TEMPLATE: another database's sequences
     this.giveBack(req, c);
     return { replies: [clientMessages(r)], index: p.index, status: TX_IDLE };
   }
@@ -504,31 +599,48 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   private async txn(req: PgLaneRequest): Promise<PgLaneResult> {
     let h = this.holder;
+    let first: Promise<Exec> | undefined;
     if (h && h.session !== req.session) throw new Error('lane invariant: a request of another session ran while the lane was held');
     if (!h) {
+      const t0 = performance.now();
       const c = await this.conn(req);
+      const text = req.begin ?? 'BEGIN';
+      const txTs = nowTs();
       let seqs: Sequences;
       try {
-        [seqs] = await Promise.all([this.applier.sequences(req.database), this.begin(c, req, req.begin ?? 'BEGIN')]);
+        const begun = this.begin(c, req, text);
+        begun.catch(() => undefined); // awaited below; the statement may fail first
+        // The first statement follows BEGIN and the settings in the same round trip. Only after a
+        // BEGIN that cannot fail: after a failed one it would run, and commit, outside the lane's
+        // transaction. Failed settings leave the transaction aborted, so the statement does nothing.
+        // Nor while the sequences are being read on the side: they must be read before it runs.
+        const st0 = req.stmts[0];
+        if (st0 && (st0.kind === 'write' || st0.kind === 'read') && PLAIN_BEGIN_RE.test(text) && this.knownSeqless(req.database)) {
+          first = this.exec(c, req, st0, txTs);
+          first.catch(() => undefined);
+        }
+        [seqs] = await Promise.all([this.sequencesBefore(req.database), begun]);
+        if (first) await first;
       } catch (e) {
         c.close();
         throw e;
       }
-      const holder: Holder = { session: req.session, seqs, conn: c, req, items: [], txTs: nowTs(), status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false, timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs) };
+      step.begin.observe(since(t0));
+      const holder: Holder = { heldAt: t0, session: req.session, seqs, conn: c, req, items: [], txTs, status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false, timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs) };
       holder.timer.unref();
       this.holder = h = holder;
     }
     h.busy = true;
     const replies: Buffer[][] = [];
     try {
-      for (const st of req.stmts) {
+      for (const [k, st] of req.stmts.entries()) {
         if (st.kind === 'commit' || st.kind === 'rollback') {
           const r = await this.end(h, st);
           replies.push(r.messages);
           return { replies, index: r.index, status: TX_IDLE };
         }
         if (st.kind === 'session' && !/^\s*(savepoint|release|rollback)\b/i.test(st.sql)) h.dirty = true;
-        const r = await this.exec(h.conn, req, st, h.txTs);
+        const r = k === 0 && first ? await first : await this.exec(h.conn, req, st, h.txTs);
         replies.push(r.messages);
         if (r.item) h.items.push(r.item);
         if (r.status !== null) h.status = r.status;
@@ -551,9 +663,14 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private async end(h: Holder, st: PgLaneStatement): Promise<{ messages: Buffer[]; index: number }> {
     this.unhold(h);
     const c = h.conn;
+    let count: number | null = null;
     if (st.kind === 'commit' && h.status === TX_IN_TRANSACTION && h.items.length) {
       // deferred constraints are checked now, so the entry never holds a transaction whose COMMIT fails
-      const r = await c.query('SET CONSTRAINTS ALL IMMEDIATE');
+      const t0 = performance.now();
+      // pipelined: after the deferred constraints ran (their triggers may take sequence numbers)
+      const [r, cr] = await Promise.all([c.query('SET CONSTRAINTS ALL IMMEDIATE'), c.query(SEQ_COUNT_SQL)]);
+      count = PgLane.seqCount(cr);
+      step.constraints.observe(since(t0));
       const e = replyError(r);
       if (e) {
         h.items.push({ q: 'SET CONSTRAINTS ALL IMMEDIATE', out: { e: e.code } });
@@ -573,7 +690,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       this.giveBackHolder(h);
       return { messages: clientMessages(r), index: 0 };
     }
-    const { data, seq } = await this.entry(h.req, h.items, failed, h.seqs);
+    const { data, seq } = await this.entry(h.req, h.items, failed, h.seqs, failed ? null : count);
     let p;
     try {
       p = await this.propose(c, data, seq);
@@ -583,6 +700,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       throw e;
     }
     const r = await this.finish(c, p, data, failed, st.sql);
+    this.noteSequences(h.req.database, failed ? null : count, p.index);
     this.giveBackHolder(h);
     return { messages: clientMessages(r), index: p.index };
   }
@@ -593,6 +711,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   }
 
   private unhold(h: Holder): void {
+    if (this.holder === h) step.held.observe(since(h.heldAt));
     clearTimeout(h.timer);
     if (this.holder === h) this.holder = null;
   }
