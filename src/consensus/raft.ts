@@ -113,7 +113,11 @@ export class RaftCore {
     const { hardState, conf } = storage.initialState();
     const snapIndex = storage.firstIndex() - 1;
     const applied = Math.max(config.applied ?? snapIndex, snapIndex);
-    this.log = new RaftLog(storage, hardState.commit, applied);
+    // The commit index is made durable lazily (a restarted node relearns it from the leader), so
+    // the stored one can lag: after a snapshot from the leader was installed and before the next
+    // commit index reached the disk, a kill -9 left commit 27 beside a snapshot at 227. Whatever
+    // a snapshot covers or was applied is committed.
+    this.log = new RaftLog(storage, Math.max(hardState.commit, applied), applied);
     assert(hardState.commit <= this.log.lastIndex(), `hard state commit ${hardState.commit} beyond last index ${this.log.lastIndex()}`);
     this.voters = [...conf.voters];
     this.learners = [...conf.learners];

@@ -74,7 +74,8 @@ describe('crash safety (3 replicas)', { timeout: 900_000 }, () => {
         const sums = await c.checksums(db).catch(() => null);
         if (sums && sums.length === 3 && sums.every((s) => JSON.stringify(s) === JSON.stringify(sums[0]))) break;
       }
-      if (Date.now() > end) throw new Error(`${what}: not converged within ${timeoutMs} ms: ${seen}\n${c.dumpLogs(6000)}`);
+      // the state again after the logs: CI shows the tail of a failure's output
+      if (Date.now() > end) throw new Error(`${what}: not converged within ${timeoutMs} ms: ${seen}\n${c.dumpLogs(6000)}\n${what}: ${seen}`);
       await sleep(300);
     }
     for (let i = 0; i < 3; i++) {

@@ -393,7 +393,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     // The database may be between runs (a restart, a resync's install): wait for it a while.
     let pid = procs[i]!.info.dbPid();
     for (const end = Date.now() + 30_000; !pid && Date.now() < end; pid = procs[i]!.info.dbPid()) await sleep(50);
-    if (!pid) throw new Error(`node ${i + 1}: no running mariadbd found within 30 s`);
+    if (!pid) throw new Error(`node ${i + 1}: no running mariadbd found within 30 s\n${dumpLogs(20_000)}`);
     process.kill(pid, 'SIGKILL');
     const deadline = Date.now() + 10_000;
     while (procs[i]!.info.dbPid() === pid && Date.now() < deadline) await sleep(10);
