@@ -4,7 +4,7 @@ import { registry } from '../admin/metrics.js';
 
 export const raftSyncSeconds = new client.Histogram({
   name: 'recall_raft_sync_seconds',
-  help: 'Duration of the one fsync (group commit) per Ready batch',
+  help: 'Duration of the one fsync (group commit) per Ready batch that wrote entries, a snapshot, a term/vote change or a membership commit (not the syncs that only carry a new commit index)',
   buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
   registers: [registry],
 });
