@@ -37,6 +37,7 @@ import { encodeCommandComplete, encodeSync, replyRows, type PgReply } from '../.
 import { PG_ENTRY_SETTINGS } from '../../replication/pg/entry.js';
 import { PgRecallErrors, pgSqlState } from '../../replication/pg/errors.js';
 import type { PgLaneKind, PgLaneRequest, PgLaneResult, PgLaneStatement } from '../../replication/pg/types.js';
+import { scanBatch, type ScannedMessage } from './batch-scan.js';
 import type { QueryBatch } from './relay.js';
 import type { Session } from './session.js';
 
@@ -90,13 +91,36 @@ interface RouteState {
   laneStatus: number;
   /** SETs run in the lane transaction: the local session gets them when it commits */
   txnSets: string[];
-  portals: Map<string, { prep: Prepared; bind: Extract<ClientMessage, { t: 'Bind' }> }>;
+  portals: Map<string, Portal>;
+}
+
+/** A portal bound by the client: its statement and its Bind message (own copy), decoded only for the lane. */
+interface Portal {
+  prep: Prepared;
+  bindRaw: Buffer;
 }
 
 /** One statement of a batch: its classification and, for an Execute, the execution. */
 interface Unit {
   st: PgStatement | null;
-  lane: PgLaneStatement;
+  /** what the lane runs; for an Execute made from `exec` when the batch is taken (laneOf) */
+  lane: PgLaneStatement | null;
+  exec?: { portal: Portal; describe: boolean };
+}
+
+/** The unit's lane statement, decoding the portal's Bind values the first time. */
+function laneOf(u: Unit): PgLaneStatement {
+  if (u.lane) return u.lane;
+  const { portal, describe } = u.exec!;
+  const bind = decodeBatch(portal.bindRaw)[0];
+  if (bind?.t !== 'Bind') throw new Error('a portal without its Bind message');
+  const st = portal.prep.st;
+  u.lane = {
+    kind: st ? laneKind(st) : 'read',
+    sql: portal.prep.sql,
+    x: { types: portal.prep.types, formats: bind.formats, values: bind.values, resultFormats: bind.resultFormats, describe },
+  };
+  return u.lane;
 }
 
 const WRITE_KINDS = new Set(['write', 'ddl']);
@@ -254,9 +278,9 @@ export class PgRouter {
       s.localStatus = null;
       return false;
     }
-    let msgs: ClientMessage[];
+    let msgs: ScannedMessage[];
     try {
-      msgs = decodeBatch(batch.bytes);
+      msgs = scanBatch(batch.bytes);
     } catch {
       s.localStatus = null;
       return false; // postgres answers malformed messages itself
@@ -304,14 +328,14 @@ export class PgRouter {
   }
 
   /** The statements of a batch (recording Parse and Close of named statements on the way). */
-  private units(s: RouteState, msgs: ClientMessage[]): Unit[] {
+  private units(s: RouteState, msgs: ScannedMessage[]): Unit[] {
     const units: Unit[] = [];
     // portals live on across batches (Bind … Flush, then Execute … Sync): an Execute of a portal
     // bound in a relayed batch must still reach the lane when its statement writes
     const portals = s.portals;
-    const described = new Set<string>();
+    let described: Set<string> | null = null;
     for (const m of msgs) {
-      if (m.t === 'Describe' && m.kind === 'P') described.add(m.name);
+      if (m.t === 'Describe' && m.kind === 'P') (described ??= new Set()).add(m.name);
       if (m.t === 'Query') {
         for (const st of this.classifier.classify(m.sql)) units.push({ st, lane: { kind: laneKind(st), sql: st.kind === 'invalid' ? m.sql : st.text } });
       } else if (m.t === 'Parse') {
@@ -323,20 +347,13 @@ export class PgRouter {
       } else if (m.t === 'Bind') {
         const prep = s.prepared.get(m.stmt);
         if (portals.size >= PORTALS_MAX && !portals.has(m.portal)) portals.clear();
-        if (prep) portals.set(m.portal, { prep, bind: m });
+        // the batch's bytes may be the socket's chunk: keep a copy of the one message
+        if (prep) portals.set(m.portal, { prep, bindRaw: Buffer.from(m.raw) });
         else portals.delete(m.portal);
       } else if (m.t === 'Execute') {
         const p = portals.get(m.portal);
         if (!p) continue;
-        const st = p.prep.st;
-        units.push({
-          st,
-          lane: {
-            kind: st ? laneKind(st) : 'read',
-            sql: p.prep.sql,
-            x: { types: p.prep.types, formats: p.bind.formats, values: p.bind.values, resultFormats: p.bind.resultFormats, describe: described.has(m.portal) },
-          },
-        });
+        units.push({ st: p.prep.st, lane: null, exec: { portal: p, describe: described?.has(m.portal) ?? false } });
       }
     }
     return units;
@@ -394,7 +411,7 @@ export class PgRouter {
     const copy = units.length === 1 && units[0]!.st?.copy?.direction === 'from' ? units[0]! : null;
     if (copy) {
       // the client sends the data only after CopyInResponse: read it all, then run the COPY on the lane
-      const binary = /\bbinary\b/i.test(copy.lane.sql);
+      const binary = /\bbinary\b/i.test(laneOf(copy).sql);
       session.socket.write(new Writer(8).int8(binary ? 1 : 0).int16(0).message(MSG_COPY_IN_RESPONSE));
       const got = await readCopy(session.socket, rest.leftover, this.o.copyBytesMax ?? COPY_BYTES_MAX);
       rest.leftover = got.rest;
@@ -408,7 +425,7 @@ export class PgRouter {
         if (s.lane === 'held') s.lane = 'aborted'; // postgres would have failed the transaction
         return false;
       }
-      copy.lane.copy = Buffer.concat(got.data);
+      laneOf(copy).copy = Buffer.concat(got.data);
     }
     if (!s.settings) s.settings = await this.readSettings(session, s);
     // named statements parsed in a taken batch exist on the leader's connection only for the
@@ -483,7 +500,7 @@ export class PgRouter {
         const v = units[j]!;
         const a = v.st?.kind === 'transaction' ? v.st.transaction?.action : undefined;
         if (!inTxn && (a || v.st?.kind === 'session')) break;
-        group.push(v.lane);
+        group.push(laneOf(v));
         if (inTxn && v.st?.kind === 'session' && v.st.settings?.length && !v.st.settings.some((x) => x.local)) s.txnSets.push(v.st.text);
         j++;
         if (inTxn && (a === 'commit' || a === 'rollback')) break;
