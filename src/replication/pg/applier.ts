@@ -62,6 +62,9 @@ export function contextSql(role: string | null, set: Record<string, string>, loc
   return parts.join('; ');
 }
 
+/** 'ntb' outcomes kept for comparison (one is normally dropped within a round trip). */
+const ALONE_OUTCOMES_MAX = 64;
+
 /** What a reply says about a statement: its error, or its (last) command tag. */
 export function outcomeOf(r: PgReply): PgOutcome {
   let tag: string | undefined;
@@ -89,6 +92,8 @@ export class PgApplier extends ApplierCore {
   private readonly schemaReady = new Set<string>();
   /** the lane's admin connections for reading sequences (not the loop's: it may be mid-entry) */
   private readonly side = new Map<string, PgConn>();
+  /** this replica's outcome of the 'ntb' entries it ran, by index, until the leader's ('ntbo') arrives */
+  private readonly aloneOutcomes = new Map<number, { out: PgOutcome; q: string }>();
 
   constructor(
     d: ApplierBaseDeps,
@@ -182,6 +187,7 @@ export class PgApplier extends ApplierCore {
     // the lane gave up but the entry is committed: apply it like any other
     if (entry.o.n === this.d.nodeId && (await this.committedByLane(entry.o.s))) return;
     if (entry.t === 'w') return this.applyWrite(e, entry);
+    if (entry.t === 'ntbo') return this.compareAlone(e, entry);
     return this.applyAlone(e, entry);
   }
 
@@ -267,10 +273,18 @@ export class PgApplier extends ApplierCore {
     await c.run(`SET SESSION AUTHORIZATION ${ident(entry.role)}`);
     try {
       if (Object.keys(entry.set).length) await c.run(contextSql(null, entry.set, false));
-      // the leader runs it after this commit too: its outcome was not known when the entry was
-      // proposed, so there is nothing to compare with (see DESIGN.md, known gaps)
-      const err = replyError(await c.request(itemMessages(entry.item)));
-      if (err) this.d.log.warn('a statement run outside a transaction failed here', { index: e.index, code: err.code, error: err.message, sql: entry.item.q.slice(0, 200) });
+      // the leader runs it after this commit too, so its outcome comes later, in an entry of its
+      // own ('ntbo'): keep ours until then
+      const r = await c.request(itemMessages(entry.item));
+      const err = replyError(r);
+      if (err) this.d.log.info('a statement run outside a transaction failed here', { index: e.index, code: err.code, error: err.message, sql: entry.item.q.slice(0, 200) });
+      this.aloneOutcomes.set(e.index, { out: outcomeOf(r), q: entry.item.q });
+      // the leader's outcome normally follows at once; one that never comes (the leader crashed
+      // after running it) leaves nothing to compare with
+      for (const k of this.aloneOutcomes.keys()) {
+        if (this.aloneOutcomes.size <= ALONE_OUTCOMES_MAX) break;
+        this.aloneOutcomes.delete(k);
+      }
     } finally {
       // the next entry on this connection starts from the superuser's own session
       c.close();
@@ -278,6 +292,22 @@ export class PgApplier extends ApplierCore {
       this.schemaReady.delete(entry.db);
       this.advance(e.index);
     }
+  }
+
+  /** The leader's outcome of an 'ntb' entry: compared with ours, as for the items of a 'w' entry. */
+  private compareAlone(e: Entry, entry: Extract<PgEntry, { t: 'ntbo' }>): void {
+    const mine = this.aloneOutcomes.get(entry.of);
+    this.aloneOutcomes.delete(entry.of);
+    // not run by this applier: the leader's lane ran it here, or it ran before a restart (the
+    // outcome is kept in memory only) or before the snapshot this replica was copied from
+    if (!mine) return this.advance(e.index);
+    if (!sameOutcome(entry.out, mine.out)) {
+      return this.diverge(
+        e.index,
+        `the statement of entry ${entry.of} gave ${describeOutcome(mine.out)} here but ${describeOutcome(entry.out)} on the leader (node ${entry.o.n}): ${mine.q.slice(0, 200)}`,
+      );
+    }
+    this.advance(e.index);
   }
 
   private async conn(db: string): Promise<PgConn> {

@@ -53,6 +53,15 @@ export type PgEntry =
       role: string;
       set: Record<string, string>;
       item: PgItem;
+    }
+  | {
+      /** the leader's outcome of the 'ntb' entry at index `of`, proposed once it ran there (the
+       * 'ntb' entry is committed before anything runs, so it cannot carry it): replicas compare
+       * it with their own outcome of that statement, as they do for the items of a 'w' entry */
+      t: 'ntbo';
+      o: { n: number; s: number };
+      of: number;
+      out: PgOutcome;
     };
 
 /** Settings that change how a statement's text is read or what it writes. */
@@ -86,10 +95,16 @@ function isStringMap(v: unknown): v is Record<string, string> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
 }
 
+function isOutcome(v: unknown): v is PgOutcome {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const o = v as PgOutcome;
+  return (o.tag === undefined || typeof o.tag === 'string') && (o.e === undefined || typeof o.e === 'string');
+}
+
 function isItem(v: unknown): v is PgItem {
   if (typeof v !== 'object' || v === null) return false;
   const i = v as PgItem;
-  if (typeof i.q !== 'string' || typeof i.out !== 'object' || i.out === null) return false;
+  if (typeof i.q !== 'string' || !isOutcome(i.out)) return false;
   if (i.copy !== undefined && typeof i.copy !== 'string') return false;
   if (i.x !== undefined) {
     const x = i.x;
@@ -104,6 +119,10 @@ export function decodePgEntry(data: Uint8Array): PgEntry {
   const v = JSON.parse(Buffer.from(data).toString('utf8')) as PgEntry;
   if (typeof v !== 'object' || v === null) throw new Error('not an object');
   if (typeof v.o?.n !== 'number' || typeof v.o?.s !== 'number') throw new Error('no origin');
+  if (v.t === 'ntbo') {
+    if (!Number.isSafeInteger(v.of) || v.of < 1 || !isOutcome(v.out)) throw new Error('bad outcome entry');
+    return v;
+  }
   if (typeof v.db !== 'string' || typeof v.role !== 'string' || !isStringMap(v.set)) throw new Error('no database, role or settings');
   if (v.t === 'w') {
     if (!Array.isArray(v.items) || !v.items.every(isItem)) throw new Error('bad items');

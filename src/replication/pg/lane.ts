@@ -589,6 +589,9 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const set = contextSql(null, req.settings, false);
     if (set) await c.query(set);
     const r = await c.request(st.x ? encodeExtended(st.sql, st.x, st.x.resultFormats, st.x.describe) : [encodeQuery(st.sql)]);
+    // its outcome follows in an entry of its own, for the replicas to compare (entry.ts 'ntbo')
+    const outcome = encodePgEntry({ t: 'ntbo', o: { n: this.d.nodeId, s: ++this.seq }, of: p.index, out: outcomeOf(r) });
+    await this.d.propose(outcome).catch((e: unknown) => this.d.log.warn('the outcome of a statement run outside a transaction was not replicated', { index: p.index, error: (e as Error).message }));
     this.dropDefaults(req.database);
     this.seqless.clear(); // CREATE DATABASE … TEMPLATE: another database's sequences
     this.giveBack(req, c);
