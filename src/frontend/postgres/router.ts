@@ -33,11 +33,12 @@ import type { PgStatement } from '../../sql/pg-classify.js';
 import { PgClassifyCache } from '../../sql/pg-classify-cache.js';
 import type { Logger } from '../../util/log.js';
 import { decodeBatch, type ClientMessage } from '../../replication/pg/batch.js';
-import { encodeCommandComplete, encodeSync, replyRows, type PgReply } from '../../replication/pg/conn.js';
+import { encodeCommandComplete, encodeSync, replyError, replyRows, type PgReply } from '../../replication/pg/conn.js';
 import { PG_ENTRY_SETTINGS } from '../../replication/pg/entry.js';
 import { PgRecallErrors, pgSqlState } from '../../replication/pg/errors.js';
 import type { PgLaneKind, PgLaneRequest, PgLaneResult, PgLaneStatement } from '../../replication/pg/types.js';
 import { scanBatch, type ScannedMessage } from './batch-scan.js';
+import { SqlPreparedTracker, expandExecute, isPreparedStatementCommand, preparedQuery, preparedRows } from './prepared.js';
 import type { QueryBatch } from './relay.js';
 import type { Session } from './session.js';
 
@@ -74,7 +75,7 @@ interface RouteState {
   id: string;
   prepared: Map<string, Prepared>;
   /** SQL-level PREPARE names and what their body does */
-  sqlPrepared: Map<string, string | undefined>;
+  sqlPrepared: SqlPreparedTracker;
   settings: Record<string, string> | null;
   lastIndex: number;
   consistency: Consistency;
@@ -249,7 +250,7 @@ export class PgRouter {
       const st: RouteState = {
         id: `${this.o.nodeId}:${++this.sessions}`,
         prepared: new Map(),
-        sqlPrepared: new Map(),
+        sqlPrepared: new SqlPreparedTracker(),
         settings: null,
         lastIndex: 0,
         consistency: this.o.consistency ?? 'session',
@@ -294,7 +295,8 @@ export class PgRouter {
     for (const u of units) {
       const st = u.st;
       if (!st) continue;
-      if (st.refuse || WRITE_KINDS.has(st.kind) || (st.kind === 'execute' && WRITE_KINDS.has(s.sqlPrepared.get(st.prepared?.name ?? '') ?? ''))) take = true;
+      // an EXECUTE is looked up on the local session unless it certainly reads (prepared.ts)
+      if (st.refuse || WRITE_KINDS.has(st.kind) || (st.kind === 'execute' && !s.sqlPrepared.relayable(st.prepared?.name ?? ''))) take = true;
       if (st.kind === 'read' || st.kind === 'execute') reads = true;
       if (st.kind === 'transaction' && st.transaction?.action === 'begin') s.begin = st.text;
       if (st.kind === 'session') this.sessionStatement(s, st);
@@ -312,12 +314,6 @@ export class PgRouter {
   }
 
   private sessionStatement(s: RouteState, st: PgStatement): void {
-    if (st.prepared?.action === 'prepare' && st.prepared.name) s.sqlPrepared.set(st.prepared.name, st.prepared.bodyKind);
-    if (st.prepared?.action === 'deallocate') {
-      if (st.prepared.name) s.sqlPrepared.delete(st.prepared.name);
-      else s.sqlPrepared.clear();
-    }
-    if (st.command === 'DISCARD') s.sqlPrepared.clear();
     for (const set of st.settings ?? []) {
       s.settings = null; // read again before the next write
       if (set.name === 'recall.consistency' || set.name === null) {
@@ -337,13 +333,19 @@ export class PgRouter {
     for (const m of msgs) {
       if (m.t === 'Describe' && m.kind === 'P') (described ??= new Set()).add(m.name);
       if (m.t === 'Query') {
-        for (const st of this.classifier.classify(m.sql)) units.push({ st, lane: { kind: laneKind(st), sql: st.kind === 'invalid' ? m.sql : st.text } });
+        for (const st of this.classifier.classify(m.sql)) {
+          if (st.prepared || st.command === 'DISCARD') s.sqlPrepared.note(st);
+          units.push({ st, lane: { kind: laneKind(st), sql: st.kind === 'invalid' ? m.sql : st.text } });
+        }
       } else if (m.t === 'Parse') {
         const sts = m.sql.trim() ? this.classifier.classify(m.sql) : [];
         s.prepared.set(m.name, { sql: m.sql, types: m.types, st: sts.length === 1 ? sts[0]! : (sts[0] ?? null) });
+        if (m.name) s.sqlPrepared.parsed(m.name);
       } else if (m.t === 'Close') {
-        if (m.kind === 'S') s.prepared.delete(m.name);
-        else portals.delete(m.name);
+        if (m.kind === 'S') {
+          s.prepared.delete(m.name);
+          s.sqlPrepared.closed(m.name);
+        } else portals.delete(m.name);
       } else if (m.t === 'Bind') {
         const prep = s.prepared.get(m.stmt);
         if (portals.size >= PORTALS_MAX && !portals.has(m.portal)) portals.clear();
@@ -353,6 +355,7 @@ export class PgRouter {
       } else if (m.t === 'Execute') {
         const p = portals.get(m.portal);
         if (!p) continue;
+        if (p.prep.st?.prepared || p.prep.st?.command === 'DISCARD') s.sqlPrepared.note(p.prep.st);
         units.push({ st: p.prep.st, lane: null, exec: { portal: p, describe: described?.has(m.portal) ?? false } });
       }
     }
@@ -383,18 +386,14 @@ export class PgRouter {
     const units = s.units;
     s.units = [];
     const local = s.localStatus ?? batch.txStatus;
-    const refusal = units.find(
-      (u) =>
-        u.st?.refuse ||
-        (u.st?.copy?.direction === 'from' && (extended || units.length > 1)) ||
-        (u.st?.kind === 'execute' && WRITE_KINDS.has(s.sqlPrepared.get(u.st.prepared?.name ?? '') ?? '')),
-    );
+    if (s.lane === 'held' && units.some((u) => isPreparedStatementCommand(u.st))) return this.preparedInLane(session, s, msgs, units);
+    await this.expandExecutes(session, s, units);
+    const refusal = units.find((u) => u.st?.refuse || (u.st?.copy?.direction === 'from' && (extended || units.length > 1)));
     const writes = units.some((u) => u.st && WRITE_KINDS.has(u.st.kind));
     if (refusal || (s.lane === 'none' && !writes)) {
       let err: Buffer | null = null;
       if (refusal?.st?.refuse) err = errorMessage(refusal.st.refuse.sqlstate, refusal.st.refuse.message);
       else if (refusal?.st?.copy) err = errorMessage('0A000', 'Recall runs COPY FROM STDIN only as the one statement of a simple query; send it on its own');
-      else if (refusal) err = errorMessage('0A000', 'Recall cannot replicate EXECUTE of a statement prepared with SQL PREPARE that writes; use the extended protocol (Parse/Bind) or send the statement itself');
       else if (this.o.service.diverged) err = sqlErrorMessage(PgRecallErrors.diverged(this.o.service.diverged));
       if (!err) {
         try {
@@ -617,6 +616,57 @@ export class PgRouter {
       }
     }
     return described;
+  }
+
+  // ---- SQL-level PREPARE / EXECUTE (prepared.ts) ----
+
+  /** EXECUTE units become the prepared statement's text with the arguments in place, or its error. */
+  private async expandExecutes(session: Session, s: RouteState, units: Unit[]): Promise<void> {
+    const execs = units.filter((u) => u.st?.kind === 'execute' && u.st.prepared?.name);
+    if (!execs.length) return;
+    const names = [...new Set(execs.map((u) => u.st!.prepared!.name!))];
+    const r = await backendRequest(session.backend!, [encodeQuery(preparedQuery(names))]);
+    s.localStatus = r.status;
+    const failed = replyError(r);
+    const rows = preparedRows(failed ? [] : replyRows(r));
+    const preparing = units.some((u) => isPreparedStatementCommand(u.st));
+    for (const u of execs) {
+      const st = u.st!;
+      const row = rows.get(st.prepared!.name!);
+      let error: { sqlstate: string; message: string } | null = null;
+      if (failed) error = { sqlstate: failed.code, message: `Recall could not read the session's prepared statements: ${failed.message}` };
+      // PREPARE p …; EXECUTE p in one text: p does not exist yet, and postgres would run a write here
+      else if (!row && preparing) error = { sqlstate: '0A000', message: 'Recall runs EXECUTE of a statement prepared in the same query text only after the PREPARE: send PREPARE on its own first' };
+      if (!row && !error) continue; // postgres answers 26000 itself (here, or on the lane)
+      const x = error ? { error } : expandExecute(st.text, row!, (q) => this.classifier.classify(q));
+      if ('error' in x) {
+        u.st = { ...st, refuse: x.error };
+        continue;
+      }
+      const body = this.classifier.classify(x.sql);
+      if (body.length !== 1) {
+        u.st = { ...st, refuse: { sqlstate: '0A000', message: `Recall replicates EXECUTE of a prepared statement of one statement only` } };
+        continue;
+      }
+      const base = laneOf(u);
+      u.st = body[0]!;
+      u.lane = { ...base, kind: laneKind(body[0]!), sql: x.sql };
+    }
+  }
+
+  /** PREPARE / DEALLOCATE inside a lane transaction run on the local session, never on the lane's. */
+  private async preparedInLane(session: Session, s: RouteState, msgs: ClientMessage[], units: Unit[]): Promise<false> {
+    const q = msgs[0];
+    if (msgs.length !== 1 || q?.t !== 'Query' || !units.every((u) => isPreparedStatementCommand(u.st))) {
+      this.answerError(session, msgs, errorMessage('0A000', 'Recall runs PREPARE and DEALLOCATE inside a transaction that writes only as a query text of their own; send them on their own'), this.status(s, session));
+      return false;
+    }
+    const r = await backendRequest(session.backend!, [encodeQuery(q.sql)]);
+    s.localStatus = r.status;
+    const out = r.messages.filter((m) => m[0] !== MSG_READY_FOR_QUERY);
+    out.push(encodeReadyForQuery(this.status(s, session)));
+    session.socket.write(Buffer.concat(out));
+    return false;
   }
 
   /** The session's settings that change how statements read, from its own backend session. */
