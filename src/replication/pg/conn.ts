@@ -132,6 +132,7 @@ export class PgConn {
   private readonly pending: Pending[] = [];
   broken = false;
   private why = '';
+  private corked = false;
 
   private constructor(
     private readonly socket: Socket,
@@ -159,12 +160,20 @@ export class PgConn {
     if (this.broken) return Promise.reject(new PgConnError(this.why));
     return new Promise((resolve, reject) => {
       this.pending.push({ messages: [], resolve, reject, ...(copy ? { copy } : {}) });
-      if (msgs.length === 1) this.socket.write(msgs[0]!);
-      else {
-        this.socket.cork();
-        for (const m of msgs) this.socket.write(m);
-        this.socket.uncork();
-      }
+      this.corkTick();
+      for (const m of msgs) this.socket.write(m);
+    });
+  }
+
+  /** Requests made in the same tick (BEGIN, settings and a statement; the applied update and
+   * COMMIT) leave in one write: one system call instead of one each. */
+  private corkTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.socket.uncork();
     });
   }
 

@@ -18,6 +18,7 @@ import { pgTimestamp, rewritePgStatement, rewritePgWrite } from '../../sql/pg-re
 import { hashRolePasswords } from './role-password.js';
 import { bodyInsertTargets, routineBody } from '../../sql/pg-bodies.js';
 import { parsePg } from '../../sql/pg-parse.js';
+import { pgShape } from '../../sql/pg-shape.js';
 import { NotLeaderError, ProposalDroppedError } from '../../engine/errors.js';
 import type { LaneBaseDeps, ReplicaLane } from '../dialect.js';
 import { NO_FSYNC, appliedUpdate, contextSql, outcomeOf, type PgApplier, type PgExpectation } from './applier.js';
@@ -28,9 +29,11 @@ import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from './types.js';
 import type { BackendTarget } from '../../frontend/postgres/backend-login.js';
 import { laneBatchStatements, laneStepSeconds } from '../metrics.js';
 
-// The MySQL lane's steps (execute, replicate, commit) and the PostgreSQL lane's own: wait (in the
-// queue), begin (connection, BEGIN, settings, sequences), rewrite (determinism rewrite and column
-// default lookups, part of execute), prepare (deferred constraints, sequences after, the entry),
+// The MySQL lane's steps (execute, replicate, commit) and the PostgreSQL lane's own, each once per
+// transaction (an observation costs microseconds): wait (for the lane, in the queue), begin
+// (connection, BEGIN, settings, sequences; with the first statement when pipelined), execute (the
+// statements), rewrite (determinism rewrite and column default lookups, part of execute),
+// constraints (SET CONSTRAINTS ALL IMMEDIATE at COMMIT), prepare (sequences after, the entry),
 // held (a transaction's lane time from BEGIN to COMMIT, client round trips included).
 const step = {
   wait: laneStepSeconds.labels('wait'),
@@ -131,6 +134,12 @@ interface Exec {
 /** statement texts whose classification is kept (cleared when full) */
 const PARSES_MAX = 512;
 
+/** statement shapes known to need no rewrite (cleared when full) */
+const UNCHANGED_MAX = 2048;
+/** Commands whose rewrite depends on the statement's structure, the functions it names and the
+ * tables' defaults, never on the values of its numbers (see `unchanged`). */
+const SHAPE_VERDICT_COMMANDS = new Set(['INSERT', 'UPDATE', 'DELETE', 'SELECT']);
+
 /** DDL changes column defaults: any tag other than a plain data statement drops the cache. */
 const DATA_TAG_RE = /^(INSERT|UPDATE|DELETE|MERGE|SELECT|COPY|FETCH|MOVE|SAVEPOINT|RELEASE|ROLLBACK|SET|BEGIN|COMMIT)\b/;
 
@@ -143,6 +152,20 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private readonly idle = new Map<string, PgConn[]>();
   private readonly defaults = new Map<string, PgTableDefaults>();
   private readonly parses = new Map<string, PgStatement[]>();
+  /**
+   * Shapes (sql/pg-shape.ts: literals blanked) of statements the rewrite left as they were, per
+   * database and search_path: another text of the same shape has the same tokens and tree up to
+   * its literals, so it needs no rewrite either, and is neither parsed nor rewritten again
+   * (pgbench -M simple sends a new text for every statement). Only texts without string literals
+   * (a quote anywhere: current_setting('…'), '…'::timestamptz are decided by their value) and
+   * only when every table's defaults were known; dropped with the defaults after DDL.
+   */
+  private readonly unchanged = new Set<string>();
+  /** The applied index after the lane's last own write: anything else applied since (another
+   * leader's DDL while this node followed) may have changed the defaults the caches hold. */
+  private ownApplied = -1;
+  /** seconds the current transaction spent in its statements, observed when it ends */
+  private readonly spent = { execute: 0, rewrite: 0 };
   /**
    * Databases that had no sequence when the lane's last transaction there ended, with the applied
    * index that transaction committed at: while nothing else has been applied since, nothing can
@@ -218,7 +241,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const i = this.queue.findIndex((w) => !h || w.req.session === h.session);
     if (i < 0) return;
     const w = this.queue.splice(i, 1)[0]!;
-    step.wait.observe(since(w.queuedAt));
+    if (!h) step.wait.observe(since(w.queuedAt));
     this.run(() => this.serve(w));
   }
 
@@ -252,7 +275,12 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     }
     try {
       await this.d.ready();
+      if (this.applier.applied !== this.ownApplied) {
+        this.defaults.clear();
+        this.unchanged.clear();
+      }
       const r = req.mode === 'auto' ? await this.auto(req) : await this.txn(req);
+      this.ownApplied = this.applier.applied;
       w.resolve(r);
     } catch (e) {
       if (e instanceof SqlError) return w.reject(e);
@@ -330,9 +358,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   /** The statement with the leader's values in place of time/random/uuid calls, or the refusal. */
   private async rewrite(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<{ sql: string } | { refusal: Buffer }> {
     if (st.kind === 'read' || st.kind === 'commit' || st.kind === 'rollback') return { sql: st.sql };
+    const shape = st.sql.includes("'") ? null : pgShape(st.sql);
+    const verdictKey = shape ? `${req.database}\u0000${req.settings.search_path ?? ''}\u0000${shape.key}` : null;
+    if (verdictKey && this.unchanged.has(verdictKey)) return { sql: st.sql };
     const parsed = this.classified(st.sql);
     if (parsed.some((p) => p.kind === 'invalid')) return { sql: st.sql }; // postgres gives its own syntax error
     const tables = new Map<string, PgTableDefaults>();
+    let tablesKnown = true;
     const bodyRefusal = await this.bodyDefaults(c, req, st.sql, parsed);
     if (bodyRefusal) return { refusal: encodeErrorResponse({ severity: 'ERROR', code: '0A000', message: bodyRefusal }) };
     for (const p of parsed) {
@@ -342,9 +374,11 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         let def = this.defaults.get(key);
         if (!def) {
           const r = await c.query(PG_COLUMNS_SQL.replace('$1', literal(t)));
-          if (replyError(r)) continue; // the statement itself will say what is wrong with the name
-          const rows = replyRows(r).map(([name, expr]) => ({ name: name!, default_expr: expr ?? null }) as PgColumnRow);
-          if (rows.length === 0) continue;
+          const rows = replyError(r) ? [] : replyRows(r).map(([name, expr]) => ({ name: name!, default_expr: expr ?? null }) as PgColumnRow);
+          if (rows.length === 0) {
+            tablesKnown = false; // the statement itself will say what is wrong with the name
+            continue;
+          }
           def = volatileDefaults(rows);
           this.defaults.set(key, def);
         }
@@ -364,6 +398,10 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     // one statement (the router splits texts): rewrite the cached parse instead of parsing again
     const rw = parsed.length === 1 ? rewritePgStatement(parsed[0]!, ctx) : rewritePgWrite(st.sql, ctx);
     if (!rw.ok) return { refusal: encodeErrorResponse({ severity: 'ERROR', code: rw.refusal.sqlstate, message: rw.refusal.message }) };
+    if (verdictKey && !rw.changed && tablesKnown && parsed.length === 1 && SHAPE_VERDICT_COMMANDS.has(parsed[0]!.command)) {
+      if (this.unchanged.size >= UNCHANGED_MAX) this.unchanged.clear();
+      this.unchanged.add(verdictKey);
+    }
     // a role's password: one verifier, salted here, for every replica (role-password.ts)
     return { sql: parsed.some((p) => p.command.includes('ROLE') || p.command.includes('USER')) ? hashRolePasswords(rw.sql) : rw.sql };
   }
@@ -420,7 +458,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private async exec(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<Exec> {
     const t0 = performance.now();
     const rw = await this.rewrite(c, req, st, txTs);
-    step.rewrite.observe(since(t0));
+    this.spent.rewrite += since(t0);
     if ('refusal' in rw) return { item: null, messages: [rw.refusal], status: null };
     const r = st.x
       ? await c.request(encodeExtended(rw.sql, st.x, st.x.resultFormats, st.x.describe))
@@ -433,7 +471,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const item: PgItem | null = record
       ? { q: rw.sql, ...(st.copy ? { copy: deflateRawSync(st.copy, { level: 1 }).toString('base64') } : {}), ...(st.x ? { x: { types: st.x.types, formats: st.x.formats, values: st.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}), out }
       : null;
-    step.execute.observe(since(t0));
+    this.spent.execute += since(t0);
     return { item, messages: clientMessages(r), status: r.status };
   }
 
@@ -462,6 +500,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   private dropDefaults(db: string): void {
     this.seqless.delete(db);
+    this.unchanged.clear();
     for (const k of [...this.defaults.keys()]) if (k.startsWith(`${db}\u0000`)) this.defaults.delete(k);
   }
 
@@ -546,6 +585,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
           break; // postgres skips the rest of a failed implicit transaction
         }
       }
+      this.observeSpent();
       if (items.length === 0 || (failed && items.every((i) => refusedBeforeRunning(i.out)))) {
         await c.run('ROLLBACK');
         this.giveBack(req, c);
@@ -629,7 +669,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         throw e;
       }
       step.begin.observe(since(t0));
-      const holder: Holder = { heldAt: t0, session: req.session, seqs, conn: c, req, items: [], txTs, status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false, timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs) };
+      const holder: Holder = { heldAt: t0, session: req.session, seqs, conn: c, req, items: [], txTs, status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false, timer: setTimeout(() => this.holderTimeout(holder), Math.max(0, this.d.laneTimeoutMs - (performance.now() - t0))) };
       holder.timer.unref();
       this.holder = h = holder;
     }
@@ -713,8 +753,17 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     return { messages: [encodeCommandComplete('ROLLBACK')], status: TX_IDLE };
   }
 
+  private observeSpent(): void {
+    step.execute.observe(this.spent.execute);
+    step.rewrite.observe(this.spent.rewrite);
+    this.spent.execute = this.spent.rewrite = 0;
+  }
+
   private unhold(h: Holder): void {
-    if (this.holder === h) step.held.observe(since(h.heldAt));
+    if (this.holder === h) {
+      step.held.observe(since(h.heldAt));
+      this.observeSpent();
+    }
     clearTimeout(h.timer);
     if (this.holder === h) this.holder = null;
   }
