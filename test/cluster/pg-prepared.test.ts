@@ -144,6 +144,10 @@ describe('SQL PREPARE / EXECUTE across 3 real recall + postgres', { timeout: 150
     await a.query("PREPARE dbl (float8) AS INSERT INTO ev (k, r, note) VALUES (16, $1, $1::text)");
     assert.equal(await sqlState(a.query('EXECUTE dbl(random())')), '0A000');
     await a.query('EXECUTE dbl(0.25)');
+    // EXPLAIN ANALYZE runs what it explains: of a read, here; of a write, refused (it would write here only)
+    await a.query('PREPARE cnt3 AS SELECT count(*) FROM ev');
+    assert.ok((await a.query('EXPLAIN ANALYZE EXECUTE cnt3')).rows.length > 0);
+    assert.equal(await sqlState(a.query('EXPLAIN (ANALYZE, COSTS off) EXECUTE dbl(0.5)')), '0A000');
     // postgres' own errors: unknown names, after DEALLOCATE ALL, the wrong number of arguments
     const unknown = await a.query('EXECUTE nosuch(1)').then(() => null, (e: { code?: string; message: string }) => e);
     assert.equal(unknown?.code, '26000');

@@ -71,6 +71,22 @@ export function isPreparedStatementCommand(st: PgStatement | null): boolean {
   return st?.prepared?.action === 'prepare' || st?.prepared?.action === 'deallocate';
 }
 
+/**
+ * EXPLAIN ANALYZE EXECUTE name: it runs the prepared statement, here. The name, or null when the
+ * text is not that. Read from the tokens (cached classifications have no tree): any EXPLAIN naming
+ * ANALYZE and EXECUTE counts, which at worst looks up a name that does not exist.
+ */
+export function explainedExecute(st: PgStatement | null): string | null {
+  if (st?.command !== 'EXPLAIN') return null;
+  const tokens = lexPg(st.text);
+  const at = tokens.findIndex((t) => t.kind === 'word' && t.value === 'execute');
+  if (at < 0 || !tokens.slice(0, at).some((t) => t.kind === 'word' && (t.value === 'analyze' || t.value === 'analyse'))) return null;
+  const n = tokens[at + 1];
+  if (n?.kind === 'word') return n.value;
+  if (n?.kind === 'qident' && n.value.startsWith('"')) return n.value.slice(1, -1).replace(/""/g, '"');
+  return null;
+}
+
 /** One row of pg_prepared_statements. */
 export interface PreparedRow {
   name: string;
@@ -143,6 +159,12 @@ export function expandExecute(exec: string, row: PreparedRow, classify: Classify
 
 function paramNumber(t: PgToken): number {
   return Number(t.value.slice(1));
+}
+
+/** The prepared statement may write (also when its text cannot be read: the safe side). */
+export function preparedWrites(row: PreparedRow, classify: Classify): boolean {
+  const body = preparedBody(row, classify);
+  return body === null || classify(body).some((st) => st.refuse || WRITE_KINDS.has(st.kind));
 }
 
 /** The prepared statement's own text: after PREPARE's AS, or the whole text of a protocol-level one. */

@@ -38,7 +38,7 @@ import { PG_ENTRY_SETTINGS } from '../../replication/pg/entry.js';
 import { PgRecallErrors, pgSqlState } from '../../replication/pg/errors.js';
 import type { PgLaneKind, PgLaneRequest, PgLaneResult, PgLaneStatement } from '../../replication/pg/types.js';
 import { scanBatch, type ScannedMessage } from './batch-scan.js';
-import { SqlPreparedTracker, expandExecute, isPreparedStatementCommand, preparedQuery, preparedRows } from './prepared.js';
+import { SqlPreparedTracker, expandExecute, explainedExecute, isPreparedStatementCommand, preparedQuery, preparedRows, preparedWrites } from './prepared.js';
 import type { QueryBatch } from './relay.js';
 import type { Session } from './session.js';
 
@@ -297,6 +297,8 @@ export class PgRouter {
       if (!st) continue;
       // an EXECUTE is looked up on the local session unless it certainly reads (prepared.ts)
       if (st.refuse || WRITE_KINDS.has(st.kind) || (st.kind === 'execute' && !s.sqlPrepared.relayable(st.prepared?.name ?? ''))) take = true;
+      const explained = explainedExecute(st);
+      if (explained !== null && !s.sqlPrepared.relayable(explained)) take = true;
       if (st.kind === 'read' || st.kind === 'execute') reads = true;
       if (st.kind === 'transaction' && st.transaction?.action === 'begin') s.begin = st.text;
       if (st.kind === 'session') this.sessionStatement(s, st);
@@ -623,13 +625,21 @@ export class PgRouter {
   /** EXECUTE units become the prepared statement's text with the arguments in place, or its error. */
   private async expandExecutes(session: Session, s: RouteState, units: Unit[]): Promise<void> {
     const execs = units.filter((u) => u.st?.kind === 'execute' && u.st.prepared?.name);
-    if (!execs.length) return;
-    const names = [...new Set(execs.map((u) => u.st!.prepared!.name!))];
+    const explains = units.filter((u) => explainedExecute(u.st) !== null);
+    if (!execs.length && !explains.length) return;
+    const names = [...new Set([...execs.map((u) => u.st!.prepared!.name!), ...explains.map((u) => explainedExecute(u.st)!)])];
     const r = await backendRequest(session.backend!, [encodeQuery(preparedQuery(names))]);
     s.localStatus = r.status;
     const failed = replyError(r);
     const rows = preparedRows(failed ? [] : replyRows(r));
     const preparing = units.some((u) => isPreparedStatementCommand(u.st));
+    for (const u of explains) {
+      // EXPLAIN ANALYZE runs the statement: a write would run on this replica only
+      const row = rows.get(explainedExecute(u.st)!);
+      if (failed || (row && preparedWrites(row, (q) => this.classifier.classify(q)))) {
+        u.st = { ...u.st!, refuse: { sqlstate: '0A000', message: 'Recall cannot replicate EXPLAIN ANALYZE of EXECUTE of a statement that writes (it would run on this replica only); EXPLAIN ANALYZE the statement itself' } };
+      }
+    }
     for (const u of execs) {
       const st = u.st!;
       const row = rows.get(st.prepared!.name!);
