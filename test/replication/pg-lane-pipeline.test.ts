@@ -193,6 +193,16 @@ describe('PgLane without sequences: pipelined BEGIN, no side reads, sequences ag
     assert.notEqual(q3, 'INSERT INTO d (a) VALUES (3)', 'the default now() is written out by the leader');
     assert.match(q3, /\d{4}-\d\d-\d\d/);
 
+    // a deferrable constraint: COMMIT checks it again before the entry is proposed
+    assert.deepEqual(tags(await lane.submit(req([w('ALTER TABLE acc ADD COLUMN u int'), w('ALTER TABLE acc ADD CONSTRAINT acc_u UNIQUE (u) DEFERRABLE INITIALLY DEFERRED')]))), ['ALTER TABLE', 'ALTER TABLE']);
+    assert.deepEqual(tags(await lane.submit(req([w('UPDATE acc SET u = 10 WHERE id = 4')]))), ['UPDATE 1']);
+    t = await lane.submit({ ...req([w('UPDATE acc SET u = 1 WHERE id = 1')], 'txn', '1:def'), begin: 'BEGIN' });
+    t = await lane.submit(req([w('UPDATE acc SET u = 1 WHERE id = 2'), { kind: 'commit', sql: 'COMMIT' }], 'txn', '1:def'));
+    assert.deepEqual(tags(t), ['UPDATE 1', 'E23505']);
+    assert.equal(lane.holderSession(), null);
+    assert.deepEqual(await q(a.dsn.port, 'SELECT count(*)::int FROM acc WHERE u = 1'), [[0]]);
+    assert.deepEqual(tags(await lane.submit(req([w('UPDATE acc SET u = 2 WHERE id = 2')]))), ['UPDATE 1']);
+
     const applierB = appliers[1]!;
     assert.ok(await applierB.waitApplied(delivered.index, 20000), JSON.stringify(applierB.status()));
     assert.equal(applierB.diverged, null);

@@ -77,6 +77,9 @@ function seqBefore(before: Sequences, after: Sequences): Array<[string, string, 
 
 interface Holder {
   heldAt: number;
+  /** every statement so far changed rows only (INSERT/UPDATE/DELETE/SELECT without user or
+   * writing functions): it created no sequence and no deferrable constraint */
+  plain: boolean;
   session: string;
   seqs: Sequences;
   conn: PgConn;
@@ -113,11 +116,18 @@ function clientMessages(r: PgReply): Buffer[] {
 }
 
 /**
- * Whether the database has any sequence, as the lane connection sees it inside its transaction
+ * How many sequences the database has, as the lane connection sees it inside its transaction
  * (pg_class is readable by every role; pg_sequences hides the values of sequences the role may not
- * use, so the values themselves are read on the applier's admin connection).
+ * use, so the values themselves are read on the applier's admin connection), and how many
+ * constraints and constraint triggers can be deferred (SET CONSTRAINTS has nothing to check
+ * without them).
  */
-const SEQ_COUNT_SQL = "SELECT count(*) FROM pg_catalog.pg_class WHERE relkind = 'S'";
+const STATE_SQL =
+  "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relkind = 'S'), " +
+  '(SELECT count(*) FROM pg_catalog.pg_constraint WHERE condeferrable) + (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgdeferrable)';
+
+/** Outcome tags of statements that change rows only: no sequence or deferrable constraint can come of them (triggers aside). */
+const ROW_TAG_RE = /^(INSERT|UPDATE|DELETE|SELECT)\b/;
 
 const EMPTY_SEQUENCES: Sequences = new Map();
 
@@ -126,6 +136,8 @@ const PLAIN_BEGIN_RE = /^\s*(BEGIN|START\s+TRANSACTION)(\s+(WORK|TRANSACTION))?\
 
 /** A statement's run: the item to record (null when nothing needs replaying), the client's messages, the transaction status after it (null: refused before running). */
 interface Exec {
+  /** a row statement calling no user or writing function (see `plain` in Holder) */
+  plain: boolean;
   item: PgItem | null;
   messages: Buffer[];
   status: number | null;
@@ -173,6 +185,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
    * the sequences before the next transaction there is empty without reading it.
    */
   private readonly seqless = new Map<string, number>();
+  /** Databases without deferrable constraints, likewise (the applied index of the lane's last transaction there). */
+  private readonly undeferrable = new Map<string, number>();
   private seq: number;
   private readonly sweep: NodeJS.Timeout;
 
@@ -209,6 +223,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   abort(err: Error): void {
     this.seqless.clear();
+    this.undeferrable.clear();
     for (const w of this.queue.splice(0)) w.reject(err);
     const h = this.holder;
     if (h) {
@@ -356,13 +371,16 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   // ---- statements ----
 
   /** The statement with the leader's values in place of time/random/uuid calls, or the refusal. */
-  private async rewrite(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<{ sql: string } | { refusal: Buffer }> {
-    if (st.kind === 'read' || st.kind === 'commit' || st.kind === 'rollback') return { sql: st.sql };
+  private async rewrite(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<{ sql: string; plain: boolean } | { refusal: Buffer }> {
+    // a read, to the router, calls no function that may write
+    if (st.kind === 'read') return { sql: st.sql, plain: true };
+    if (st.kind === 'commit' || st.kind === 'rollback') return { sql: st.sql, plain: false };
     const shape = st.sql.includes("'") ? null : pgShape(st.sql);
     const verdictKey = shape ? `${req.database}\u0000${req.settings.search_path ?? ''}\u0000${shape.key}` : null;
-    if (verdictKey && this.unchanged.has(verdictKey)) return { sql: st.sql };
+    if (verdictKey && this.unchanged.has(verdictKey)) return { sql: st.sql, plain: true };
     const parsed = this.classified(st.sql);
-    if (parsed.some((p) => p.kind === 'invalid')) return { sql: st.sql }; // postgres gives its own syntax error
+    if (parsed.some((p) => p.kind === 'invalid')) return { sql: st.sql, plain: false }; // postgres gives its own syntax error
+    const plain = parsed.every((p) => SHAPE_VERDICT_COMMANDS.has(p.command) && p.userFunctions.length === 0 && p.writingFunctions.length === 0);
     const tables = new Map<string, PgTableDefaults>();
     let tablesKnown = true;
     const bodyRefusal = await this.bodyDefaults(c, req, st.sql, parsed);
@@ -398,12 +416,12 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     // one statement (the router splits texts): rewrite the cached parse instead of parsing again
     const rw = parsed.length === 1 ? rewritePgStatement(parsed[0]!, ctx) : rewritePgWrite(st.sql, ctx);
     if (!rw.ok) return { refusal: encodeErrorResponse({ severity: 'ERROR', code: rw.refusal.sqlstate, message: rw.refusal.message }) };
-    if (verdictKey && !rw.changed && tablesKnown && parsed.length === 1 && SHAPE_VERDICT_COMMANDS.has(parsed[0]!.command)) {
+    if (verdictKey && !rw.changed && tablesKnown && parsed.length === 1 && plain) {
       if (this.unchanged.size >= UNCHANGED_MAX) this.unchanged.clear();
       this.unchanged.add(verdictKey);
     }
     // a role's password: one verifier, salted here, for every replica (role-password.ts)
-    return { sql: parsed.some((p) => p.command.includes('ROLE') || p.command.includes('USER')) ? hashRolePasswords(rw.sql) : rw.sql };
+    return { sql: parsed.some((p) => p.command.includes('ROLE') || p.command.includes('USER')) ? hashRolePasswords(rw.sql) : rw.sql, plain };
   }
 
   /**
@@ -459,7 +477,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const t0 = performance.now();
     const rw = await this.rewrite(c, req, st, txTs);
     this.spent.rewrite += since(t0);
-    if ('refusal' in rw) return { item: null, messages: [rw.refusal], status: null };
+    if ('refusal' in rw) return { plain: true, item: null, messages: [rw.refusal], status: null };
     const r = st.x
       ? await c.request(encodeExtended(rw.sql, st.x, st.x.resultFormats, st.x.describe))
       : await c.request([encodeQuery(rw.sql)], st.copy);
@@ -472,7 +490,12 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       ? { q: rw.sql, ...(st.copy ? { copy: deflateRawSync(st.copy, { level: 1 }).toString('base64') } : {}), ...(st.x ? { x: { types: st.x.types, formats: st.x.formats, values: st.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}), out }
       : null;
     this.spent.execute += since(t0);
-    return { item, messages: clientMessages(r), status: r.status };
+    return { plain: rw.plain && out.tag !== undefined && ROW_TAG_RE.test(out.tag), item, messages: clientMessages(r), status: r.status };
+  }
+
+  /** The database has no sequence and nothing deferrable (see `seqless`). */
+  private knownSimple(db: string): boolean {
+    return this.knownSeqless(db) && this.undeferrable.get(db) === this.applier.applied;
   }
 
   /** The database has no sequence (see `seqless`). */
@@ -486,20 +509,23 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   }
 
   /** How many sequences the database has, asked on the lane connection (null: the query failed, e.g. in a failed transaction). */
-  private static seqCount(r: PgReply): number | null {
+  private static seqCount(r: PgReply, column = 0): number | null {
     if (replyError(r)) return null;
-    const n = Number(replyRows(r)[0]?.[0]);
+    const n = Number(replyRows(r)[0]?.[column]);
     return Number.isInteger(n) ? n : null;
   }
 
-  /** After the lane committed a transaction that saw `count` sequences at its end. */
-  private noteSequences(db: string, count: number | null, index: number): void {
+  /** After the lane committed a transaction that saw `count` sequences (and `deferrable` deferrable constraints, when asked) at its end. */
+  private noteSequences(db: string, count: number | null, index: number, deferrable: number | null = null): void {
     if (count === 0) this.seqless.set(db, index);
     else this.seqless.delete(db);
+    if (deferrable === 0) this.undeferrable.set(db, index);
+    else this.undeferrable.delete(db);
   }
 
   private dropDefaults(db: string): void {
     this.seqless.delete(db);
+    this.undeferrable.delete(db);
     this.unchanged.clear();
     for (const k of [...this.defaults.keys()]) if (k.startsWith(`${db}\u0000`)) this.defaults.delete(k);
   }
@@ -576,8 +602,10 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       const replies: Buffer[][] = [];
       const items: PgItem[] = [];
       let failed = false;
+      let plain = true;
       for (const [k, st] of req.stmts.entries()) {
         const r = k === 0 && first ? await first : await this.exec(c, req, st, txTs);
+        if (!r.plain) plain = false;
         replies.push(r.messages);
         if (r.item) items.push(r.item);
         if (r.status !== TX_IN_TRANSACTION || r.item?.out.e) {
@@ -591,11 +619,14 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         this.giveBack(req, c);
         return { replies, index: 0, status: TX_IDLE };
       }
-      const count = failed ? null : PgLane.seqCount(await c.query(SEQ_COUNT_SQL));
+      const simple = !failed && plain && this.knownSimple(req.database);
+      const state = failed || simple ? null : await c.query(STATE_SQL);
+      const count = simple ? 0 : state ? PgLane.seqCount(state) : null;
+      const deferrable = simple ? 0 : state ? PgLane.seqCount(state, 1) : null;
       const { data, seq } = await this.entry(req, items, failed, seqs, count);
       const p = await this.propose(c, data, seq);
       await this.finish(c, p, data, failed, failed ? 'ROLLBACK' : 'COMMIT');
-      this.noteSequences(req.database, count, p.index);
+      this.noteSequences(req.database, count, p.index, deferrable);
       this.giveBack(req, c);
       return { replies, index: p.index, status: TX_IDLE };
     } catch (e) {
@@ -634,6 +665,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     await this.d.propose(outcome).catch((e: unknown) => this.d.log.warn('the outcome of a statement run outside a transaction was not replicated', { index: p.index, error: (e as Error).message }));
     this.dropDefaults(req.database);
     this.seqless.clear(); // CREATE DATABASE … TEMPLATE: another database's sequences
+    this.undeferrable.clear();
     this.giveBack(req, c);
     return { replies: [clientMessages(r)], index: p.index, status: TX_IDLE };
   }
@@ -669,7 +701,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         throw e;
       }
       step.begin.observe(since(t0));
-      const holder: Holder = { heldAt: t0, session: req.session, seqs, conn: c, req, items: [], txTs, status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false, timer: setTimeout(() => this.holderTimeout(holder), Math.max(0, this.d.laneTimeoutMs - (performance.now() - t0))) };
+      const holder: Holder = { heldAt: t0, plain: true, session: req.session, seqs, conn: c, req, items: [], txTs, status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false, timer: setTimeout(() => this.holderTimeout(holder), Math.max(0, this.d.laneTimeoutMs - (performance.now() - t0))) };
       holder.timer.unref();
       this.holder = h = holder;
     }
@@ -684,6 +716,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         }
         if (st.kind === 'session' && !/^\s*(savepoint|release|rollback)\b/i.test(st.sql)) h.dirty = true;
         const r = k === 0 && first ? await first : await this.exec(h.conn, req, st, h.txTs);
+        if (!r.plain) h.plain = false;
         replies.push(r.messages);
         if (r.item) h.items.push(r.item);
         if (r.status !== null) h.status = r.status;
@@ -707,12 +740,17 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     this.unhold(h);
     const c = h.conn;
     let count: number | null = null;
-    if (st.kind === 'commit' && h.status === TX_IN_TRANSACTION && h.items.length) {
+    let deferrable: number | null = null;
+    if (st.kind === 'commit' && h.status === TX_IN_TRANSACTION && h.items.length && h.plain && this.knownSimple(h.req.database)) {
+      // no sequence, nothing deferrable, and this transaction only changed rows: nothing to check or read
+      count = deferrable = 0;
+    } else if (st.kind === 'commit' && h.status === TX_IN_TRANSACTION && h.items.length) {
       // deferred constraints are checked now, so the entry never holds a transaction whose COMMIT fails
       const t0 = performance.now();
       // pipelined: after the deferred constraints ran (their triggers may take sequence numbers)
-      const [r, cr] = await Promise.all([c.query('SET CONSTRAINTS ALL IMMEDIATE'), c.query(SEQ_COUNT_SQL)]);
+      const [r, cr] = await Promise.all([c.query('SET CONSTRAINTS ALL IMMEDIATE'), c.query(STATE_SQL)]);
       count = PgLane.seqCount(cr);
+      deferrable = PgLane.seqCount(cr, 1);
       step.constraints.observe(since(t0));
       const e = replyError(r);
       if (e) {
@@ -743,7 +781,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       throw e;
     }
     const r = await this.finish(c, p, data, failed, st.sql);
-    this.noteSequences(h.req.database, failed ? null : count, p.index);
+    this.noteSequences(h.req.database, failed ? null : count, p.index, failed ? null : deferrable);
     this.giveBackHolder(h);
     return { messages: clientMessages(r), index: p.index };
   }
