@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import mysql from 'mysql2/promise';
 import { findInstallDb, findServerBinary, serverVersion, type ServerFlavor } from './binaries.js';
 
-import { SupervisedServer } from './supervised-server.js';
+import { StartupKilledError, SupervisedServer } from './supervised-server.js';
 
 export type { CrashInfo, ManagedState } from './supervised-server.js';
 
@@ -260,9 +260,8 @@ export class ManagedMariaDB extends SupervisedServer {
         this.checkNotStopped();
       }
       if (exitInfo) {
-        throw new Error(
-          `database server exited during start-up (code ${exitInfo.code}, signal ${exitInfo.signal}); log ${this.logPath}:\n${this.logTail()}`,
-        );
+        const msg = `database server exited during start-up (code ${exitInfo.code}, signal ${exitInfo.signal}); log ${this.logPath}:\n${this.logTail()}`;
+        throw exitInfo.signal ? new StartupKilledError(msg, exitInfo.signal) : new Error(msg);
       }
       if (await this.ping()) return;
       if (Date.now() > deadline) {

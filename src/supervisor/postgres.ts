@@ -9,7 +9,7 @@ import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rea
 import { dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import pg from 'pg';
-import { SupervisedServer } from './supervised-server.js';
+import { StartupKilledError, SupervisedServer } from './supervised-server.js';
 
 export type { CrashInfo, ManagedState } from './supervised-server.js';
 
@@ -310,9 +310,8 @@ export class ManagedPostgres extends SupervisedServer {
         this.checkNotStopped();
       }
       if (exitInfo) {
-        throw new Error(
-          `postgres exited during start-up (code ${exitInfo.code}, signal ${exitInfo.signal}); log ${this.logPath}:\n${this.logTail()}`,
-        );
+        const msg = `postgres exited during start-up (code ${exitInfo.code}, signal ${exitInfo.signal}); log ${this.logPath}:\n${this.logTail()}`;
+        throw exitInfo.signal ? new StartupKilledError(msg, exitInfo.signal) : new Error(msg);
       }
       if (await this.ping()) return;
       if (Date.now() > deadline) {

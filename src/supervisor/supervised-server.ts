@@ -18,6 +18,24 @@ export interface CrashInfo {
   restartInMs: number | null;
 }
 
+/**
+ * The server process was killed by a signal while it started (an operator's or a test's kill,
+ * the OOM killer): worth another try, unlike a server that exits on its own (bad option,
+ * broken data directory), whose error start() reports at once.
+ */
+export class StartupKilledError extends Error {
+  constructor(
+    message: string,
+    readonly signal: NodeJS.Signals,
+  ) {
+    super(message);
+    this.name = 'StartupKilledError';
+  }
+}
+
+/** Attempts of start() when the server is killed during start-up. */
+const startAttemptsMax = 4;
+
 export interface SupervisionOptions {
   dataDir: string;
   /** 0 or absent: pick a free port once and keep it across restarts. */
@@ -100,12 +118,21 @@ export abstract class SupervisedServer extends EventEmitter {
     }
     process.on('exit', this.onProcessExit);
     this.stopRequested = false;
-    try {
-      await this.runStart();
-    } catch (err) {
-      this.setState('stopped');
-      process.off('exit', this.onProcessExit);
-      throw err;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.runStart();
+        return;
+      } catch (err) {
+        if (err instanceof StartupKilledError && !this.stopRequested && attempt < startAttemptsMax) {
+          const waitMs = (this.sup.restart?.backoffMsMin ?? 500) * 2 ** (attempt - 1);
+          this.log.warn(`the ${this.label} was killed while it started; starting it again`, { signal: err.signal, attempt, waitMs });
+          await new Promise((r) => setTimeout(r, waitMs));
+          if (!this.stopRequested) continue;
+        }
+        this.setState('stopped');
+        process.off('exit', this.onProcessExit);
+        throw err;
+      }
     }
   }
 

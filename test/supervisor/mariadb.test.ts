@@ -187,3 +187,36 @@ describe('stop during start-up', () => {
     });
   }
 });
+
+describe('ManagedMariaDB killed while it starts', () => {
+  test('start() starts it again and resolves with a running server', async () => {
+    const dir = tempDir('recall-sup-kill-');
+    const db = new ManagedMariaDB({ dataDir: join(dir.path, 'db'), port: 0, restart: { backoffMsMin: 100, backoffMsMax: 1000 }, flushLogAtTrxCommit: 2 });
+    try {
+      // initialise once, so that the next start is only the server's own start-up
+      await db.start();
+      await db.stop();
+      let killed: number | undefined;
+      db.on('state', (s: ManagedState) => {
+        if (s === 'starting' && killed === undefined) {
+          const poll = setInterval(() => {
+            if (db.pid) {
+              killed = db.pid;
+              process.kill(db.pid, 'SIGKILL');
+              clearInterval(poll);
+            }
+          }, 1);
+        }
+      });
+      await db.start();
+      assert.ok(killed, 'the first server was killed during its start-up');
+      assert.notEqual(db.pid, killed);
+      assert.equal(db.state, 'running');
+      const rows = await rootQuery({ socketPath: db.socketPath }, 'SELECT 1 AS one');
+      assert.equal((rows[0] as { one: number }).one, 1);
+    } finally {
+      await db.stop();
+      dir.remove();
+    }
+  });
+});
