@@ -15,6 +15,10 @@
 import type { PgKind, PgStatement } from '../../sql/pg-classify.js';
 import { closingBracket, lexPg, type PgToken } from '../../sql/pg-lex.js';
 import { literal } from '../../replication/pg/conn.js';
+import { unwrap, walk } from '../../sql/pg-tree.js';
+
+/** postgres truncates identifiers to NAMEDATALEN - 1 bytes */
+const IDENTIFIER_BYTES_MAX = 63;
 
 interface Tracked {
   kind: PgKind | undefined;
@@ -45,8 +49,10 @@ export class SqlPreparedTracker {
 
   /** A protocol-level Parse of a named statement: the same namespace as PREPARE. */
   parsed(name: string): void {
+    // the name now holds the Parse's statement (or its earlier one): a later PREPARE of it fails,
+    // so what that PREPARE says is not what an EXECUTE runs
     const had = this.names.get(name);
-    if (had) had.certain = false;
+    this.names.set(name, { kind: had?.kind, certain: false });
   }
 
   /** A protocol-level Close of a statement (it drops a PREPAREd one of that name too). */
@@ -73,18 +79,32 @@ export function isPreparedStatementCommand(st: PgStatement | null): boolean {
 
 /**
  * EXPLAIN ANALYZE EXECUTE name: it runs the prepared statement, here. The name, or null when the
- * text is not that. Read from the tokens (cached classifications have no tree): any EXPLAIN naming
- * ANALYZE and EXECUTE counts, which at worst looks up a name that does not exist.
+ * text is not that. Any EXPLAIN naming ANALYZE and EXECUTE counts, which at worst looks up a name
+ * that does not exist. The name comes from the parse tree when the statement has one (postgres'
+ * own folding, truncation and U&"" decoding), else from the tokens.
  */
 export function explainedExecute(st: PgStatement | null): string | null {
   if (st?.command !== 'EXPLAIN') return null;
   const tokens = lexPg(st.text);
   const at = tokens.findIndex((t) => t.kind === 'word' && t.value === 'execute');
   if (at < 0 || !tokens.slice(0, at).some((t) => t.kind === 'word' && (t.value === 'analyze' || t.value === 'analyse'))) return null;
+  const query = unwrap(unwrap(st.node)?.[1].query);
+  if (query?.[0] === 'ExecuteStmt' && typeof query[1].name === 'string') return query[1].name;
   const n = tokens[at + 1];
-  if (n?.kind === 'word') return n.value;
-  if (n?.kind === 'qident' && n.value.startsWith('"')) return n.value.slice(1, -1).replace(/""/g, '"');
+  // postgres folds only ASCII letters of an unquoted name (in UTF-8), and truncates both kinds
+  if (n?.kind === 'word') return truncateIdentifier(st.text.slice(n.start, n.end).replace(/[A-Z]+/g, (x) => x.toLowerCase()));
+  if (n?.kind === 'qident' && n.value.startsWith('"')) return truncateIdentifier(n.value.slice(1, -1).replace(/""/g, '"'));
   return null;
+}
+
+function truncateIdentifier(name: string): string {
+  if (Buffer.byteLength(name) <= IDENTIFIER_BYTES_MAX) return name;
+  let out = '';
+  for (const ch of name) {
+    if (Buffer.byteLength(out + ch) > IDENTIFIER_BYTES_MAX) break;
+    out += ch;
+  }
+  return out;
 }
 
 /** One row of pg_prepared_statements. */
@@ -93,21 +113,37 @@ export interface PreparedRow {
   statement: string;
   fromSql: boolean;
   types: string[];
+  /** parameters (from 1) whose type is a domain with a length (or an array of one): see preparedQuery */
+  lengthDomains?: number[];
 }
 
-/** The query reading the session's prepared statements of these names. */
+/**
+ * The query reading the session's prepared statements of these names. The types are spelled by
+ * format_type with typmod -1: regtype's `character` and `bit` mean character(1) and bit(1) in a
+ * cast (a value cast to them is cut to one character), `bpchar` and `"bit"` keep it whole as the
+ * parameter did. The last column lists the parameters whose type is a domain with a typmod (or
+ * over another domain, or an array of such): EXECUTE coerces an argument in assignment context,
+ * which refuses a value too long for a domain over varchar(4), where a cast silently cuts it.
+ */
 export function preparedQuery(names: readonly string[]): string {
+  const params = 'pg_catalog.unnest(parameter_types) WITH ORDINALITY AS u(t, n)';
   return (
-    'SELECT name, statement, from_sql, pg_catalog.array_to_json(parameter_types::pg_catalog.text[])::text ' +
+    `SELECT name, statement, from_sql, pg_catalog.array_to_json(ARRAY(SELECT pg_catalog.format_type(u.t, -1) FROM ${params} ORDER BY u.n))::text, ` +
+    `pg_catalog.array_to_json(ARRAY(SELECT u.n FROM ${params} JOIN pg_catalog.pg_type p ON p.oid = u.t::pg_catalog.oid ` +
+    `WHERE EXISTS (SELECT FROM pg_catalog.pg_type d WHERE d.oid IN (p.oid, p.typelem) AND d.typtype = 'd' AND (d.typtypmod <> -1 ` +
+    `OR EXISTS (SELECT FROM pg_catalog.pg_type b WHERE b.oid IN (d.typbasetype, (SELECT e.typelem FROM pg_catalog.pg_type e WHERE e.oid = d.typbasetype)) AND b.typtype = 'd'))) ` +
+    `ORDER BY u.n))::text ` +
     `FROM pg_catalog.pg_prepared_statements WHERE name IN (${names.map(literal).join(', ')})`
   );
 }
 
 export function preparedRows(rows: Array<Array<string | null>>): Map<string, PreparedRow> {
   const out = new Map<string, PreparedRow>();
-  for (const [name, statement, fromSql, types] of rows) {
+  for (const [name, statement, fromSql, types, lengthDomains] of rows) {
     if (name == null || statement == null) continue;
-    out.set(name, { name, statement, fromSql: fromSql === 't', types: JSON.parse(types ?? '[]') as string[] });
+    const row: PreparedRow = { name, statement, fromSql: fromSql === 't', types: JSON.parse(types ?? '[]') as string[] };
+    if (lengthDomains) row.lengthDomains = JSON.parse(lengthDomains) as number[];
+    out.set(name, row);
   }
   return out;
 }
@@ -129,19 +165,34 @@ export function expandExecute(exec: string, row: PreparedRow, classify: Classify
   if (args.length !== row.types.length) {
     return { error: { sqlstate: '42601', message: `wrong number of parameters for prepared statement "${row.name}"` } };
   }
+  const refused = argumentRefusal(exec, classify);
+  if (refused) return { error: refused };
+  const domain = row.lengthDomains?.[0];
+  if (domain !== undefined) {
+    return {
+      error: {
+        sqlstate: '0A000',
+        message: `Recall cannot replicate EXECUTE "${row.name}": parameter $${domain} is of a domain with a length or precision (${row.types[domain - 1] ?? '?'}), which a cast in its place would cut where EXECUTE refuses a longer value; send the statement itself`,
+      },
+    };
+  }
   const tokens = lexPg(body);
   const uses = new Map<number, number>();
   for (const t of tokens) if (t.kind === 'param') uses.set(paramNumber(t), (uses.get(paramNumber(t)) ?? 0) + 1);
-  for (const [k, n] of uses) {
-    const arg = args[k - 1];
-    if (arg === undefined) return { error: { sqlstate: '42P02', message: `there is no parameter $${k}` } };
+  for (const k of uses.keys()) {
+    if (args[k - 1] === undefined) return { error: { sqlstate: '42P02', message: `there is no parameter $${k}` } };
+  }
+  for (const [i, arg] of args.entries()) {
+    const n = uses.get(i + 1) ?? 0;
     // postgres evaluates an argument once: copying an expression (random(), nextval()) into
-    // two places would evaluate it twice
-    if (n > 1 && !constant(arg.tokens)) {
+    // two places would evaluate it twice, leaving it out (a parameter the text does not use)
+    // would not evaluate it at all
+    if (n !== 1 && !constant(arg.tokens)) {
+      const how = n === 0 ? 'not used by the statement' : `used ${n} times`;
       return {
         error: {
           sqlstate: '0A000',
-          message: `Recall replicates EXECUTE "${row.name}" with its arguments in place of the parameters, and $${k} is used ${n} times: its argument must be a constant, not an expression (it would be evaluated ${n} times)`,
+          message: `Recall replicates EXECUTE "${row.name}" with its arguments in place of the parameters, and $${i + 1} is ${how}: its argument must be a constant, not an expression (it would be evaluated ${n} times)`,
         },
       };
     }
@@ -151,10 +202,33 @@ export function expandExecute(exec: string, row: PreparedRow, classify: Classify
   for (const t of tokens) {
     if (t.kind !== 'param') continue;
     const k = paramNumber(t);
-    out += body.slice(at, t.start) + `(${args[k - 1]!.text})::${row.types[k - 1]!}`;
+    // parenthesized whole: `$1[1]`, `$1.field` and `FETCH FIRST $1 ROWS` need it to stay a
+    // subscript, a field and a plain expression
+    out += body.slice(at, t.start) + `((${args[k - 1]!.text})::${row.types[k - 1]!})`;
     at = t.end;
   }
-  return { sql: out + body.slice(at) };
+  // up to the last token: a `-- comment` at the end would swallow anything put after the text
+  const last = tokens[tokens.length - 1];
+  return { sql: out + body.slice(at, Math.max(at, last?.end ?? body.length)) };
+}
+
+/**
+ * What postgres refuses in an EXECUTE's arguments and the prepared text would accept in their
+ * place: a column reference (it would read the written table's column), a subquery, a window
+ * function. From the EXECUTE's parse tree; without one (a cached classification) nothing is
+ * refused here.
+ */
+function argumentRefusal(exec: string, classify: Classify): { sqlstate: string; message: string } | null {
+  const node = classify(exec).find((s) => s.kind === 'execute')?.node;
+  let out: { sqlstate: string; message: string } | null = null;
+  walk(unwrap(node)?.[1].params, (type, f) => {
+    if (out) return false;
+    if (type === 'ColumnRef') out = { sqlstate: '42703', message: 'an argument of EXECUTE cannot refer to a column' };
+    else if (type === 'SubLink') out = { sqlstate: '0A000', message: 'cannot use subquery in EXECUTE parameter' };
+    else if (type === 'FuncCall' && f.over) out = { sqlstate: '42P20', message: 'window functions are not allowed in EXECUTE parameters' };
+    return !out;
+  });
+  return out;
 }
 
 function paramNumber(t: PgToken): number {
@@ -170,9 +244,11 @@ export function preparedWrites(row: PreparedRow, classify: Classify): boolean {
 /** The prepared statement's own text: after PREPARE's AS, or the whole text of a protocol-level one. */
 function preparedBody(row: PreparedRow, classify: Classify): string | null {
   if (!row.fromSql) return row.statement;
-  // the text of the whole query the PREPARE came in: find that PREPARE among its statements
-  const st = classify(row.statement).find((s) => s.prepared?.action === 'prepare' && s.prepared.name === row.name);
-  if (!st) return null;
+  // the text of the whole query the PREPARE came in: find that PREPARE among its statements (when
+  // it has two of the name, which one holds depends on which failed: not known here)
+  const sts = classify(row.statement).filter((s) => s.prepared?.action === 'prepare' && s.prepared.name === row.name);
+  if (sts.length !== 1) return null;
+  const st = sts[0]!;
   const tokens = lexPg(st.text);
   let k = 2; // PREPARE name
   if (tokens[k]?.value === '(') k = closingBracket(tokens, k) + 1;
