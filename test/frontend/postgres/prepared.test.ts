@@ -213,6 +213,7 @@ describe('expandExecute: the text it writes', () => {
       ['EXECUTE p(/* a, b */ $1, $2 -- c, d\n)', '$1', '$2'],
       ["EXECUTE p(\n  'x'  ,\n  6\n)", "'x'", '6'],
       ["EXECUTE \"P\"('x', 7)", "'x'", '7'],
+      ["EXECUTE /* c */ p /* d, e */ ('x', 8)", "'x'", '8'],
     ];
     for (const [exec, a, b] of cases) {
       assert.equal(sqlOf(expandExecute(exec, two, classifyPg)), `SELECT ((${a})::text), ((${b})::integer)`, exec);
