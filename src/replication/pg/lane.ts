@@ -134,6 +134,9 @@ const EMPTY_SEQUENCES: Sequences = new Map();
 /** A BEGIN without options: it cannot fail, so a statement may be pipelined behind it. */
 const PLAIN_BEGIN_RE = /^\s*(BEGIN|START\s+TRANSACTION)(\s+(WORK|TRANSACTION))?\s*;?\s*$/i;
 
+/** A statement as the leader runs it (`plain`: see Holder), or Recall's refusal. */
+type Rewritten = { sql: string; plain: boolean } | { refusal: Buffer };
+
 /** A statement's run: the item to record (null when nothing needs replaying), the client's messages, the transaction status after it (null: refused before running). */
 interface Exec {
   /** a row statement calling no user or writing function (see `plain` in Holder) */
@@ -371,7 +374,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   // ---- statements ----
 
   /** The statement with the leader's values in place of time/random/uuid calls, or the refusal. */
-  private async rewrite(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<{ sql: string; plain: boolean } | { refusal: Buffer }> {
+  private async rewrite(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<Rewritten> {
     // a read, to the router, calls no function that may write
     if (st.kind === 'read') return { sql: st.sql, plain: true };
     if (st.kind === 'commit' || st.kind === 'rollback') return { sql: st.sql, plain: false };
@@ -473,9 +476,10 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   }
 
   /** Run one statement; the item to record (null when nothing needs replaying) and the client's messages. */
-  private async exec(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string): Promise<Exec> {
+  /** `pre`: the statement rewritten already (then its request leaves in this tick, with whatever was sent just before). */
+  private async exec(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string, pre?: Rewritten): Promise<Exec> {
     const t0 = performance.now();
-    const rw = await this.rewrite(c, req, st, txTs);
+    const rw = pre ?? (await this.rewrite(c, req, st, txTs));
     this.spent.rewrite += since(t0);
     if ('refusal' in rw) return { plain: true, item: null, messages: [rw.refusal], status: null };
     const r = st.x
@@ -592,10 +596,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       // nothing has run yet: the sequences are read while the transaction opens; without sequences
       // to read, the first statement follows BEGIN in the same round trip (see txn)
       const txTs = nowTs();
+      const st0 = req.stmts[0]!;
+      const pipelined = this.knownSeqless(req.database) && (st0.kind === 'write' || st0.kind === 'read');
+      // rewritten first (its default lookups are catalog reads), so BEGIN, settings and statement leave in one write
+      const rw0 = pipelined ? await this.rewrite(c, req, st0, txTs) : undefined;
       const begun = this.begin(c, req, 'BEGIN');
       begun.catch(() => undefined);
-      const st0 = req.stmts[0]!;
-      const first = this.knownSeqless(req.database) && (st0.kind === 'write' || st0.kind === 'read') ? this.exec(c, req, st0, txTs) : undefined;
+      const first = pipelined ? this.exec(c, req, st0, txTs, rw0) : undefined;
       first?.catch(() => undefined);
       const [seqs] = await Promise.all([this.sequencesBefore(req.database), begun]);
       step.begin.observe(since(t0));
@@ -683,15 +690,18 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       const txTs = nowTs();
       let seqs: Sequences;
       try {
-        const begun = this.begin(c, req, text);
-        begun.catch(() => undefined); // awaited below; the statement may fail first
         // The first statement follows BEGIN and the settings in the same round trip. Only after a
         // BEGIN that cannot fail: after a failed one it would run, and commit, outside the lane's
         // transaction. Failed settings leave the transaction aborted, so the statement does nothing.
         // Nor while the sequences are being read on the side: they must be read before it runs.
+        // Rewritten first (default lookups are catalog reads), so all three leave in one write.
         const st0 = req.stmts[0];
-        if (st0 && (st0.kind === 'write' || st0.kind === 'read') && PLAIN_BEGIN_RE.test(text) && this.knownSeqless(req.database)) {
-          first = this.exec(c, req, st0, txTs);
+        const pipelined = st0 && (st0.kind === 'write' || st0.kind === 'read') && PLAIN_BEGIN_RE.test(text) && this.knownSeqless(req.database);
+        const rw0 = pipelined ? await this.rewrite(c, req, st0, txTs) : undefined;
+        const begun = this.begin(c, req, text);
+        begun.catch(() => undefined); // awaited below; the statement may fail first
+        if (pipelined) {
+          first = this.exec(c, req, st0, txTs, rw0);
           first.catch(() => undefined);
         }
         [seqs] = await Promise.all([this.sequencesBefore(req.database), begun]);
