@@ -202,6 +202,10 @@ describe('PgLane without sequences: pipelined BEGIN, no side reads, sequences ag
     assert.equal(lane.holderSession(), null);
     assert.deepEqual(await q(a.dsn.port, 'SELECT count(*)::int FROM acc WHERE u = 1'), [[0]]);
     assert.deepEqual(tags(await lane.submit(req([w('UPDATE acc SET u = 2 WHERE id = 2')]))), ['UPDATE 1']);
+    // the same in autocommit: the implicit COMMIT's error, nothing changed, the lane goes on
+    assert.deepEqual(tags(await lane.submit(req([w('UPDATE acc SET u = 10 WHERE id = 3')]))), ['E23505']);
+    assert.deepEqual(await q(a.dsn.port, 'SELECT u FROM acc WHERE id = 3'), [[null]]);
+    assert.deepEqual(tags(await lane.submit(req([w('UPDATE acc SET u = 3 WHERE id = 3')]))), ['UPDATE 1']);
 
     const applierB = appliers[1]!;
     assert.ok(await applierB.waitApplied(delivered.index, 20000), JSON.stringify(applierB.status()));

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import { SqlError } from '../../backend/mysql/client.js';
-import { MSG_BIND_COMPLETE, MSG_COPY_IN_RESPONSE, MSG_PARSE_COMPLETE, MSG_READY_FOR_QUERY, TX_FAILED, TX_IDLE, TX_IN_TRANSACTION } from '../../protocol/postgres/constants.js';
+import { MSG_BIND_COMPLETE, MSG_COMMAND_COMPLETE, MSG_COPY_IN_RESPONSE, MSG_PARSE_COMPLETE, MSG_READY_FOR_QUERY, TX_FAILED, TX_IDLE, TX_IN_TRANSACTION } from '../../protocol/postgres/constants.js';
 import { encodeErrorResponse, encodeQuery } from '../../protocol/postgres/messages.js';
 import { classifyPg, type PgStatement } from '../../sql/pg-classify.js';
 import { PG_COLUMNS_SQL, volatileDefaults, type PgColumnRow, type PgTableDefaults } from '../../sql/pg-defaults.js';
@@ -627,7 +627,20 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         return { replies, index: 0, status: TX_IDLE };
       }
       const simple = !failed && plain && this.knownSimple(req.database);
-      const state = failed || simple ? null : await c.query(STATE_SQL);
+      let state: PgReply | null = null;
+      if (!failed && !simple) {
+        // deferred constraints are checked now, as in end(): the implicit COMMIT must not fail
+        // after the majority has the entry (the leader would count its database failed)
+        const [r, cr] = await Promise.all([c.query('SET CONSTRAINTS ALL IMMEDIATE'), c.query(STATE_SQL)]);
+        const e = replyError(r);
+        if (e) {
+          items.push({ q: 'SET CONSTRAINTS ALL IMMEDIATE', out: { e: e.code } });
+          failed = true;
+          // postgres fails the implicit COMMIT in place of the last statement's CommandComplete
+          const k = replies.length - 1;
+          replies[k] = [...replies[k]!.filter((m) => m[0] !== MSG_COMMAND_COMPLETE), ...clientMessages(r)];
+        } else state = cr;
+      }
       const count = simple ? 0 : state ? PgLane.seqCount(state) : null;
       const deferrable = simple ? 0 : state ? PgLane.seqCount(state, 1) : null;
       const { data, seq } = await this.entry(req, items, failed, seqs, count);
