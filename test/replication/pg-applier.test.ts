@@ -4,16 +4,12 @@
 // exactly once across kill -9 of postgres (re-applied from the index committed with the data).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync } from 'node:fs';
-import { join } from 'node:path';
-import pg from 'pg';
-import { ManagedPostgres } from '../../src/supervisor/postgres.js';
-import { PgApplier } from '../../src/replication/pg/applier.js';
+import type { ManagedPostgres } from '../../src/supervisor/postgres.js';
+import type { PgApplier } from '../../src/replication/pg/applier.js';
 import { encodePgEntry, type PgEntry, type PgItem } from '../../src/replication/pg/entry.js';
 import type { Entry } from '../../src/consensus/types.js';
 import { logger } from '../../src/util/log.js';
-import { tempDir } from '../harness/tmp.js';
-import { freePort } from '../harness/ports.js';
+import { PgServers, pgAdminQuery, memoryLogApplier, until } from '../harness/pg-fixture.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
@@ -44,60 +40,29 @@ function logOf(entries: Array<PgEntry | null>): Entry[] {
   return entries.map((e, i) => ({ term: 1, index: i + 1, type: 0, data: e ? encodePgEntry(e) : new Uint8Array(0) }) as Entry);
 }
 
-async function rows(port: number, sql: string, database = 'app'): Promise<unknown[][]> {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database });
-  await c.connect();
-  try {
-    return (await c.query({ text: sql, rowMode: 'array' })).rows as unknown[][];
-  } finally {
-    await c.end();
-  }
-}
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const rows = (port: number, sql: string, database = 'app'): Promise<unknown[][]> => pgAdminQuery(port, sql, database);
 
 describe('PgApplier', () => {
-  const dir = tempDir('recall-pgap-');
-  chmodSync(dir.path, 0o755);
+  const servers = new PgServers({ prefix: 'recall-pgap-', names: ['db'], database: 'app', restart: { backoffMsMin: 100, backoffMsMax: 1000 } });
   let db: ManagedPostgres;
   let port = 0;
   const appliers: PgApplier[] = [];
   const log = logger('test-pg-applier');
 
   function applier(entries: Entry[], commit: { index: number }, diverged?: string[]): PgApplier {
-    const a = new PgApplier(
-      {
-        nodeId: 1,
-        log,
-        entries: (lo, hi) => entries.slice(lo - 1, Math.min(hi - 1, entries.length)),
-        commitIndex: () => commit.index,
-        firstIndex: () => 1,
-        onDiverged: (r) => diverged?.push(r),
-      },
-      { target: { host: '127.0.0.1', port, socketDir: db.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 },
-    );
+    const a = memoryLogApplier(db, log, entries, commit, (r) => diverged?.push(r));
     appliers.push(a);
     return a;
   }
 
   before(async () => {
-    port = await freePort();
-    db = new ManagedPostgres({ dataDir: join(dir.path, 'db'), port, restart: { backoffMsMin: 100, backoffMsMax: 1000 }, startTimeoutMs: 60000 });
-    await db.start();
-    await rows(port, 'CREATE ROLE alice LOGIN', 'postgres');
-    await rows(port, 'CREATE DATABASE app OWNER alice', 'postgres');
+    db = (await servers.start())[0]!;
+    port = db.dsn.port;
   });
 
   after(async () => {
     for (const a of appliers) a.close();
-    await db?.stop();
-    dir.remove();
+    await servers.stop();
   });
 
   test('entries apply as their role with the same outcomes; rolled-back and failed writes move the sequence', async () => {

@@ -5,56 +5,33 @@
 // the log to a second postgres, which ends equal.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
-import { ManagedPostgres } from '../../src/supervisor/postgres.js';
-import { RaftNode } from '../../src/engine/node.js';
-import { Role } from '../../src/consensus/types.js';
+import type { ManagedPostgres } from '../../src/supervisor/postgres.js';
+import type { RaftNode } from '../../src/engine/node.js';
 import type { PgApplier } from '../../src/replication/pg/applier.js';
-import { pgDialect } from '../../src/replication/pg/dialect.js';
 import { decodePgEntry, type PgEntry } from '../../src/replication/pg/entry.js';
 import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from '../../src/replication/pg/types.js';
-import type { ReplicaLane, ApplierBaseDeps } from '../../src/replication/dialect.js';
-import { commandTag, errorOf } from '../../src/replication/pg/conn.js';
+import type { ReplicaLane } from '../../src/replication/dialect.js';
 import { loadPgParser } from '../../src/sql/pg-parse.js';
 import { configureLogging, logger } from '../../src/util/log.js';
-import { tempDir } from '../harness/tmp.js';
-import { freePort } from '../harness/ports.js';
+import { PgServers, pgAdminQuery, laneTags as tags, startPgLane, type PgLaneRig } from '../harness/pg-fixture.js';
 
 configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LOG });
 
-async function q(port: number, sql: string, database = 'plain'): Promise<unknown[][]> {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database });
-  await c.connect();
-  try {
-    return (await c.query({ text: sql, rowMode: 'array' })).rows as unknown[][];
-  } finally {
-    await c.end();
-  }
-}
-
-function tags(r: PgLaneResult): string[] {
-  return r.replies.map((ms) => {
-    const e = ms.find((m) => m[0] === 0x45);
-    if (e) return `E${errorOf(e).code}`;
-    const c = [...ms].reverse().find((m) => m[0] === 0x43);
-    return c ? commandTag(c) : '?';
-  });
-}
+const q = (port: number, sql: string, database = 'plain'): Promise<unknown[][]> => pgAdminQuery(port, sql, database);
 
 const w = (sql: string): PgLaneStatement => ({ kind: 'write', sql });
 const SETTINGS = { timezone: 'UTC', search_path: 'public', datestyle: 'ISO, MDY' };
 
 describe('PgLane without sequences: pipelined BEGIN, no side reads, sequences again once created', () => {
-  const dir = tempDir('recall-pglanep-');
-  chmodSync(dir.path, 0o755);
+  const servers = new PgServers({ prefix: 'recall-pglanep-', names: ['a', 'b'], database: 'plain' });
   let a: ManagedPostgres;
   let b: ManagedPostgres;
+  let rig: PgLaneRig | undefined;
   let node: RaftNode;
   let lane: ReplicaLane<PgLaneRequest, PgLaneResult>;
-  const appliers: PgApplier[] = [];
-  const delivered = { index: 0 };
+  let appliers: PgApplier[];
+  let delivered: { index: number };
   let session = 0;
   let sideReads = 0;
 
@@ -70,59 +47,21 @@ describe('PgLane without sequences: pipelined BEGIN, no side reads, sequences ag
 
   before(async () => {
     await loadPgParser();
-    const [pa, pb, pr] = [await freePort(), await freePort(), await freePort()];
-    a = new ManagedPostgres({ dataDir: join(dir.path, 'a'), port: pa, startTimeoutMs: 60000 });
-    b = new ManagedPostgres({ dataDir: join(dir.path, 'b'), port: pb, startTimeoutMs: 60000 });
-    await Promise.all([a.start(), b.start()]);
-    for (const p of [pa, pb]) {
-      await q(p, 'CREATE ROLE alice LOGIN', 'postgres');
-      await q(p, 'CREATE DATABASE plain OWNER alice', 'postgres');
-    }
-    mkdirSync(join(dir.path, 'raft'));
-    node = await RaftNode.open({ id: 1, peers: new Map([[1, `127.0.0.1:${pr}`]]), dataDir: join(dir.path, 'raft'), clusterId: 't', secret: 'k', tickMs: 10, onFatal: (e) => assert.fail(e) });
-    const log = logger('test-pg-lane-pipeline');
-    const deps = (nodeId: number): ApplierBaseDeps => ({
-      nodeId,
-      log,
-      entries: (lo, hi) => node.storage.entries(lo, Math.min(hi, node.storage.lastIndex() + 1), 64 << 20),
-      commitIndex: () => delivered.index,
-      firstIndex: () => node.storage.firstIndex(),
-    });
-    const da = pgDialect({ target: { host: '127.0.0.1', port: pa, socketDir: a.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 });
-    const db = pgDialect({ target: { host: '127.0.0.1', port: pb, socketDir: b.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 });
-    const applierA = da.createApplier(deps(1));
-    const applierB = db.createApplier(deps(2));
-    appliers.push(applierA, applierB);
-    await applierA.open();
-    await applierB.open();
+    [a, b] = (await servers.start()) as [ManagedPostgres, ManagedPostgres];
+    rig = await startPgLane([a, b], join(servers.dir.path, 'raft'), logger('test-pg-lane-pipeline'), 5000);
+    ({ node, lane, appliers, delivered } = rig);
     // count the lane's reads of the sequences on the applier's side connection
+    const applierA = appliers[0]!;
     const read = applierA.sequences.bind(applierA);
     applierA.sequences = (d: string) => {
       sideReads++;
       return read(d);
     };
-    node.onCommitted((es) => {
-      if (es.length) delivered.index = es[es.length - 1]!.index;
-      applierA.notify();
-      applierB.notify();
-    });
-    const end = Date.now() + 10000;
-    while (node.status().role !== Role.Leader) {
-      if (Date.now() > end) throw new Error('no leader');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    lane = da.createLane(
-      { nodeId: 1, log, laneTimeoutMs: 5000, propose: (d) => node.propose(d), ready: async () => undefined, databaseFailed: (why) => assert.fail(why) },
-      applierA,
-    );
   });
 
   after(async () => {
-    await lane?.close();
-    for (const x of appliers) x.close();
-    await node?.close();
-    await Promise.all([a?.stop(), b?.stop()]);
-    dir.remove();
+    await rig?.close();
+    await servers.stop();
   });
 
   test('writes without sequences, failing settings, then a sequence', async () => {

@@ -6,63 +6,29 @@
 // failed statements and the extended protocol.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
-import { ManagedPostgres } from '../../src/supervisor/postgres.js';
-import { RaftNode } from '../../src/engine/node.js';
-import { Role } from '../../src/consensus/types.js';
-import { PgApplier } from '../../src/replication/pg/applier.js';
-import { pgDialect } from '../../src/replication/pg/dialect.js';
+import type { ManagedPostgres } from '../../src/supervisor/postgres.js';
+import type { PgApplier } from '../../src/replication/pg/applier.js';
 import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from '../../src/replication/pg/types.js';
-import type { ReplicaLane, ApplierBaseDeps } from '../../src/replication/dialect.js';
-import { commandTag, errorOf } from '../../src/replication/pg/conn.js';
+import type { ReplicaLane } from '../../src/replication/dialect.js';
 import { loadPgParser } from '../../src/sql/pg-parse.js';
 import { configureLogging, logger } from '../../src/util/log.js';
-import { tempDir } from '../harness/tmp.js';
-import { freePort } from '../harness/ports.js';
+import { PgServers, pgAdminQuery, pgFingerprint as fingerprint, laneTags as tags, startPgLane, type PgLaneRig } from '../harness/pg-fixture.js';
 
 configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LOG });
 
-async function q(port: number, sql: string, database = 'app'): Promise<unknown[][]> {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database });
-  await c.connect();
-  try {
-    return (await c.query({ text: sql, rowMode: 'array' })).rows as unknown[][];
-  } finally {
-    await c.end();
-  }
-}
-
-/** md5 of every user table's rows in order, by table name. */
-async function fingerprint(port: number): Promise<Record<string, string>> {
-  const tables = (await q(port, "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).map((r) => String(r[0]));
-  const out: Record<string, string> = {};
-  for (const t of tables) out[t] = String((await q(port, `SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM ${t} x`))[0]![0]);
-  return out;
-}
-
-/** The command tags (or SQLSTATEs) of a lane result. */
-function tags(r: PgLaneResult): string[] {
-  return r.replies.map((ms) => {
-    const e = ms.find((m) => m[0] === 0x45);
-    if (e) return `E${errorOf(e).code}`;
-    const c = [...ms].reverse().find((m) => m[0] === 0x43);
-    return c ? commandTag(c) : '?';
-  });
-}
+const q = (port: number, sql: string, database = 'app'): Promise<unknown[][]> => pgAdminQuery(port, sql, database);
 
 const w = (sql: string): PgLaneStatement => ({ kind: 'write', sql });
 
 describe('PgLane + PgApplier: a leader and a replica end equal', () => {
-  const dir = tempDir('recall-pglane-');
-  chmodSync(dir.path, 0o755);
+  const servers = new PgServers({ prefix: 'recall-pglane-', names: ['a', 'b'], database: 'app' });
   let a: ManagedPostgres;
   let b: ManagedPostgres;
-  let node: RaftNode;
+  let rig: PgLaneRig | undefined;
   let lane: ReplicaLane<PgLaneRequest, PgLaneResult>;
-  const appliers: PgApplier[] = [];
-  const delivered = { index: 0 };
+  let appliers: PgApplier[];
+  let delivered: { index: number };
   let session = 0;
 
   function req(stmts: PgLaneStatement[], mode: 'auto' | 'txn' = 'auto', s = `1:${++session}`): PgLaneRequest {
@@ -71,53 +37,14 @@ describe('PgLane + PgApplier: a leader and a replica end equal', () => {
 
   before(async () => {
     await loadPgParser();
-    const [pa, pb, pr] = [await freePort(), await freePort(), await freePort()];
-    a = new ManagedPostgres({ dataDir: join(dir.path, 'a'), port: pa, startTimeoutMs: 60000 });
-    b = new ManagedPostgres({ dataDir: join(dir.path, 'b'), port: pb, startTimeoutMs: 60000 });
-    await Promise.all([a.start(), b.start()]);
-    for (const p of [pa, pb]) {
-      await q(p, 'CREATE ROLE alice LOGIN', 'postgres');
-      await q(p, 'CREATE DATABASE app OWNER alice', 'postgres');
-    }
-    mkdirSync(join(dir.path, 'raft'));
-    node = await RaftNode.open({ id: 1, peers: new Map([[1, `127.0.0.1:${pr}`]]), dataDir: join(dir.path, 'raft'), clusterId: 't', secret: 'k', tickMs: 10, onFatal: (e) => assert.fail(e) });
-    const log = logger('test-pg-lane');
-    const deps = (nodeId: number): ApplierBaseDeps => ({
-      nodeId,
-      log,
-      entries: (lo, hi) => node.storage.entries(lo, Math.min(hi, node.storage.lastIndex() + 1), 64 << 20),
-      commitIndex: () => delivered.index,
-      firstIndex: () => node.storage.firstIndex(),
-    });
-    const da = pgDialect({ target: { host: '127.0.0.1', port: pa, socketDir: a.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 });
-    const db = pgDialect({ target: { host: '127.0.0.1', port: pb, socketDir: b.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 });
-    const applierA = da.createApplier(deps(1));
-    const applierB = db.createApplier(deps(2)); // another node: applies every entry itself
-    appliers.push(applierA, applierB);
-    await applierA.open();
-    await applierB.open();
-    node.onCommitted((es) => {
-      if (es.length) delivered.index = es[es.length - 1]!.index;
-      applierA.notify();
-      applierB.notify();
-    });
-    const end = Date.now() + 10000;
-    while (node.status().role !== Role.Leader) {
-      if (Date.now() > end) throw new Error('no leader');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    lane = da.createLane(
-      { nodeId: 1, log, laneTimeoutMs: 3000, propose: (d) => node.propose(d), ready: async () => undefined, databaseFailed: (why) => assert.fail(why) },
-      applierA,
-    );
+    [a, b] = (await servers.start()) as [ManagedPostgres, ManagedPostgres];
+    rig = await startPgLane([a, b], join(servers.dir.path, 'raft'), logger('test-pg-lane'), 3000);
+    ({ lane, appliers, delivered } = rig);
   });
 
   after(async () => {
-    await lane?.close();
-    for (const x of appliers) x.close();
-    await node?.close();
-    await Promise.all([a?.stop(), b?.stop()]);
-    dir.remove();
+    await rig?.close();
+    await servers.stop();
   });
 
   test('a workload through the lane replays to an equal second database', async () => {

@@ -5,42 +5,21 @@
 // (the lane ran it, or a restart came between) is passed over.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync } from 'node:fs';
-import { join } from 'node:path';
-import pg from 'pg';
-import { ManagedPostgres } from '../../src/supervisor/postgres.js';
-import { PgApplier } from '../../src/replication/pg/applier.js';
+import type { ManagedPostgres } from '../../src/supervisor/postgres.js';
+import type { PgApplier } from '../../src/replication/pg/applier.js';
 import { decodePgEntry, encodePgEntry, type PgEntry, type PgOutcome } from '../../src/replication/pg/entry.js';
 import type { Entry } from '../../src/consensus/types.js';
 import { logger } from '../../src/util/log.js';
-import { tempDir } from '../harness/tmp.js';
-import { freePort } from '../harness/ports.js';
+import { PgServers, pgAdminQuery, memoryLogApplier, until } from '../harness/pg-fixture.js';
 
 let seq = 0;
 const ntb = (q: string, db = 'app'): PgEntry => ({ t: 'ntb', o: { n: 9, s: ++seq }, db, role: 'alice', set: { timezone: 'UTC' }, item: { q, out: {} } });
 const ntbo = (of: number, out: PgOutcome): PgEntry => ({ t: 'ntbo', o: { n: 9, s: ++seq }, of, out });
 
-async function rows(port: number, sql: string, database = 'app'): Promise<unknown[][]> {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database });
-  await c.connect();
-  try {
-    return (await c.query({ text: sql, rowMode: 'array' })).rows as unknown[][];
-  } finally {
-    await c.end();
-  }
-}
-
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const rows = (port: number, sql: string, database = 'app'): Promise<unknown[][]> => pgAdminQuery(port, sql, database);
 
 describe('ntb outcomes', () => {
-  const dir = tempDir('recall-pgntb-');
-  chmodSync(dir.path, 0o755);
+  const servers = new PgServers({ prefix: 'recall-pgntb-', names: ['db'], database: 'app', roleSql: 'CREATE ROLE alice LOGIN CREATEDB', restart: { backoffMsMin: 100, backoffMsMax: 1000 } });
   let db: ManagedPostgres;
   let port = 0;
   const log = logger('test-pg-ntb');
@@ -55,30 +34,16 @@ describe('ntb outcomes', () => {
   }
 
   before(async () => {
-    port = await freePort();
-    db = new ManagedPostgres({ dataDir: join(dir.path, 'db'), port, restart: { backoffMsMin: 100, backoffMsMax: 1000 }, startTimeoutMs: 60000 });
-    await db.start();
-    await rows(port, 'CREATE ROLE alice LOGIN CREATEDB', 'postgres');
-    await rows(port, 'CREATE DATABASE app OWNER alice', 'postgres');
+    db = (await servers.start())[0]!;
+    port = db.dsn.port;
     await rows(port, 'CREATE TABLE t (id int, v text); ALTER TABLE t OWNER TO alice; INSERT INTO t VALUES (1, $$a$$), (1, $$b$$)');
-    a = new PgApplier(
-      {
-        nodeId: 1,
-        log,
-        entries: (lo, hi) => entries.slice(lo - 1, Math.min(hi - 1, entries.length)),
-        commitIndex: () => commit.index,
-        firstIndex: () => 1,
-        onDiverged: (r) => diverged.push(r),
-      },
-      { target: { host: '127.0.0.1', port, socketDir: db.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 },
-    );
+    a = memoryLogApplier(db, log, entries, commit, (r) => diverged.push(r));
     await a.open();
   });
 
   after(async () => {
     a?.close();
-    await db?.stop();
-    dir.remove();
+    await servers.stop();
   });
 
   async function applyTo(index: number): Promise<void> {

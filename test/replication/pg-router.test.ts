@@ -5,11 +5,10 @@
 // now()/random()/uuid, SERIAL and ON CONFLICT; both databases end with equal md5 of every table.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { spawn } from 'node:child_process';
-import { ManagedPostgres, findPostgresBinDir } from '../../src/supervisor/postgres.js';
+import { findPostgresBinDir } from '../../src/supervisor/postgres.js';
 import { Replicator } from '../../src/replication/replicator.js';
 import { pgDialect } from '../../src/replication/pg/dialect.js';
 import type { PgApplier } from '../../src/replication/pg/applier.js';
@@ -18,29 +17,14 @@ import { startPostgresFrontend, type PostgresListener } from '../../src/frontend
 import { postgresRouting } from '../../src/frontend/postgres/router.js';
 import { loadPgParser } from '../../src/sql/pg-parse.js';
 import { configureLogging, logger } from '../../src/util/log.js';
-import { tempDir } from '../harness/tmp.js';
 import { freePort } from '../harness/ports.js';
+import { PgServers, pgAdminQuery, pgFingerprint as fingerprint, pgConnOptions } from '../harness/pg-fixture.js';
 
 configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LOG });
 
 type Rep = Replicator<PgLaneRequest, PgLaneResult, PgApplier>;
 
-async function admin(port: number, sql: string, database = 'app'): Promise<unknown[][]> {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database });
-  await c.connect();
-  try {
-    return (await c.query({ text: sql, rowMode: 'array' })).rows as unknown[][];
-  } finally {
-    await c.end();
-  }
-}
-
-async function fingerprint(port: number): Promise<Record<string, string>> {
-  const tables = (await admin(port, "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).map((r) => String(r[0]));
-  const out: Record<string, string> = {};
-  for (const t of tables) out[t] = String((await admin(port, `SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM ${t} x`))[0]![0]);
-  return out;
-}
+const admin = (port: number, sql: string, database = 'app'): Promise<unknown[][]> => pgAdminQuery(port, sql, database);
 
 /** psql as a child (async: the Recall nodes run in this process). */
 function psql(port: number, command: string, input: string): Promise<{ code: number | null; out: string }> {
@@ -59,9 +43,13 @@ function psql(port: number, command: string, input: string): Promise<{ code: num
 }
 
 describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end)', () => {
-  const dir = tempDir('recall-pgrt-');
-  chmodSync(dir.path, 0o755);
-  const dbs: ManagedPostgres[] = [];
+  const servers = new PgServers({
+    prefix: 'recall-pgrt-',
+    names: ['pg1', 'pg2'],
+    database: 'app',
+    roleSql: "SET password_encryption = 'scram-sha-256'; CREATE ROLE alice LOGIN PASSWORD 'secret'",
+  });
+  const dbs = servers.dbs;
   const reps: Rep[] = [];
   const fes: PostgresListener[] = [];
   const clients: pg.Client[] = [];
@@ -77,23 +65,15 @@ describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end
     await loadPgParser();
     const peerPorts = [await freePort(), await freePort()];
     const peers = new Map(peerPorts.map((p, i) => [i + 1, `127.0.0.1:${p}`]));
-    for (let i = 0; i < 2; i++) {
-      const db = new ManagedPostgres({ dataDir: join(dir.path, `pg${i + 1}`), port: await freePort(), startTimeoutMs: 60000 });
-      dbs.push(db);
-    }
-    await Promise.all(dbs.map((d) => d.start()));
-    for (const d of dbs) {
-      await admin(d.dsn.port, "SET password_encryption = 'scram-sha-256'; CREATE ROLE alice LOGIN PASSWORD 'secret'", 'postgres');
-      await admin(d.dsn.port, 'CREATE DATABASE app OWNER alice', 'postgres');
-    }
+    await servers.start();
     const starting = dbs.map((d, i) =>
       Replicator.start(
         {
-          nodeId: i + 1, peers, listen: peers.get(i + 1)!, dataDir: join(dir.path, `r${i + 1}`), clusterId: 't', secret: 'cluster-secret',
+          nodeId: i + 1, peers, listen: peers.get(i + 1)!, dataDir: join(servers.dir.path, `r${i + 1}`), clusterId: 't', secret: 'cluster-secret',
           entryBytesMax: 16 << 20, laneTimeoutMs: 5000, leaderWaitMs: 10000, readWaitMs: 10000, tickMs: 10,
           logRetainEntries: 10000, logRetainBytes: 1 << 30, autoResync: false,
         },
-        pgDialect({ target: { host: '127.0.0.1', port: d.dsn.port, socketDir: d.socketDir }, admin: { user: 'postgres', credential: null }, connectTimeoutMs: 5000 }),
+        pgDialect(pgConnOptions(d)),
       ),
     );
     reps.push(...(await Promise.all(starting)));
@@ -116,8 +96,7 @@ describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end
     for (const c of clients) await c.end().catch(() => undefined);
     for (const f of fes) await f.close();
     for (const r of reps) await r.close();
-    await Promise.all(dbs.map((d) => d.stop()));
-    dir.remove();
+    await servers.stop();
   });
 
   test('a workload on both nodes leaves both databases equal', async () => {
