@@ -9,3 +9,8 @@ export class AssertionError extends Error {
 export function assert(cond: unknown, message: string): asserts cond {
   if (!cond) throw new AssertionError(message);
 }
+
+/** For hot paths: the caller tests the condition, so no message is built while it holds. */
+export function fail(message: string): never {
+  throw new AssertionError(message);
+}

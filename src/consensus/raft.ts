@@ -25,7 +25,7 @@ import {
 import { RaftLog, entryBytes } from './raft-log.js';
 import { Progress, ProgressState } from './progress.js';
 import { ReadOnly } from './read-only.js';
-import { assert } from './assert.js';
+import { assert, fail } from './assert.js';
 import { decodeConfChange, encodeConfChange } from './codec.js';
 import { SnapshotReceiver } from './snapshot-receive.js';
 import { applyConfChange, confChangeValid, quorumOf, type Members } from './membership.js';
@@ -213,12 +213,16 @@ export class RaftCore {
   }
 
   hasReady(): boolean {
-    const ss = this.softState();
-    const hs = this.hardState();
+    // The soft and hard state compared field by field (as softState()/hardState() would build
+    // them): called after every tick and message, mostly to find nothing.
+    const ps = this.prevSoft;
+    const ph = this.prevHard;
     return (
-      ss.role !== this.prevSoft.role ||
-      ss.leader !== this.prevSoft.leader ||
-      !hardStateEqual(hs, this.prevHard) ||
+      this.role !== ps.role ||
+      this.lead !== ps.leader ||
+      this.term !== ph.term ||
+      this.vote !== ph.vote ||
+      this.log.committed !== ph.commit ||
       this.log.unstable.entries.length > 0 ||
       this.log.hasPendingSnapshot() ||
       this.msgs.length > 0 ||
@@ -945,20 +949,22 @@ export class RaftCore {
 
   // ---- invariants ----------------------------------------------------------
 
+  // Runs after every tick, step and advance (hundreds of times a second on an idle node): the
+  // conditions are checked first and a message is only built for a broken one.
   private checkInvariants(): void {
     const log = this.log;
-    assert(log.committed <= log.lastIndex(), `commit ${log.committed} > last index ${log.lastIndex()}`);
-    assert(log.committed >= this.highestCommitSeen, `commit went back from ${this.highestCommitSeen} to ${log.committed}`);
+    if (log.committed > log.lastIndex()) fail(`commit ${log.committed} > last index ${log.lastIndex()}`);
+    if (log.committed < this.highestCommitSeen) fail(`commit went back from ${this.highestCommitSeen} to ${log.committed}`);
     this.highestCommitSeen = log.committed;
-    assert(log.applied <= log.applying && log.applying <= log.committed, `applied ${log.applied} / applying ${log.applying} / commit ${log.committed} out of order`);
-    assert(log.firstIndex() - 1 <= log.lastIndex(), 'first index beyond last index + 1');
+    if (!(log.applied <= log.applying && log.applying <= log.committed)) fail(`applied ${log.applied} / applying ${log.applying} / commit ${log.committed} out of order`);
+    if (log.firstIndex() - 1 > log.lastIndex()) fail('first index beyond last index + 1');
     if (this.role === Role.Leader) {
-      assert(this.lead === this.id, 'leader does not know itself as leader');
-      assert(this.vote === this.id, 'leader did not vote for itself');
+      if (this.lead !== this.id) fail('leader does not know itself as leader');
+      if (this.vote !== this.id) fail('leader did not vote for itself');
       const self = this.prs.get(this.id);
-      assert(!self || self.match === log.lastIndex(), `leader's own match ${self?.match} != last index ${log.lastIndex()}`);
+      if (self && self.match !== log.lastIndex()) fail(`leader's own match ${self.match} != last index ${log.lastIndex()}`);
     }
-    if (this.role === Role.Candidate) assert(this.vote === this.id, 'candidate did not vote for itself');
+    if (this.role === Role.Candidate && this.vote !== this.id) fail('candidate did not vote for itself');
   }
 }
 

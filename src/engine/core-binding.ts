@@ -27,6 +27,8 @@ export interface ConsensusCore {
   ready(): Ready;
   advance(rd: Ready): void;
   status(): CoreStatus;
+  /** status() without the progress and membership views (for hot paths). */
+  basicStatus(): { readonly role: Role; readonly term: number; readonly leader: NodeId; readonly commit: number };
   reportUnreachable(peer: NodeId): void;
   reportSnapshot(peer: NodeId, ok: boolean): void;
 }

@@ -375,6 +375,11 @@ export class RaftNode {
     return this.role !== Role.Leader;
   }
 
+  /** Role, term, leader and commit as the core sees them now; cheap (no peer list), for timers that poll. */
+  basicStatus(): { readonly role: Role; readonly term: number; readonly leader: NodeId; readonly commit: number } {
+    return this.core.basicStatus();
+  }
+
   status(): NodeStatus {
     const s = this.core.status();
     const links = new Map(this.transport.peerStatus().map((p) => [p.id, p]));
@@ -536,7 +541,10 @@ export class RaftNode {
     if (this.closed || this.failed) return;
     if (++this.ticks % 5 === 0 && this.pending.size > 0) this.sweepTimeouts();
     this.core.tick();
-    this.schedule();
+    // Most ticks change nothing (a follower counting towards its election timeout): the Ready
+    // loop would find nothing to do, so it is not woken. Anything that makes a Ready later
+    // (a message, a proposal, the next tick) schedules it itself.
+    if (this.core.hasReady()) this.schedule();
   }
 
   private onPeerMessage(from: NodeId, payload: Buffer): void {

@@ -378,17 +378,21 @@ export class Replicator<Req = unknown, Res = unknown, A extends ReplicaApplier =
     }
   }
 
+  // Runs every 20 ms: it reads the core's role and leader once (basicStatus, no peer list). Nothing
+  // in here changes them synchronously (stepAside only starts a transfer), so one read serves all.
   private watchRole(): void {
     this.releaseOrphans();
+    const st = this.node.basicStatus();
     if (this.forwards.size > 0) {
-      const now = this.node.status().leader;
+      const now = st.leader;
       for (const f of this.forwards) if (now !== 0 && now !== f.leader) f.cancel(`leadership moved from node ${f.leader} to node ${now}`);
     }
-    if (this.applier.status().lastError && this.isLeader()) this.stepAside(`applier: ${this.applier.status().lastError}`);
+    const leader = st.role === Role.Leader;
+    const lastError = this.applier.status().lastError;
+    if (lastError && leader) this.stepAside(`applier: ${lastError}`);
     // A replica whose database is being replaced cannot run the write lane: its log may be
     // complete, so it can win an election, but it must hand leadership on.
-    if (this.resync.active && this.isLeader()) this.stepAside(`resync in progress`);
-    const leader = this.isLeader();
+    if (this.resync.active && leader) this.stepAside(`resync in progress`);
     replicationApplied.set(this.applier.applied);
     if (this.wasLeader && !leader) {
       this.log.info('leadership lost: rolling back the write lane');

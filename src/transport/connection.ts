@@ -5,8 +5,11 @@
 import type net from 'node:net';
 import type { Logger } from '../util/log.js';
 import { TickCork } from '../util/cork.js';
-import { FrameDecoder, FrameError, FrameType, frameHeader, encodeFrame, type Frame } from './frame.js';
+import { FRAME_HEADER_BYTES, FrameDecoder, FrameError, FrameType, frameHeader, encodeFrame, writeFrameHeader, type Frame } from './frame.js';
 import { authMac, decodeHello, encodeHello, macEqual, newNonce, type Hello, MAC_BYTES } from './handshake.js';
+
+/** Frames up to this body size are copied into one buffer before they are written. */
+const SMALL_FRAME_BYTES_MAX = 4096;
 
 export type ConnectionState = 'handshake' | 'authenticated' | 'closed';
 
@@ -56,13 +59,26 @@ export class Connection {
     return this.socket.writableLength;
   }
 
-  /** Write one frame made of `parts` (copied by the socket, not by us). */
+  /** Write one frame made of `parts` (large parts are handed to the socket as they are, not copied). */
   write(type: FrameType, parts: readonly Uint8Array[]): void {
     if (this.state === 'closed') return;
     let n = 0;
     for (const p of parts) n += p.length;
     // Corking until the end of this tick turns many small frames into one writev.
     this.cork.hold();
+    if (n <= SMALL_FRAME_BYTES_MAX) {
+      // A heartbeat and its response are a few dozen bytes: one copied buffer costs less than
+      // a socket.write per part (each one a stream call and a writev element).
+      const b = Buffer.allocUnsafe(FRAME_HEADER_BYTES + n);
+      writeFrameHeader(b, type, n);
+      let at = FRAME_HEADER_BYTES;
+      for (const p of parts) {
+        b.set(p, at);
+        at += p.length;
+      }
+      this.socket.write(b);
+      return;
+    }
     this.socket.write(frameHeader(type, n));
     for (const p of parts) if (p.length > 0) this.socket.write(p);
   }

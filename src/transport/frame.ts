@@ -29,10 +29,15 @@ export class FrameError extends Error {
 /** The header of a frame whose body is `bodyBytes` long (the body is written separately). */
 export function frameHeader(type: FrameType, bodyBytes: number): Buffer {
   const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-  h.writeUInt32BE(bodyBytes + 2, 0);
-  h[4] = FRAME_VERSION;
-  h[5] = type;
+  writeFrameHeader(h, type, bodyBytes);
   return h;
+}
+
+/** The header of a frame with `bodyBytes` of body, at the start of `b`. */
+export function writeFrameHeader(b: Buffer, type: FrameType, bodyBytes: number): void {
+  b.writeUInt32BE(bodyBytes + 2, 0);
+  b[4] = FRAME_VERSION;
+  b[5] = type;
 }
 
 export function encodeFrame(type: FrameType, body: Uint8Array): Buffer {
