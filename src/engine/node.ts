@@ -158,6 +158,7 @@ export class RaftNode {
   private durableLast = 0;
   private readSeq = 0;
   private ticks = 0;
+  private readonly tickHooks: { readonly every: number; readonly fn: () => void }[] = [];
   private readonly addresses: Map<NodeId, string>;
   private readonly onFatal: (e: Error) => void;
   private readonly mergedBytesMax: number;
@@ -537,6 +538,20 @@ export class RaftNode {
     }
   }
 
+  /**
+   * Run `fn` about every `periodMs` (rounded to whole ticks) from the tick timer, after the
+   * core's tick, until the returned function is called or the node stops. For the runtime's own
+   * periodic checks: a separate setInterval would wake the process once more per period.
+   */
+  everyTicks(periodMs: number, fn: () => void): () => void {
+    const hook = { every: Math.max(1, Math.round(periodMs / (this.opts.tickMs ?? 10))), fn };
+    this.tickHooks.push(hook);
+    return () => {
+      const i = this.tickHooks.indexOf(hook);
+      if (i >= 0) this.tickHooks.splice(i, 1);
+    };
+  }
+
   private onTick(): void {
     if (this.closed || this.failed) return;
     if (++this.ticks % 5 === 0 && this.pending.size > 0) this.sweepTimeouts();
@@ -545,6 +560,8 @@ export class RaftNode {
     // loop would find nothing to do, so it is not woken. Anything that makes a Ready later
     // (a message, a proposal, the next tick) schedules it itself.
     if (this.core.hasReady()) this.schedule();
+    // Last: a hook that throws (an uncaught exception, as from its own timer) cannot cost the core its tick.
+    for (const h of this.tickHooks) if (this.ticks % h.every === 0) h.fn();
   }
 
   private onPeerMessage(from: NodeId, payload: Buffer): void {
