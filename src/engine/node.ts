@@ -578,7 +578,8 @@ export class RaftNode {
       return;
     }
     this.core.step(m);
-    this.schedule();
+    // As in onTick: a leader's heartbeat responses mostly produce nothing to persist or send.
+    if (this.core.hasReady()) this.schedule();
   }
 
   private schedule(): void {
