@@ -26,6 +26,7 @@ import { Reader } from '../../protocol/postgres/reader.js';
 import { Writer } from '../../protocol/postgres/writer.js';
 import { loginBackend, type BackendTarget } from '../../frontend/postgres/backend-login.js';
 import type { Credential } from '../../frontend/postgres/authenticate.js';
+import { TickCork } from '../../util/cork.js';
 
 /** CopyData messages the data of a COPY is cut into */
 const COPY_CHUNK_BYTES = 256 * 1024;
@@ -132,12 +133,15 @@ export class PgConn {
   private readonly pending: Pending[] = [];
   broken = false;
   private why = '';
-  private corked = false;
+  // requests made in the same tick (BEGIN, settings and a statement; the applied update and
+  // COMMIT) leave in one write: one system call instead of one each
+  private readonly cork: TickCork;
 
   private constructor(
     private readonly socket: Socket,
     readonly processId: number,
   ) {
+    this.cork = new TickCork(socket);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('close', () => this.fail('the connection to the database closed'));
     socket.on('error', (e) => this.fail(e.message));
@@ -160,20 +164,8 @@ export class PgConn {
     if (this.broken) return Promise.reject(new PgConnError(this.why));
     return new Promise((resolve, reject) => {
       this.pending.push({ messages: [], resolve, reject, ...(copy ? { copy } : {}) });
-      this.corkTick();
+      this.cork.hold();
       for (const m of msgs) this.socket.write(m);
-    });
-  }
-
-  /** Requests made in the same tick (BEGIN, settings and a statement; the applied update and
-   * COMMIT) leave in one write: one system call instead of one each. */
-  private corkTick(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.socket.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      this.socket.uncork();
     });
   }
 
