@@ -4,6 +4,11 @@ import type { Writable } from 'node:stream';
 
 export class TickCork {
   private corked = false;
+  // made once: hold() runs at every write, a closure per call would be garbage per write
+  private readonly release = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   constructor(private readonly socket: Writable) {}
 
@@ -12,9 +17,6 @@ export class TickCork {
     if (this.corked) return;
     this.corked = true;
     this.socket.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      this.socket.uncork();
-    });
+    process.nextTick(this.release);
   }
 }
