@@ -17,6 +17,7 @@ import { appliedUpdate, asSqlError, connKey, outcomeOf, plain, proposalFailure, 
 export type { Account, Expectation, LaneDeps, LaneMode, LaneRequest, LaneResult };
 export { appliedUpdate, outcomeOf, sqlHex, stmtKey } from './lane-util.js';
 import { laneBatchStatements, laneStepSeconds } from './metrics.js';
+import { LaneSteps, rejectExpired } from './lane-queue.js';
 
 const stepExecute = laneStepSeconds.labels('execute');
 const stepReplicate = laneStepSeconds.labels('replicate');
@@ -75,7 +76,7 @@ export class WriteLane {
   private readonly conns = new Map<string, LaneConn>();
   private readonly queue: Waiter[] = [];
   private holder: Holder | null = null;
-  private busy = false;
+  private readonly steps: LaneSteps;
   private readonly expired = new Map<string, SqlError>();
   private readonly clock = new StatementClock();
   private seq: number;
@@ -87,6 +88,7 @@ export class WriteLane {
   constructor(private readonly d: LaneDeps) {
     // unique across restarts of this node: a random high part
     this.seq = Math.floor(Math.random() * 2 ** 20) * 2 ** 30;
+    this.steps = new LaneSteps(this.d.log, () => this.pump());
     this.sweep = setInterval(() => this.expireWaiters(), 100);
     this.sweep.unref();
   }
@@ -218,37 +220,20 @@ export class WriteLane {
   // ---- scheduling ----
 
   private pump(): void {
-    if (this.busy || this.holder || this.queue.length === 0 || this.closed) return;
+    if (this.steps.busy || this.holder || this.queue.length === 0 || this.closed) return;
     const head = this.queue[0]!;
     if (head.req.mode === 'auto') {
       const batch = this.takeBatch(connKey(head.req));
-      this.run(() => this.runBatch(batch));
+      this.steps.run(() => this.runBatch(batch));
     } else {
       this.queue.shift();
-      if (head.req.mode === 'ddl') this.run(() => this.runDdl(head));
-      else this.run(() => this.acquire(head));
+      if (head.req.mode === 'ddl') this.steps.run(() => this.runDdl(head));
+      else this.steps.run(() => this.acquire(head));
     }
-  }
-
-  private run(fn: () => Promise<void>): void {
-    this.busy = true;
-    fn()
-      .catch((e: unknown) => this.d.log.error('write lane step failed', { error: (e as Error).message }))
-      .finally(() => {
-        this.busy = false;
-        this.pump();
-      });
   }
 
   private expireWaiters(): void {
-    const now = performance.now();
-    for (let i = this.queue.length - 1; i >= 0; i--) {
-      const w = this.queue[i]!;
-      if (w.deadline <= now) {
-        this.queue.splice(i, 1);
-        w.reject(RecallErrors.laneWait(this.d.laneTimeoutMs));
-      }
-    }
+    rejectExpired(this.queue, performance.now(), () => RecallErrors.laneWait(this.d.laneTimeoutMs));
   }
 
   // ---- connections ----

@@ -28,6 +28,7 @@ import { PgRecallErrors } from './errors.js';
 import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from './types.js';
 import type { BackendTarget } from '../../frontend/postgres/backend-login.js';
 import { laneBatchStatements, laneStepSeconds } from '../metrics.js';
+import { LaneSteps, rejectExpired } from '../lane-queue.js';
 
 // The MySQL lane's steps (execute, replicate, commit) and the PostgreSQL lane's own, each once per
 // transaction (an observation costs microseconds): wait (for the lane, in the queue), begin
@@ -161,7 +162,7 @@ const DATA_TAG_RE = /^(INSERT|UPDATE|DELETE|MERGE|SELECT|COPY|FETCH|MOVE|SAVEPOI
 export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private readonly queue: Waiter[] = [];
   private holder: Holder | null = null;
-  private busy = false;
+  private readonly steps: LaneSteps;
   private closed = false;
   private readonly expired = new Map<string, SqlError>();
   private readonly idle = new Map<string, PgConn[]>();
@@ -200,6 +201,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   ) {
     // unique across restarts of this node: a random high part
     this.seq = Math.floor(Math.random() * 2 ** 20) * 2 ** 30;
+    this.steps = new LaneSteps(this.d.log, () => this.pump());
     this.sweep = setInterval(() => this.expireWaiters(), 100);
     this.sweep.unref();
   }
@@ -220,7 +222,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const h = this.holder;
     if (h && h.session === session) {
       if (h.busy) h.expired = true;
-      else this.run(() => this.rollbackHolder(h, null));
+      else this.steps.run(() => this.rollbackHolder(h, null));
     }
   }
 
@@ -246,7 +248,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     this.closed = true;
     clearInterval(this.sweep);
     this.abort(PgRecallErrors.notApplied('the write lane closed'));
-    while (this.busy) await new Promise((r) => setTimeout(r, 5));
+    while (this.steps.busy) await new Promise((r) => setTimeout(r, 5));
     for (const cs of this.idle.values()) for (const c of cs) c.close();
     this.idle.clear();
   }
@@ -254,34 +256,17 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   // ---- scheduling ----
 
   private pump(): void {
-    if (this.busy || this.closed) return;
+    if (this.steps.busy || this.closed) return;
     const h = this.holder;
     const i = this.queue.findIndex((w) => !h || w.req.session === h.session);
     if (i < 0) return;
     const w = this.queue.splice(i, 1)[0]!;
     if (!h) step.wait.observe(since(w.queuedAt));
-    this.run(() => this.serve(w));
-  }
-
-  private run(fn: () => Promise<void>): void {
-    this.busy = true;
-    fn()
-      .catch((e: unknown) => this.d.log.error('write lane step failed', { error: (e as Error).message }))
-      .finally(() => {
-        this.busy = false;
-        this.pump();
-      });
+    this.steps.run(() => this.serve(w));
   }
 
   private expireWaiters(): void {
-    const now = Date.now();
-    for (let i = this.queue.length - 1; i >= 0; i--) {
-      const w = this.queue[i]!;
-      if (w.deadline <= now) {
-        this.queue.splice(i, 1);
-        w.reject(PgRecallErrors.laneWait(this.d.laneTimeoutMs));
-      }
-    }
+    rejectExpired(this.queue, Date.now(), () => PgRecallErrors.laneWait(this.d.laneTimeoutMs));
   }
 
   private async serve(w: Waiter): Promise<void> {
@@ -836,7 +821,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       return;
     }
     this.d.log.warn('a transaction held the write lane too long: rolled back', { session: h.session, laneTimeoutMs: this.d.laneTimeoutMs });
-    this.run(() => this.rollbackHolder(h, PgRecallErrors.laneHeld(this.d.laneTimeoutMs)));
+    this.steps.run(() => this.rollbackHolder(h, PgRecallErrors.laneHeld(this.d.laneTimeoutMs)));
   }
 
   /** Roll the holder back; writes it ran are replicated as a rolled-back entry (sequences moved). */
