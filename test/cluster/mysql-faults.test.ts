@@ -17,7 +17,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mysql from 'mysql2/promise';
-import { startCluster, type TestCluster } from '../harness/cluster.js';
+import { ensureAllUp as ensureAllUpIn, startCluster, type TestCluster } from '../harness/cluster.js';
 import { failureGuard } from '../harness/failure-guard.js';
 import { InsertStream, rowDifferences, type StreamDriver } from '../harness/insert-stream.js';
 
@@ -100,20 +100,7 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     console.log(`# timings (whole file ${Date.now() - fileStart} ms):\n${timings.map((l) => `# ${l}`).join('\n')}`);
   });
 
-  /** Restarts any node a previous test left dead, so one failure does not cascade. */
-  const ensureAllUp = async () => {
-    // A diverged replica stays so until resynced: say so at once instead of timing out later.
-    for (const n of c.nodes) {
-      const r = (await c.tryStatus(n.index))?.replication;
-      if (r?.diverged) throw new Error(`node ${n.nodeId} diverged in an earlier test and cannot take part: ${r.divergedReason ?? '(no reason given)'}`);
-    }
-    for (const n of c.nodes) {
-      if (n.running()) continue;
-      console.log(`# node ${n.nodeId} was down at the start of this test; restarting it`);
-      await c.restart(n.index, { readyTimeoutMs: 90_000 });
-    }
-    await c.waitConverged(60_000);
-  };
+  const ensureAllUp = () => ensureAllUpIn(c);
 
   /** waitConverged, and on a duplicate-key divergence, what the stream's client was told about that row. */
   const converge = async (timeoutMs: number, streams: Stream[], which?: number[]) => {

@@ -15,7 +15,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { startCluster, pgSuperuserPassword, type TestCluster } from '../harness/cluster.js';
+import { ensureAllUp as ensureAllUpIn, startCluster, pgSuperuserPassword, type TestCluster } from '../harness/cluster.js';
 import { failureGuard } from '../harness/failure-guard.js';
 import { InsertStream, rowDifferences, type StreamDriver } from '../harness/insert-stream.js';
 
@@ -121,19 +121,7 @@ describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, 
     console.log(`# timings (whole file ${Date.now() - fileStart} ms):\n${timings.map((l) => `# ${l}`).join('\n')}`);
   });
 
-  /** Restarts any node a previous test left dead, so one failure does not cascade. */
-  const ensureAllUp = async () => {
-    for (const n of c.nodes) {
-      const r = (await c.tryStatus(n.index))?.replication;
-      if (r?.diverged) throw new Error(`node ${n.nodeId} diverged in an earlier test and cannot take part: ${r.divergedReason ?? '(no reason given)'}`);
-    }
-    for (const n of c.nodes) {
-      if (n.running()) continue;
-      console.log(`# node ${n.nodeId} was down at the start of this test; restarting it`);
-      await c.restart(n.index, { readyTimeoutMs: 90_000 });
-    }
-    await c.waitConverged(60_000);
-  };
+  const ensureAllUp = () => ensureAllUpIn(c);
 
   /** Keys of `phase` present in node i's database (read straight from its postgres). */
   const keysOn = async (i: number, phase: string): Promise<Set<string>> =>

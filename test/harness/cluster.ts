@@ -222,6 +222,24 @@ function canBind(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * Restarts any node a previous test left dead, so that one failure does not cascade, and waits
+ * until the cluster converged. A diverged replica stays so until resynced: that throws at once
+ * instead of timing out later.
+ */
+export async function ensureAllUp(c: TestCluster): Promise<void> {
+  for (const n of c.nodes) {
+    const r = (await c.tryStatus(n.index))?.replication;
+    if (r?.diverged) throw new Error(`node ${n.nodeId} diverged in an earlier test and cannot take part: ${r.divergedReason ?? '(no reason given)'}`);
+  }
+  for (const n of c.nodes) {
+    if (n.running()) continue;
+    console.log(`# node ${n.nodeId} was down at the start of this test; restarting it`);
+    await c.restart(n.index, { readyTimeoutMs: 90_000 });
+  }
+  await c.waitConverged(60_000);
+}
+
 export async function startCluster(opts: StartClusterOptions = {}): Promise<TestCluster> {
   const size = opts.size ?? 3;
   const engine = opts.engine ?? 'mysql';
