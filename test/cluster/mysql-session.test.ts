@@ -51,6 +51,9 @@ describe('MySQL session semantics on 3 real recall + mariadbd', { timeout: 600_0
     const admin = await connect(leader);
     await admin.query('CREATE DATABASE s; CREATE TABLE s.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(10), n TINYINT)');
     await admin.query("CREATE USER 'ro'@'%' IDENTIFIED BY 'ro-pw'; GRANT SELECT ON s.* TO 'ro'@'%'");
+    // the tests log in to followers with database s and as ro: a new session on another node
+    // carries no causal token, so wait until every replica applied the set-up
+    await c.waitConverged(30_000);
   });
 
   after(async () => {
