@@ -151,6 +151,8 @@ describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end
     const copied = await psql(fes[1]!.port, '\\copy kv from stdin', 'x\t5\ny\t6\n\\.\n');
     assert.equal(copied.code, 0, copied.out);
     assert.match(copied.out, /COPY 2/);
+    // c1 is another session (on the other node): it sees psql's COPY once it reads linearizably
+    await c1.query("SET recall.consistency = 'linearizable'");
     assert.equal((await c1.query("SELECT sum(v)::int AS s FROM kv WHERE k IN ('x', 'y')")).rows[0].s, 11);
     const failed = await psql(fes[1]!.port, '\\copy kv from stdin', 'x\t7\n\\.\n');
     assert.notEqual(failed.code, 0);
