@@ -21,6 +21,12 @@ export const replicationWrites = new client.Counter({
   registers: [registry],
 });
 
+export const laneConflicts = new client.Counter({
+  name: 'recall_lane_conflicts_total',
+  help: 'Optimistic transactions rolled back at COMMIT because running them again on the write lane gave other results than the client got (40001)',
+  registers: [registry],
+});
+
 export const laneBatchStatements = new client.Histogram({
   name: 'recall_lane_batch_statements',
   help: 'Statements per group-commit batch of the write lane',

@@ -7,7 +7,7 @@
 // majority has it does the transaction commit and the client get the backend's own messages.
 // Autocommit writes are one entry each; a transaction holds the lane from its first write to
 // COMMIT/ROLLBACK, at most laneTimeoutMs.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import { SqlError } from '../../backend/mysql/client.js';
 import { MSG_BIND_COMPLETE, MSG_COMMAND_COMPLETE, MSG_COPY_IN_RESPONSE, MSG_PARSE_COMPLETE, MSG_READY_FOR_QUERY, TX_FAILED, TX_IDLE, TX_IN_TRANSACTION } from '../../protocol/postgres/constants.js';
@@ -27,7 +27,7 @@ import { encodePgEntry, nondeterministicError, pgEntryChecksum, type PgEntry, ty
 import { PgRecallErrors } from './errors.js';
 import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from './types.js';
 import type { BackendTarget } from '../../frontend/postgres/backend-login.js';
-import { laneBatchStatements, laneStepSeconds } from '../metrics.js';
+import { laneBatchStatements, laneConflicts, laneStepSeconds } from '../metrics.js';
 import { LaneSteps, rejectExpired } from '../lane-queue.js';
 
 // The MySQL lane's steps (execute, replicate, commit) and the PostgreSQL lane's own, each once per
@@ -54,6 +54,53 @@ export interface PgLaneOptions {
   connectTimeoutMs: number;
   /** idle lane connections kept per (role, database) */
   connsMax?: number;
+  /** run transactions optimistically (see Spec); default true */
+  optimistic?: boolean;
+}
+
+/**
+ * A transaction run optimistically (DESIGN.md "Writes", optimistic transactions): its statements
+ * run on a connection of its own, concurrently with other sessions' and without the lane, and the
+ * client gets their results at once; what it got is remembered (a digest per statement). At COMMIT,
+ * or at the first statement that cannot run this way, the speculative transaction is rolled back
+ * and the lane runs the same statements again, serially as always, and checks that every result
+ * equals what the client got. Equal: the transaction goes on (or commits) on the lane exactly as if
+ * it had held the lane from the start, its statements replicated as usual; the client saw results
+ * that the serial execution produced. Different (a concurrent transaction changed what it read):
+ * the lane rolls back and the client gets 40001, as a serializable transaction would. The lane is
+ * then held for one pipelined round trip per transaction instead of for every client round trip.
+ * Only in databases without sequences (nextval cannot be undone by a rollback: the speculative
+ * run would move them) and for row statements without user functions (plain, see Holder): the
+ * rest promotes the transaction to the lane.
+ */
+interface Spec {
+  session: string;
+  req: PgLaneRequest;
+  conn: PgConn;
+  txTs: string;
+  /** statements as they ran (rewritten), each with the digest of the client's messages */
+  runs: Array<{ st: PgLaneStatement; digest: string }>;
+  /** a statement failed: the transaction can only end, and nothing of it is replicated */
+  failed: boolean;
+  status: number;
+  /** the rewrite caches' generation at the first rewrite (see `generation`) */
+  generation: number;
+  timer: NodeJS.Timeout;
+  busy: boolean;
+  expired: boolean;
+}
+
+/** speculative transactions at once (more wait for the lane as before) */
+const SPECS_MAX = 64;
+/** COMMITs replayed in one lane transaction at most (each has a savepoint: postgres keeps 64 subtransactions in shared memory) */
+const GROUP_MAX = 32;
+/** idle speculative connections kept per (role, database) */
+const SPEC_IDLE_MAX = 16;
+
+function digestOf(messages: Buffer[]): string {
+  const h = createHash('md5');
+  for (const m of messages) h.update(m);
+  return h.digest('base64');
 }
 
 interface Waiter {
@@ -193,6 +240,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private readonly undeferrable = new Map<string, number>();
   private seq: number;
   private readonly sweep: NodeJS.Timeout;
+  private readonly specs = new Map<string, Spec>();
+  private readonly specIdle = new Map<string, PgConn[]>();
+  /** speculative transactions to replay, by session, when their request is served (see Spec) */
+  private readonly replays = new Map<string, Spec>();
+  /** bumped whenever the rewrite caches (defaults, unchanged shapes) are dropped: a speculative
+   * statement rewritten under an older generation may miss a volatile default added since */
+  private generation = 0;
 
   constructor(
     private readonly d: LaneBaseDeps,
@@ -208,6 +262,12 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   submit(req: PgLaneRequest): Promise<PgLaneResult> {
     if (this.closed) return Promise.reject(PgRecallErrors.notApplied('the write lane is closed'));
+    const sp = this.specs.get(req.session);
+    if (sp || this.canSpeculate(req)) return this.speculate(req, sp);
+    return this.queued(req);
+  }
+
+  private queued(req: PgLaneRequest): Promise<PgLaneResult> {
     return new Promise((resolve, reject) => {
       this.queue.push({ req, resolve, reject, deadline: Date.now() + this.d.laneTimeoutMs, queuedAt: performance.now() });
       this.pump();
@@ -219,6 +279,12 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       if (this.queue[i]!.req.session === session) this.queue.splice(i, 1)[0]!.reject(PgRecallErrors.txnAborted('the session ended'));
     }
     this.expired.delete(session);
+    this.replays.delete(session);
+    const sp = this.specs.get(session);
+    if (sp) {
+      if (sp.busy) sp.expired = true;
+      else this.endSpec(sp, false);
+    }
     const h = this.holder;
     if (h && h.session === session) {
       if (h.busy) h.expired = true;
@@ -230,6 +296,11 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     this.seqless.clear();
     this.undeferrable.clear();
     for (const w of this.queue.splice(0)) w.reject(err);
+    this.replays.clear();
+    for (const sp of [...this.specs.values()]) {
+      this.endSpec(sp, false);
+      this.expired.set(sp.session, PgRecallErrors.txnAborted(`leadership changed: ${err.message}`));
+    }
     const h = this.holder;
     if (h) {
       // not the leader any more: nothing can be replicated; the transaction is simply gone
@@ -249,8 +320,9 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     clearInterval(this.sweep);
     this.abort(PgRecallErrors.notApplied('the write lane closed'));
     while (this.steps.busy) await new Promise((r) => setTimeout(r, 5));
-    for (const cs of this.idle.values()) for (const c of cs) c.close();
+    for (const cs of [...this.idle.values(), ...this.specIdle.values()]) for (const c of cs) c.close();
     this.idle.clear();
+    this.specIdle.clear();
   }
 
   // ---- scheduling ----
@@ -260,9 +332,129 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const h = this.holder;
     const i = this.queue.findIndex((w) => !h || w.req.session === h.session);
     if (i < 0) return;
+    const group = h ? null : this.commitGroup(i);
+    if (group) {
+      this.steps.run(() => this.serveGroup(group));
+      return;
+    }
     const w = this.queue.splice(i, 1)[0]!;
     if (!h) step.wait.observe(since(w.queuedAt));
     this.steps.run(() => this.serve(w));
+  }
+
+  /** A COMMIT of a speculative transaction whose replay can share a lane transaction with others (see serveGroup): its group key. */
+  private groupKey(w: Waiter): string | null {
+    const st = w.req.stmts[0];
+    if (w.req.stmts.length !== 1 || st?.kind !== 'commit' || /\bchain\b/i.test(st.sql) || !this.replays.has(w.req.session) || this.expired.has(w.req.session)) return null;
+    if (!this.knownSimple(w.req.database)) return null;
+    return `${this.connKey(w.req)}\u0000${JSON.stringify(w.req.settings)}`;
+  }
+
+  /** The waiters, from queue position i, whose COMMITs run as one group (two or more), taken out of the queue; null otherwise. */
+  private commitGroup(i: number): Waiter[] | null {
+    const key = this.groupKey(this.queue[i]!);
+    if (key === null) return null;
+    const at: number[] = [];
+    for (let j = i; j < this.queue.length && at.length < GROUP_MAX; j++) if (this.groupKey(this.queue[j]!) === key) at.push(j);
+    if (at.length < 2) return null;
+    const group = at.map((j) => this.queue[j]!);
+    for (let k = at.length - 1; k >= 0; k--) this.queue.splice(at[k]!, 1);
+    return group;
+  }
+
+  /**
+   * Group commit of optimistic transactions: the COMMITs waiting for the lane (same role, database
+   * and settings, in a database without sequences or deferrable constraints) are replayed in one
+   * lane transaction, each behind a savepoint of its own, all pipelined in one round trip, and
+   * replicated as one entry that replicas apply as one transaction; one proposal, one log sync
+   * and one COMMIT for all. A transaction whose results differ from what its client got is
+   * rolled back to its savepoint (with those after it, which run again) and gets 40001.
+   */
+  private async serveGroup(ws: Waiter[]): Promise<void> {
+    const t0 = performance.now();
+    for (const w of ws) step.wait.observe(since(w.queuedAt));
+    const specs = ws.map((w) => {
+      const sp = this.replays.get(w.req.session)!;
+      this.replays.delete(w.req.session);
+      return sp;
+    });
+    const req = ws[0]!.req;
+    let c: PgConn | null = null;
+    try {
+      await this.d.ready();
+      if (this.applier.applied !== this.ownApplied) this.dropCaches();
+      const conn = (c = await this.conn(req));
+      const begun = this.begin(conn, req, 'BEGIN');
+      begun.catch(() => undefined);
+      const ok: number[] = [];
+      const conflicted = new Set<number>();
+      const items: PgItem[][] = ws.map(() => []);
+      let pending = ws.map((_, k) => k);
+      let first = true;
+      while (pending.length) {
+        const sent = pending.map((k) => {
+          const sp = specs[k]!;
+          const sv = conn.query(`SAVEPOINT recall_${k}`);
+          const ex = sp.runs.map((r) => this.exec(conn, ws[k]!.req, r.st, sp.txTs, { sql: r.st.sql, plain: true }));
+          for (const x of [sv, ...ex]) (x as Promise<unknown>).catch(() => undefined);
+          return { k, sv, ex };
+        });
+        if (first) {
+          await begun;
+          first = false;
+        }
+        let bad = -1;
+        for (const [n, s] of sent.entries()) {
+          const sv = await s.sv;
+          const ex = await Promise.all(s.ex);
+          const sp = specs[s.k]!;
+          if (replyError(sv) || sp.generation !== this.generation || ex.some((x, m) => x.status !== TX_IN_TRANSACTION || digestOf(x.messages) !== sp.runs[m]!.digest)) {
+            bad = n;
+            break;
+          }
+          items[s.k] = ex.flatMap((x) => (x.item ? [x.item] : []));
+          ok.push(s.k);
+        }
+        if (bad < 0) break;
+        // undo it and everything after it (already sent), which runs again
+        await Promise.all(sent.slice(bad + 1).flatMap((s) => [s.sv, ...s.ex]).map((x) => (x as Promise<unknown>).catch(() => undefined)));
+        await conn.run(`ROLLBACK TO SAVEPOINT recall_${sent[bad]!.k}`);
+        conflicted.add(sent[bad]!.k);
+        laneConflicts.inc();
+        pending = sent.slice(bad + 1).map((s) => s.k);
+      }
+      this.observeSpent();
+      const all = ok.flatMap((k) => items[k]!);
+      let index = 0;
+      let done: Buffer[] = [encodeCommandComplete('COMMIT')];
+      if (all.length === 0) {
+        await conn.run('ROLLBACK'); // reads only: nothing to keep
+        this.giveBack(req, conn);
+      } else {
+        const { data, seq } = await this.entry(req, all, false, EMPTY_SEQUENCES, 0);
+        const p = await this.propose(conn, data, seq);
+        done = clientMessages(await this.finish(conn, p, data, false, 'COMMIT'));
+        index = p.index;
+        this.noteSequences(req.database, 0, p.index, 0);
+        this.giveBack(req, conn);
+      }
+      this.ownApplied = this.applier.applied;
+      step.held.observe(since(t0));
+      const conflict = PgRecallErrors.txnAborted('a concurrent transaction changed what it read; nothing of it was committed');
+      ws.forEach((w, k) => w.resolve(conflicted.has(k)
+        ? { replies: [[encodeErrorResponse({ severity: 'ERROR', code: conflict.sqlState, message: conflict.message })]], index: 0, status: TX_IDLE }
+        : { replies: [done], index, status: TX_IDLE }));
+    } catch (e) {
+      c?.close();
+      let err: SqlError;
+      if (e instanceof SqlError) err = e;
+      else {
+        const why = (e as Error).message;
+        if (e instanceof PgConnError && !this.closed) this.d.databaseFailed(why);
+        err = PgRecallErrors.txnAborted(`the leader's database connection failed: ${why}`);
+      }
+      for (const w of ws) w.reject(err);
+    }
   }
 
   private expireWaiters(): void {
@@ -278,10 +470,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     }
     try {
       await this.d.ready();
-      if (this.applier.applied !== this.ownApplied) {
-        this.defaults.clear();
-        this.unchanged.clear();
-      }
+      if (this.applier.applied !== this.ownApplied) this.dropCaches();
       const r = req.mode === 'auto' ? await this.auto(req) : await this.txn(req);
       this.ownApplied = this.applier.applied;
       w.resolve(r);
@@ -512,7 +701,15 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     else this.undeferrable.delete(db);
   }
 
+  /** Something was applied that the lane did not run (another leader's DDL): every cached default may be stale. */
+  private dropCaches(): void {
+    this.generation++;
+    this.defaults.clear();
+    this.unchanged.clear();
+  }
+
   private dropDefaults(db: string): void {
+    this.generation++;
     this.seqless.delete(db);
     this.undeferrable.delete(db);
     this.unchanged.clear();
@@ -681,6 +878,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     let h = this.holder;
     let first: Promise<Exec> | undefined;
     if (h && h.session !== req.session) throw new Error('lane invariant: a request of another session ran while the lane was held');
+    const spec = h ? undefined : this.replays.get(req.session);
+    if (spec) {
+      this.replays.delete(req.session);
+      const opened = await this.replay(req, spec);
+      if (!('conn' in opened)) return opened;
+      this.holder = h = opened;
+    }
     if (!h) {
       const t0 = performance.now();
       const c = await this.conn(req);
@@ -741,6 +945,181 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       throw PgRecallErrors.laneHeld(this.d.laneTimeoutMs);
     }
     return { replies, index: 0, status: h.status };
+  }
+
+  // ---- optimistic transactions (see Spec) ----
+
+  private canSpeculate(req: PgLaneRequest): boolean {
+    if (req.mode !== 'txn' || this.o.optimistic === false || this.specs.size >= SPECS_MAX) return false;
+    if (this.holder?.session === req.session || this.expired.has(req.session) || this.replays.has(req.session)) return false;
+    if (!PLAIN_BEGIN_RE.test(req.begin ?? 'BEGIN') || !this.knownSeqless(req.database)) return false;
+    const st = req.stmts[0];
+    return st !== undefined && (st.kind === 'write' || st.kind === 'read') && !st.copy;
+  }
+
+  private async speculate(req: PgLaneRequest, existing: Spec | undefined): Promise<PgLaneResult> {
+    let sp = existing;
+    if (!sp) {
+      await this.d.ready();
+      // the caches may be a follower's (the lane's own checks run when it serves; see serve)
+      if (!this.steps.busy && this.applier.applied !== this.ownApplied) {
+        this.dropCaches();
+        this.ownApplied = this.applier.applied;
+      }
+      const c = await this.specConn(req);
+      try {
+        await this.begin(c, req, req.begin ?? 'BEGIN');
+      } catch (e) {
+        c.close();
+        throw e;
+      }
+      const spec: Spec = {
+        session: req.session, req, conn: c, txTs: nowTs(), runs: [], failed: false, status: TX_IN_TRANSACTION, generation: this.generation,
+        busy: false, expired: false, timer: setTimeout(() => this.specTimeout(spec), this.d.laneTimeoutMs),
+      };
+      spec.timer.unref();
+      this.specs.set(req.session, spec);
+      sp = spec;
+    }
+    sp.busy = true;
+    const replies: Buffer[][] = [];
+    try {
+      for (const [k, st] of req.stmts.entries()) {
+        const chain = (st.kind === 'commit' || st.kind === 'rollback') && /\bchain\b/i.test(st.sql);
+        if (!chain && (st.kind === 'rollback' || (st.kind === 'commit' && (sp.failed || sp.runs.length === 0)))) {
+          // nothing ran that replicas need (no sequences here): it ends where it ran
+          const r = await sp.conn.query(st.sql);
+          replies.push(clientMessages(r));
+          this.endSpec(sp, r.status === TX_IDLE);
+          return { replies, index: 0, status: TX_IDLE };
+        }
+        if (sp.failed) {
+          // postgres answers 25P02 itself
+          const r = await sp.conn.query(st.sql);
+          replies.push(clientMessages(r));
+          sp.status = r.status;
+          break;
+        }
+        let rw: Rewritten | null = null;
+        if ((st.kind === 'write' || st.kind === 'read') && !st.copy) {
+          rw = await this.rewrite(sp.conn, sp.req, st, sp.txTs);
+          if ('refusal' in rw) {
+            replies.push([rw.refusal]);
+            break;
+          }
+          if (!rw.plain) rw = null;
+        }
+        if (!rw) {
+          // COMMIT, or a statement that cannot run optimistically: the lane replays and goes on
+          const rest = await this.promote(sp, { ...req, stmts: req.stmts.slice(k) });
+          return { replies: [...replies, ...rest.replies], index: rest.index, status: rest.status };
+        }
+        const r = st.x ? await sp.conn.request(encodeExtended(rw.sql, st.x, st.x.resultFormats, st.x.describe)) : await sp.conn.request([encodeQuery(rw.sql)]);
+        const messages = clientMessages(r);
+        replies.push(messages);
+        sp.status = r.status;
+        if (replyError(r)) {
+          sp.failed = true;
+          break;
+        }
+        sp.runs.push({ st: { ...st, sql: rw.sql }, digest: digestOf(messages) });
+      }
+    } catch (e) {
+      this.endSpec(sp, false);
+      if (e instanceof SqlError) throw e;
+      throw PgRecallErrors.txnAborted(`the leader's database connection failed: ${(e as Error).message}`);
+    } finally {
+      sp.busy = false;
+    }
+    if (sp.expired && this.specs.get(sp.session) === sp) {
+      this.endSpec(sp, false);
+      throw PgRecallErrors.laneHeld(this.d.laneTimeoutMs);
+    }
+    return { replies, index: 0, status: sp.status };
+  }
+
+  /** Roll the speculative transaction back (its row locks would block the replay) and queue the rest for the lane, which replays it first. */
+  private async promote(sp: Spec, req: PgLaneRequest): Promise<PgLaneResult> {
+    const r = await sp.conn.query('ROLLBACK');
+    this.endSpec(sp, r.status === TX_IDLE);
+    this.replays.set(sp.session, sp);
+    return this.queued(req);
+  }
+
+  /**
+   * Open the lane transaction by running a speculative transaction's statements again, pipelined
+   * behind BEGIN; the holder when every result equals what the client got, otherwise the
+   * transaction is rolled back: 40001 (as COMMIT's answer, the session out of its transaction).
+   */
+  private async replay(req: PgLaneRequest, sp: Spec): Promise<Holder | PgLaneResult> {
+    const t0 = performance.now();
+    const c = await this.conn(req);
+    let seqs: Sequences;
+    let execs: Exec[];
+    const again = () => sp.runs.map((r) => this.exec(c, req, r.st, sp.txTs, { sql: r.st.sql, plain: true }));
+    try {
+      const begun = this.begin(c, req, req.begin ?? 'BEGIN');
+      begun.catch(() => undefined);
+      // the sequences are read before the statements run (see txn)
+      const early = this.knownSeqless(req.database) ? again() : undefined;
+      early?.forEach((p) => p.catch(() => undefined));
+      [seqs] = await Promise.all([this.sequencesBefore(req.database), begun]);
+      execs = await Promise.all(early ?? again());
+    } catch (e) {
+      c.close();
+      throw e;
+    }
+    const stale = sp.generation !== this.generation;
+    if (stale || execs.some((x, k) => x.status !== TX_IN_TRANSACTION || digestOf(x.messages) !== sp.runs[k]!.digest)) {
+      this.observeSpent();
+      await c.query('ROLLBACK').catch(() => undefined);
+      this.giveBack(req, c);
+      laneConflicts.inc();
+      const err = PgRecallErrors.txnAborted(stale
+        ? 'a schema change committed while it ran; nothing of it was committed'
+        : 'a concurrent transaction changed what it read; nothing of it was committed');
+      if (req.stmts[0]?.kind !== 'commit') throw err;
+      return { replies: [[encodeErrorResponse({ severity: 'ERROR', code: err.sqlState, message: err.message })]], index: 0, status: TX_IDLE };
+    }
+    step.begin.observe(since(t0));
+    const holder: Holder = {
+      heldAt: t0, plain: execs.every((x) => x.plain), session: req.session, seqs, conn: c, req: { ...sp.req, settings: req.settings }, txTs: sp.txTs,
+      items: execs.flatMap((x) => (x.item ? [x.item] : [])), status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false,
+      timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs),
+    };
+    holder.timer.unref();
+    return holder;
+  }
+
+  private async specConn(req: PgLaneRequest): Promise<PgConn> {
+    const pool = this.specIdle.get(this.connKey(req));
+    while (pool && pool.length) {
+      const c = pool.pop()!;
+      if (!c.broken) return c;
+    }
+    return this.conn(req);
+  }
+
+  private endSpec(sp: Spec, reuse: boolean): void {
+    if (this.specs.get(sp.session) !== sp) return;
+    this.specs.delete(sp.session);
+    clearTimeout(sp.timer);
+    const key = this.connKey(sp.req);
+    const pool = this.specIdle.get(key) ?? [];
+    if (!reuse || sp.conn.broken || this.closed || pool.length >= SPEC_IDLE_MAX) return sp.conn.close();
+    pool.push(sp.conn);
+    this.specIdle.set(key, pool);
+  }
+
+  private specTimeout(sp: Spec): void {
+    if (this.specs.get(sp.session) !== sp) return;
+    if (sp.busy) {
+      sp.expired = true;
+      return;
+    }
+    this.d.log.warn('a transaction ran longer than the lane timeout: rolled back', { session: sp.session, laneTimeoutMs: this.d.laneTimeoutMs });
+    this.endSpec(sp, false);
+    this.expired.set(sp.session, PgRecallErrors.laneHeld(this.d.laneTimeoutMs));
   }
 
   /** COMMIT or ROLLBACK of the lane transaction. */
