@@ -13,6 +13,8 @@
 //                     tps added) or leader (one pgbench on the leader's port)
 //   BENCH_PG_WORKLOADS comma-separated subset of select-only,tpcb-like (default both); without
 //                     tpcb-like the one-client run and the replica comparison are skipped
+//   BENCH_PG_OPTIMISTIC 1: the recall processes run with pgOptimistic (optimistic transactions and
+//                      group commit of their COMMITs; off by default, as in recall's configuration)
 //   BENCH_PG_CPU_PROF  a directory: the recall processes run under node --cpu-prof and write a
 //                      .cpuprofile each there when they stop (for finding where Recall's CPU goes)
 // Both sides are initialised with `pgbench -i -I dtGvp` (server-side generation): COPY FROM
@@ -44,6 +46,7 @@ const mode = process.env.BENCH_PG_MODE ?? 'simple';
 const portsMode = process.env.BENCH_PG_PORTS === 'leader' ? 'leader' : 'all';
 const warmupSeconds = Math.max(2, Math.round(seconds / 5));
 const cpuProfDir = process.env.BENCH_PG_CPU_PROF;
+const optimistic = process.env.BENCH_PG_OPTIMISTIC === '1';
 const workloads = (['select-only', 'tpcb-like'] as const).filter((w) => (process.env.BENCH_PG_WORKLOADS ?? 'select-only,tpcb-like').split(',').includes(w));
 /** Seconds of the unloaded-cluster CPU reading and of the one-client tpcb-like profile run. */
 const idleSeconds = 3;
@@ -74,7 +77,7 @@ interface Side {
 
 async function main(): Promise<void> {
   console.log(`\n== pg: pgbench direct postgres vs 3-replica Recall cluster (scale ${scale}, ${clients} clients, -j ${threads}, -M ${mode}, ` +
-    `${seconds} s per side and workload in ${rounds} alternating rounds, warm-up ${warmupSeconds} s) ==`);
+    `${seconds} s per side and workload in ${rounds} alternating rounds, warm-up ${warmupSeconds} s${optimistic ? ', recall with pgOptimistic' : ''}) ==`);
   let dir: TempDir | undefined;
   let direct: ManagedPostgres | undefined;
   let cluster: PgBenchCluster | undefined;
@@ -93,7 +96,10 @@ async function main(): Promise<void> {
     const directDir = join(dir.path, 'pg');
     direct = new ManagedPostgres({ dataDir: directDir, port: await freePort(), startTimeoutMs: 120_000 });
     const t0 = Date.now();
-    const [d, cl] = await Promise.allSettled([direct.start(), startPgBenchCluster(cpuProfDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] } : {})]);
+    const [d, cl] = await Promise.allSettled([direct.start(), startPgBenchCluster({
+      ...(cpuProfDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] } : {}),
+      ...(optimistic ? { extraArgs: ['--pg-optimistic'] } : {}),
+    })]);
     if (cl.status === 'fulfilled') cluster = cl.value;
     if (d.status === 'rejected') throw d.reason;
     if (cl.status === 'rejected') throw cl.reason;

@@ -123,6 +123,7 @@ export async function startNode(cfg: RecallConfig, hooks: StartNodeHooks = {}): 
             // the managed superuser is trusted on the private socket
             admin: { user: dsn.user, credential: null },
             connectTimeoutMs: cfg.connectTimeoutMs,
+            optimistic: cfg.pgOptimistic,
           }),
         );
         const rep = pgReplicator;

@@ -51,6 +51,7 @@ export interface RecallConfig {
   resyncMethod: 'auto' | 'snapshot' | 'rsync';
   resyncRateBytes: number;
   autoResync: boolean;
+  pgOptimistic: boolean;
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -227,6 +228,7 @@ function validate(values: Map<string, KeyValue>, origin: Map<string, string>, cw
     resyncMethod: get<'auto' | 'snapshot' | 'rsync'>('resyncMethod') ?? 'auto',
     resyncRateBytes: get<number>('resyncRateBytes') ?? 0,
     autoResync: get<boolean>('autoResync') ?? true,
+    pgOptimistic: get<boolean>('pgOptimistic') ?? false,
     configFile,
   };
 

@@ -155,7 +155,7 @@ describe('precedence flag > env > file > default', () => {
       stopServer: 'stop', startServer: 'start', syncPath: '/d', syncCmd: 'ssh', debug: 'true', logFormat: 'json', 'tls.cert': pem,
       'tls.key': pem, 'tls.required': 'true', defaultAuthPlugin: 'caching_sha2_password', maxConnections: '7', maxPacketBytes: '2048', connectTimeoutMs: '5', netReadTimeoutMs: '6', clusterSecret: 's', clusterId: 'c',
       laneTimeoutMs: '1500', leaderWaitMs: '300', readWaitMs: '700', consistency: 'linearizable',
-      join: 'true', logRetainEntries: '500', logRetainBytes: '1MiB', resyncMethod: 'rsync', resyncRateBytes: '10MiB', autoResync: 'false', postgresAuth: 'md5',
+      join: 'true', logRetainEntries: '500', logRetainBytes: '1MiB', resyncMethod: 'rsync', resyncRateBytes: '10MiB', autoResync: 'false', postgresAuth: 'md5', pgOptimistic: 'true',
     };
     assert.deepEqual(Object.keys(samples).sort(), keySpecs.map((s) => s.path).sort());
     const env: Record<string, string> = {};
@@ -190,6 +190,7 @@ describe('precedence flag > env > file > default', () => {
       assert.equal(c.resyncRateBytes, 10 << 20);
       assert.equal(c.autoResync, false);
       assert.equal(c.postgresAuth, 'md5');
+      assert.equal(c.pgOptimistic, true);
     }
     assert.equal(envName(keySpecs.find((s) => s.path === 'listen.mysql')!), 'RECALL_LISTEN_MYSQL');
     assert.equal(flagName(keySpecs.find((s) => s.path === 'nodeId')!), 'node-id');

@@ -136,7 +136,7 @@ export interface PgLaneRig {
  * A single-node RaftNode (its log under `dataDir`), an applier per server fed by its committed
  * entries, and a PgLane on the first server proposing to the node once it leads.
  */
-export async function startPgLane(dbs: ManagedPostgres[], dataDir: string, log: Logger, laneTimeoutMs: number): Promise<PgLaneRig> {
+export async function startPgLane(dbs: ManagedPostgres[], dataDir: string, log: Logger, laneTimeoutMs: number, lane0: { optimistic?: boolean } = {}): Promise<PgLaneRig> {
   const raftPort = await freePort();
   mkdirSync(dataDir);
   const node = await RaftNode.open({ id: 1, peers: new Map([[1, `127.0.0.1:${raftPort}`]]), dataDir, clusterId: 't', secret: 'k', tickMs: 10, onFatal: (e) => assert.fail(e) });
@@ -156,7 +156,7 @@ export async function startPgLane(dbs: ManagedPostgres[], dataDir: string, log: 
       commitIndex: () => delivered.index,
       firstIndex: () => node.storage.firstIndex(),
     });
-    const dialects = dbs.map((d) => pgDialect(pgConnOptions(d)));
+    const dialects = dbs.map((d, i) => pgDialect({ ...pgConnOptions(d), ...(i === 0 ? lane0 : {}) }));
     // every applier but the first stands for another node: it applies every entry itself
     for (const [i, d] of dialects.entries()) appliers.push(d.createApplier(deps(i + 1)));
     for (const x of appliers) await x.open();

@@ -121,11 +121,13 @@ describe('PgLane + PgApplier: a leader and a replica end equal', () => {
     const s = '1:slow';
     await lane.submit(req([w('INSERT INTO items (n) VALUES (100)')], 'txn', s));
     assert.equal(lane.holderSession(), s);
-    // another session waits for the lane, then gets it once the holder is rolled back
+    // another session waits for the lane, then gets it once the holder is rolled back (it comes
+    // 300 ms later: had it come at once, its own wait would end with the holder's, a race)
+    await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
     const other = await lane.submit(req([w('INSERT INTO items (n) VALUES (101)')]));
     assert.deepEqual(tags(other), ['INSERT 0 1']);
-    assert.ok(Date.now() - t0 >= 2500, 'waited for the lane timeout');
+    assert.ok(Date.now() - t0 >= 2200, 'waited for the lane timeout');
     assert.equal(lane.holderSession(), null);
     await assert.rejects(lane.submit(req([w('INSERT INTO items (n) VALUES (102)')], 'txn', s)), (e: { sqlState?: string }) => e.sqlState === '57014');
     // leadership lost while a transaction holds the lane: its next statement gets 40001

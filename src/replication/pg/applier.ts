@@ -156,6 +156,16 @@ export class PgApplier extends ApplierCore {
     return new Map(replyRows(r).map(([n, v, called]) => [n!, [v!, called === 't']]));
   }
 
+  /** A query of the lane's on the admin side connection of `db` (the lane's lock watch). */
+  async sideQuery(db: string, sql: string): Promise<PgReply> {
+    let c = this.side.get(db);
+    if (!c || c.broken) {
+      c = await this.login(db);
+      this.side.set(db, c);
+    }
+    return c.run(sql);
+  }
+
   /** The lane's statement without a transaction block committed at `index`: record it before it runs. */
   async recordAlone(index: number, term: number, checksum: number): Promise<void> {
     await this.ensureSchema(this.bookkeepingDatabase);

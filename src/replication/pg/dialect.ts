@@ -11,6 +11,8 @@ import type { PgLaneKind, PgLaneRequest, PgLaneResult, PgLaneStatement } from '.
 export interface PgDialectOptions extends PgApplierOptions {
   /** idle lane connections kept per (role, database) */
   laneConnsMax?: number;
+  /** optimistic transactions (PgLane's Spec) */
+  optimistic?: boolean;
 }
 
 const KINDS: ReadonlySet<PgLaneKind> = new Set(['write', 'read', 'session', 'commit', 'rollback', 'alone']);
@@ -110,7 +112,7 @@ export function pgDialect(o: PgDialectOptions): Dialect<PgLaneRequest, PgLaneRes
   return {
     name: 'postgres',
     createApplier: (deps) => new PgApplier(deps, o),
-    createLane: (deps, applier) => new PgLane(deps, applier, { target: o.target, connectTimeoutMs: o.connectTimeoutMs, connsMax: o.laneConnsMax }),
+    createLane: (deps, applier) => new PgLane(deps, applier, { target: o.target, connectTimeoutMs: o.connectTimeoutMs, connsMax: o.laneConnsMax, optimistic: o.optimistic ?? false }),
     sessionOf: (req) => req.session,
     encodeRequest: encodePgRequest,
     decodeRequest: decodePgRequest,

@@ -54,7 +54,7 @@ export interface PgLaneOptions {
   connectTimeoutMs: number;
   /** idle lane connections kept per (role, database) */
   connsMax?: number;
-  /** run transactions optimistically (see Spec); default true */
+  /** run transactions optimistically (see Spec; config pgOptimistic); default false */
   optimistic?: boolean;
 }
 
@@ -82,6 +82,8 @@ interface Spec {
   runs: Array<{ st: PgLaneStatement; digest: string }>;
   /** a statement failed: the transaction can only end, and nothing of it is replicated */
   failed: boolean;
+  /** BEGIN and the settings, pipelined with the first statement (awaited after its answer) */
+  begun: Promise<void> | null;
   status: number;
   /** the rewrite caches' generation at the first rewrite (see `generation`) */
   generation: number;
@@ -241,6 +243,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private seq: number;
   private readonly sweep: NodeJS.Timeout;
   private readonly specs = new Map<string, Spec>();
+  /** a woundBlockers check is running */
+  private watching = false;
   private readonly specIdle = new Map<string, PgConn[]>();
   /** speculative transactions to replay, by session, when their request is served (see Spec) */
   private readonly replays = new Map<string, Spec>();
@@ -459,6 +463,41 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   private expireWaiters(): void {
     rejectExpired(this.queue, Date.now(), () => PgRecallErrors.laneWait(this.d.laneTimeoutMs));
+    if (this.steps.busy && this.specs.size > 0 && !this.watching) {
+      this.watching = true;
+      this.woundBlockers().finally(() => (this.watching = false));
+    }
+  }
+
+  /**
+   * Wound-wait: a lane connection waiting for a row lock that a speculative transaction holds
+   * (taken after the lane's own transaction rolled its speculative copy back) would wait for that
+   * transaction's client, idle perhaps, with every write of the cluster queued behind it. The
+   * blocker is rolled back instead (its backend terminated) and its session gets 40001: it ran on
+   * rows the lane's transaction changes first, so its COMMIT would most likely have failed anyway.
+   * Checked on the lane's sweep (every 100 ms) while the lane is busy.
+   */
+  private async woundBlockers(): Promise<void> {
+    const byPid = new Map([...this.specs.values()].map((sp) => [sp.conn.processId, sp]));
+    let rows: Array<Array<string | null>>;
+    try {
+      rows = replyRows(await this.applier.sideQuery(this.applier.bookkeepingDatabase,
+        "SELECT pid, pg_catalog.array_to_string(pg_catalog.pg_blocking_pids(pid), ',') FROM pg_catalog.pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'recall-lane'"));
+    } catch {
+      return; // the next sweep tries again
+    }
+    for (const [pid, blockers] of rows) {
+      if (byPid.has(Number(pid))) continue; // a speculative transaction waiting: as without Recall
+      for (const b of (blockers ?? '').split(',')) {
+        const sp = byPid.get(Number(b));
+        if (!sp || this.specs.get(sp.session) !== sp) continue;
+        this.d.log.debug('a speculative transaction held rows the write lane needs: rolled back', { session: sp.session, pid: b });
+        laneConflicts.inc();
+        this.endSpec(sp, false);
+        this.expired.set(sp.session, PgRecallErrors.txnAborted('a transaction committed first needed rows this one had changed; nothing of it was committed'));
+        await this.applier.sideQuery(this.applier.bookkeepingDatabase, `SELECT pg_catalog.pg_terminate_backend(${sp.conn.processId})`).catch(() => undefined);
+      }
+    }
   }
 
   private async serve(w: Waiter): Promise<void> {
@@ -950,44 +989,46 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   // ---- optimistic transactions (see Spec) ----
 
   private canSpeculate(req: PgLaneRequest): boolean {
-    if (req.mode !== 'txn' || this.o.optimistic === false || this.specs.size >= SPECS_MAX) return false;
+    if (req.mode !== 'txn' || !this.o.optimistic || this.specs.size >= SPECS_MAX) return false;
     if (this.holder?.session === req.session || this.expired.has(req.session) || this.replays.has(req.session)) return false;
     if (!PLAIN_BEGIN_RE.test(req.begin ?? 'BEGIN') || !this.knownSeqless(req.database)) return false;
     const st = req.stmts[0];
     return st !== undefined && (st.kind === 'write' || st.kind === 'read') && !st.copy;
   }
 
-  private async speculate(req: PgLaneRequest, existing: Spec | undefined): Promise<PgLaneResult> {
-    let sp = existing;
-    if (!sp) {
-      await this.d.ready();
-      // the caches may be a follower's (the lane's own checks run when it serves; see serve)
-      if (!this.steps.busy && this.applier.applied !== this.ownApplied) {
-        this.dropCaches();
-        this.ownApplied = this.applier.applied;
-      }
-      const c = await this.specConn(req);
-      try {
-        await this.begin(c, req, req.begin ?? 'BEGIN');
-      } catch (e) {
-        c.close();
-        throw e;
-      }
-      const spec: Spec = {
-        session: req.session, req, conn: c, txTs: nowTs(), runs: [], failed: false, status: TX_IN_TRANSACTION, generation: this.generation,
-        busy: false, expired: false, timer: setTimeout(() => this.specTimeout(spec), this.d.laneTimeoutMs),
-      };
-      spec.timer.unref();
-      this.specs.set(req.session, spec);
-      sp = spec;
+  private async openSpec(req: PgLaneRequest): Promise<Spec> {
+    await this.d.ready();
+    // the caches may be a follower's (the lane's own checks run when it serves; see serve)
+    if (!this.steps.busy && this.applier.applied !== this.ownApplied) {
+      this.dropCaches();
+      this.ownApplied = this.applier.applied;
     }
+    const c = await this.specConn(req);
+    // a plain BEGIN cannot fail; failed settings leave the transaction aborted, so the first
+    // statement behind them does nothing (see txn)
+    const begun = this.begin(c, req, req.begin ?? 'BEGIN');
+    begun.catch(() => undefined);
+    const spec: Spec = {
+      session: req.session, req, conn: c, txTs: nowTs(), runs: [], failed: false, begun, status: TX_IN_TRANSACTION, generation: this.generation,
+      busy: false, expired: false, timer: setTimeout(() => this.specTimeout(spec), this.d.laneTimeoutMs),
+    };
+    spec.timer.unref();
+    this.specs.set(req.session, spec);
+    return spec;
+  }
+
+  private async speculate(req: PgLaneRequest, existing: Spec | undefined): Promise<PgLaneResult> {
+    const sp = existing ?? (await this.openSpec(req));
     sp.busy = true;
     const replies: Buffer[][] = [];
     try {
       for (const [k, st] of req.stmts.entries()) {
         const chain = (st.kind === 'commit' || st.kind === 'rollback') && /\bchain\b/i.test(st.sql);
-        if (!chain && (st.kind === 'rollback' || (st.kind === 'commit' && (sp.failed || sp.runs.length === 0)))) {
-          // nothing ran that replicas need (no sequences here): it ends where it ran
+        // only reads ran: a COMMIT has nothing to replicate (its reads saw committed data, as
+        // reads before a transaction's first write always do); a failed transaction or a ROLLBACK
+        // leaves nothing either (no sequences here): it ends where it ran
+        if (!chain && (st.kind === 'rollback' || (st.kind === 'commit' && (sp.failed || sp.runs.every((x) => x.st.kind === 'read'))))) {
+          await this.begun(sp);
           const r = await sp.conn.query(st.sql);
           replies.push(clientMessages(r));
           this.endSpec(sp, r.status === TX_IDLE);
@@ -1015,6 +1056,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
           return { replies: [...replies, ...rest.replies], index: rest.index, status: rest.status };
         }
         const r = st.x ? await sp.conn.request(encodeExtended(rw.sql, st.x, st.x.resultFormats, st.x.describe)) : await sp.conn.request([encodeQuery(rw.sql)]);
+        await this.begun(sp);
         const messages = clientMessages(r);
         replies.push(messages);
         sp.status = r.status;
@@ -1027,7 +1069,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     } catch (e) {
       this.endSpec(sp, false);
       if (e instanceof SqlError) throw e;
+      const wounded = this.expired.get(sp.session);
+      if (wounded) {
+        this.expired.delete(sp.session);
+        throw wounded;
+      }
       throw PgRecallErrors.txnAborted(`the leader's database connection failed: ${(e as Error).message}`);
+      await this.begun(sp);
     } finally {
       sp.busy = false;
     }
@@ -1040,6 +1088,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   /** Roll the speculative transaction back (its row locks would block the replay) and queue the rest for the lane, which replays it first. */
   private async promote(sp: Spec, req: PgLaneRequest): Promise<PgLaneResult> {
+    await this.begun(sp);
     const r = await sp.conn.query('ROLLBACK');
     this.endSpec(sp, r.status === TX_IDLE);
     this.replays.set(sp.session, sp);
@@ -1089,6 +1138,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     };
     holder.timer.unref();
     return holder;
+  }
+
+  /** The speculative transaction's BEGIN succeeded (SqlError otherwise). */
+  private async begun(sp: Spec): Promise<void> {
+    const b = sp.begun;
+    sp.begun = null;
+    if (b) await b;
   }
 
   private async specConn(req: PgLaneRequest): Promise<PgConn> {

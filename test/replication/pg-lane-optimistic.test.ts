@@ -1,0 +1,216 @@
+// PgLane with optimistic transactions (pgOptimistic) on a real postgres and a real single-node
+// RaftNode, a PgApplier applying the same log to a second postgres: transactions run at once
+// without the lane, their COMMITs are replayed, checked and committed in groups; a transaction
+// whose results a concurrent one changed gets 40001 and leaves nothing; a statement that cannot
+// run optimistically moves the transaction onto the lane; the two databases end equal.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { ManagedPostgres } from '../../src/supervisor/postgres.js';
+import type { PgApplier } from '../../src/replication/pg/applier.js';
+import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from '../../src/replication/pg/types.js';
+import type { ReplicaLane } from '../../src/replication/dialect.js';
+import { loadPgParser } from '../../src/sql/pg-parse.js';
+import { configureLogging, logger } from '../../src/util/log.js';
+import { PgServers, pgAdminQuery, pgFingerprint as fingerprint, laneTags as tags, startPgLane, type PgLaneRig } from '../harness/pg-fixture.js';
+
+configureLogging({ silent: !process.env.DEBUG_LOG, debug: !!process.env.DEBUG_LOG });
+
+const LANE_TIMEOUT_MS = 1500;
+const w = (sql: string): PgLaneStatement => ({ kind: 'write', sql });
+const r = (sql: string): PgLaneStatement => ({ kind: 'read', sql });
+const COMMIT: PgLaneStatement = { kind: 'commit', sql: 'COMMIT' };
+
+/** The first column of the first DataRow of a statement's reply. */
+function value(res: PgLaneResult, k = 0): string | null {
+  const d = res.replies[k]?.find((m) => m[0] === 0x44);
+  if (!d) return null;
+  const len = d.readInt32BE(7);
+  return len < 0 ? null : d.toString('utf8', 11, 11 + len);
+}
+
+describe('PgLane optimistic transactions', () => {
+  const servers = new PgServers({ prefix: 'recall-pgopt-', names: ['a', 'b'], database: 'app' });
+  let a: ManagedPostgres;
+  let b: ManagedPostgres;
+  let rig: PgLaneRig | undefined;
+  let lane: ReplicaLane<PgLaneRequest, PgLaneResult>;
+  let appliers: PgApplier[];
+  let delivered: { index: number };
+
+  const req = (s: string, stmts: PgLaneStatement[], mode: 'auto' | 'txn' = 'txn', begin = 'BEGIN'): PgLaneRequest => ({
+    session: s, role: 'postgres', database: 'app', credential: { kind: 'trust' }, settings: { search_path: 'public' }, mode, ...(mode === 'txn' ? { begin } : {}), stmts,
+  });
+  const bal = async (port: number, id: number): Promise<number> => Number((await pgAdminQuery(port, `SELECT bal FROM acct WHERE id = ${id}`, 'app'))[0]![0]);
+
+  async function converged(): Promise<void> {
+    const last = delivered.index;
+    assert.ok(await appliers[1]!.waitApplied(last, 20000), JSON.stringify(appliers[1]!.status()));
+    assert.equal(appliers[1]!.diverged, null);
+    assert.deepEqual(await fingerprint(b.dsn.port), await fingerprint(a.dsn.port));
+  }
+
+  before(async () => {
+    await loadPgParser();
+    [a, b] = (await servers.start()) as [ManagedPostgres, ManagedPostgres];
+    rig = await startPgLane([a, b], join(servers.dir.path, 'raft'), logger('test-pg-opt'), LANE_TIMEOUT_MS, { optimistic: true });
+    ({ lane, appliers, delivered } = rig);
+    // no sequences in the database: what optimistic transactions need
+    const ddl = await lane.submit(req('0:ddl', [w('CREATE TABLE acct (id int PRIMARY KEY, bal int NOT NULL)'), w('CREATE TABLE hist (id int NOT NULL, delta int NOT NULL, seen int)')], 'auto'));
+    assert.deepEqual(tags(ddl), ['CREATE TABLE', 'CREATE TABLE']);
+    // a plain autocommit write after the DDL: the lane now knows the database has no sequence
+    assert.deepEqual(tags(await lane.submit(req('0:fill', [w('INSERT INTO acct SELECT g, 100 FROM generate_series(1, 20) g')], 'auto'))), ['INSERT 0 20']);
+  });
+
+  after(async () => {
+    await rig?.close();
+    await servers.stop();
+  });
+
+  test('transactions run at once, off the lane, and their COMMITs replicate', async () => {
+    const before = delivered.index;
+    const sessions = [1, 2, 3, 4].map((k) => `1:par${k}`);
+    // all four are open at once: with a lane holder, the second would wait for the first's COMMIT
+    const firsts = await Promise.all(sessions.map((s, k) => lane.submit(req(s, [w(`UPDATE acct SET bal = bal + ${k + 1} WHERE id = ${k + 1}`), r(`SELECT bal FROM acct WHERE id = ${k + 1}`)]))));
+    assert.equal(lane.holderSession(), null, 'no transaction holds the lane');
+    firsts.forEach((res, k) => {
+      assert.deepEqual(tags(res), ['UPDATE 1', 'SELECT 1']);
+      assert.equal(value(res, 1), String(100 + k + 1));
+      assert.equal(res.status, 0x54);
+      assert.equal(res.index, 0);
+    });
+    assert.equal(delivered.index, before, 'nothing proposed before COMMIT');
+    const more = await Promise.all(sessions.map((s, k) => lane.submit(req(s, [w(`INSERT INTO hist VALUES (${k + 1}, ${k + 1}, NULL)`)]))));
+    more.forEach((res) => assert.deepEqual(tags(res), ['INSERT 0 1']));
+    const commits = await Promise.all(sessions.map((s) => lane.submit(req(s, [COMMIT]))));
+    commits.forEach((res) => {
+      assert.deepEqual(tags(res), ['COMMIT']);
+      assert.equal(res.status, 0x49);
+      assert.ok(res.index > before);
+    });
+    // COMMITs that waited for the lane together went in one entry
+    const entries = new Set(commits.map((c) => c.index)).size;
+    assert.ok(entries < 4, `4 COMMITs in ${entries} entries`);
+    for (const k of [1, 2, 3, 4]) assert.equal(await bal(a.dsn.port, k), 100 + k);
+    await converged();
+  });
+
+  test('a transaction whose read a concurrent COMMIT changed gets 40001 at COMMIT and leaves nothing', async () => {
+    const s1 = '1:c1';
+    const s2 = '1:c2';
+    const seen = await lane.submit(req(s2, [r('SELECT bal FROM acct WHERE id = 12')]));
+    assert.equal(value(seen), '100');
+    assert.deepEqual(tags(await lane.submit(req(s2, [w('INSERT INTO hist VALUES (12, 0, 100)')]))), ['INSERT 0 1']);
+    assert.deepEqual(tags(await lane.submit(req(s1, [w('UPDATE acct SET bal = bal + 1 WHERE id = 12')]))), ['UPDATE 1']);
+    assert.deepEqual(tags(await lane.submit(req(s1, [COMMIT]))), ['COMMIT']);
+    const before = delivered.index;
+    const c = await lane.submit(req(s2, [COMMIT]));
+    assert.deepEqual(tags(c), ['E40001']);
+    assert.equal(c.status, 0x49, 'the session is out of its transaction, as after a failed COMMIT');
+    assert.equal(c.index, 0);
+    assert.equal(delivered.index, before, 'nothing of s2 was proposed');
+    assert.deepEqual(await pgAdminQuery(a.dsn.port, 'SELECT count(*) FROM hist WHERE id = 12', 'app'), [['0']]);
+    // the session goes on: its next transaction commits
+    assert.deepEqual(tags(await lane.submit(req(s2, [r('SELECT bal FROM acct WHERE id = 12'), w('INSERT INTO hist VALUES (12, 0, 101)')]))), ['SELECT 1', 'INSERT 0 1']);
+    assert.deepEqual(tags(await lane.submit(req(s2, [COMMIT]))), ['COMMIT']);
+    assert.equal(await bal(a.dsn.port, 12), 101);
+    await converged();
+  });
+
+  test('a speculative transaction holding rows the lane needs is rolled back (40001) instead of stalling the lane', async () => {
+    const s1 = '1:w1';
+    const s2 = '1:w2';
+    assert.deepEqual(tags(await lane.submit(req(s1, [w('UPDATE acct SET bal = bal + 10 WHERE id = 10')]))), ['UPDATE 1']);
+    // s2's update waits for s1's speculative row lock; when s1's COMMIT rolls that back, s2 takes
+    // the lock and runs on the value before s1, and s1's replay on the lane waits for s2
+    const s2update = lane.submit(req(s2, [w('UPDATE acct SET bal = bal * 2 WHERE id = 10 RETURNING bal')]));
+    await new Promise((res) => setTimeout(res, 100));
+    const t0 = Date.now();
+    assert.deepEqual(tags(await lane.submit(req(s1, [COMMIT]))), ['COMMIT']);
+    assert.ok(Date.now() - t0 < LANE_TIMEOUT_MS, `s1 committed after ${Date.now() - t0} ms, before s2's timeout`);
+    const u = await s2update;
+    assert.deepEqual(tags(u), ['UPDATE 1']);
+    assert.equal(value(u), '200', 'speculatively, s2 saw the balance before s1');
+    await assert.rejects(lane.submit(req(s2, [COMMIT])), (e: Error & { sqlState?: string }) => e.sqlState === '40001');
+    assert.equal(await bal(a.dsn.port, 10), 110);
+    // the session goes on: its next transaction commits
+    assert.deepEqual(tags(await lane.submit(req(s2, [w('UPDATE acct SET bal = bal * 2 WHERE id = 10 RETURNING bal')]))), ['UPDATE 1']);
+    assert.deepEqual(tags(await lane.submit(req(s2, [COMMIT]))), ['COMMIT']);
+    assert.equal(await bal(a.dsn.port, 10), 220);
+    await converged();
+  });
+
+  test('in a group, the member that conflicts is rolled back alone; the others commit in one entry', async () => {
+    // a serial holder (a BEGIN with options runs on the lane as before) keeps the COMMITs waiting together
+    const holder = '1:holder';
+    const h = await lane.submit(req(holder, [w('UPDATE acct SET bal = bal + 1 WHERE id = 20')], 'txn', 'BEGIN ISOLATION LEVEL REPEATABLE READ'));
+    assert.deepEqual(tags(h), ['UPDATE 1']);
+    assert.equal(lane.holderSession(), holder);
+    const [g1, g2, g3] = ['1:g1', '1:g2', '1:g3'];
+    assert.deepEqual(tags(await lane.submit(req(g1, [w('UPDATE acct SET bal = bal + 5 WHERE id = 11')]))), ['UPDATE 1']);
+    assert.deepEqual(tags(await lane.submit(req(g3, [w('UPDATE acct SET bal = bal + 7 WHERE id = 13'), w("INSERT INTO hist VALUES (13, 7, NULL)")]))), ['UPDATE 1', 'INSERT 0 1']);
+    const g2read = lane.submit(req(g2, [w('UPDATE acct SET bal = bal - 1 WHERE id = 11 RETURNING bal')]));
+    await new Promise((res) => setTimeout(res, 100));
+    // g1's COMMIT rolls its speculative transaction back (g2 goes on, on the old value) and waits for the lane
+    const c1 = lane.submit(req(g1, [COMMIT]));
+    assert.equal(value(await g2read), '99');
+    const c2 = lane.submit(req(g2, [COMMIT]));
+    const c3 = lane.submit(req(g3, [COMMIT]));
+    await new Promise((res) => setTimeout(res, 100));
+    assert.deepEqual(tags(await lane.submit(req(holder, [COMMIT]))), ['COMMIT']);
+    const [r1, r2, r3] = await Promise.all([c1, c2, c3]);
+    assert.deepEqual(tags(r1), ['COMMIT']);
+    assert.deepEqual(tags(r2), ['E40001']);
+    assert.deepEqual(tags(r3), ['COMMIT']);
+    assert.equal(r1.index, r3.index, 'g1 and g3 in one entry');
+    assert.equal(await bal(a.dsn.port, 11), 105);
+    assert.equal(await bal(a.dsn.port, 13), 107);
+    assert.equal(await bal(a.dsn.port, 20), 101);
+    await converged();
+  });
+
+  test('a statement that cannot run optimistically moves the transaction onto the lane, replayed first', async () => {
+    const s = '1:promote';
+    assert.deepEqual(tags(await lane.submit(req(s, [w('UPDATE acct SET bal = bal + 1 WHERE id = 5'), r('SELECT bal FROM acct WHERE id = 5')]))), ['UPDATE 1', 'SELECT 1']);
+    assert.equal(lane.holderSession(), null);
+    const sp = await lane.submit(req(s, [{ kind: 'session', sql: 'SAVEPOINT x' }, w('UPDATE acct SET bal = bal + 1000 WHERE id = 5')]));
+    assert.deepEqual(tags(sp), ['SAVEPOINT', 'UPDATE 1']);
+    assert.equal(lane.holderSession(), s, 'the lane holds it now');
+    assert.deepEqual(tags(await lane.submit(req(s, [{ kind: 'session', sql: 'ROLLBACK TO SAVEPOINT x' }, COMMIT]))), ['ROLLBACK', 'COMMIT']);
+    assert.equal(lane.holderSession(), null);
+    assert.equal(await bal(a.dsn.port, 5), 101);
+    await converged();
+  });
+
+  test('a failed statement, a ROLLBACK and a read-only transaction end where they ran: nothing is proposed', async () => {
+    const before = delivered.index;
+    const f = '1:failed';
+    assert.deepEqual(tags(await lane.submit(req(f, [w('INSERT INTO acct VALUES (1, 0)')]))), ['E23505']);
+    assert.deepEqual(tags(await lane.submit(req(f, [w('UPDATE acct SET bal = 0 WHERE id = 2')]))), ['E25P02']);
+    assert.deepEqual(tags(await lane.submit(req(f, [COMMIT]))), ['ROLLBACK']);
+    const rb = '1:rolledback';
+    assert.deepEqual(tags(await lane.submit(req(rb, [w('UPDATE acct SET bal = 0 WHERE id = 3')]))), ['UPDATE 1']);
+    assert.deepEqual(tags(await lane.submit(req(rb, [{ kind: 'rollback', sql: 'ROLLBACK' }]))), ['ROLLBACK']);
+    const ro = '1:readonly';
+    assert.deepEqual(tags(await lane.submit(req(ro, [r('SELECT sum(bal) FROM acct')]))), ['SELECT 1']);
+    const c = await lane.submit(req(ro, [COMMIT]));
+    assert.deepEqual(tags(c), ['COMMIT']);
+    assert.equal(c.index, 0);
+    assert.equal(delivered.index, before);
+    assert.equal(await bal(a.dsn.port, 2), 102);
+    assert.equal(await bal(a.dsn.port, 3), 103);
+  });
+
+  test('a transaction open past laneTimeoutMs is rolled back and its session told so', async () => {
+    const s = '1:slow';
+    assert.deepEqual(tags(await lane.submit(req(s, [w('UPDATE acct SET bal = bal + 1 WHERE id = 7')]))), ['UPDATE 1']);
+    await new Promise((res) => setTimeout(res, LANE_TIMEOUT_MS + 400));
+    // its row lock is gone: another transaction updates the row at once
+    const other = '1:other';
+    assert.deepEqual(tags(await lane.submit(req(other, [w('UPDATE acct SET bal = bal + 2 WHERE id = 7')]))), ['UPDATE 1']);
+    assert.deepEqual(tags(await lane.submit(req(other, [COMMIT]))), ['COMMIT']);
+    await assert.rejects(lane.submit(req(s, [COMMIT])), (e: Error & { sqlState?: string }) => e.sqlState === '57014');
+    assert.equal(await bal(a.dsn.port, 7), 102);
+    await converged();
+  });
+});
