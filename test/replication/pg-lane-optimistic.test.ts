@@ -117,26 +117,35 @@ describe('PgLane optimistic transactions', () => {
     await converged();
   });
 
-  test('a speculative transaction holding rows the lane needs is rolled back (40001) instead of stalling the lane', async () => {
+  test('with the lane idle, a COMMIT commits the transaction as it ran; one that waited for its rows then sees it', async () => {
     const s1 = '1:w1';
     const s2 = '1:w2';
     assert.deepEqual(tags(await lane.submit(req(s1, [w('UPDATE acct SET bal = bal + 10 WHERE id = 10')]))), ['UPDATE 1']);
-    // s2's update waits for s1's speculative row lock; when s1's COMMIT rolls that back, s2 takes
-    // the lock and runs on the value before s1, and s1's replay on the lane waits for s2
+    // s2's update waits for s1's row lock, as it would without Recall
     const s2update = lane.submit(req(s2, [w('UPDATE acct SET bal = bal * 2 WHERE id = 10 RETURNING bal')]));
     await new Promise((res) => setTimeout(res, 100));
-    const t0 = Date.now();
     assert.deepEqual(tags(await lane.submit(req(s1, [COMMIT]))), ['COMMIT']);
-    assert.ok(Date.now() - t0 < LANE_TIMEOUT_MS, `s1 committed after ${Date.now() - t0} ms, before s2's timeout`);
     const u = await s2update;
-    assert.deepEqual(tags(u), ['UPDATE 1']);
-    assert.equal(value(u), '200', 'speculatively, s2 saw the balance before s1');
-    await assert.rejects(lane.submit(req(s2, [COMMIT])), (e: Error & { sqlState?: string }) => e.sqlState === '40001');
-    assert.equal(await bal(a.dsn.port, 10), 110);
-    // the session goes on: its next transaction commits
-    assert.deepEqual(tags(await lane.submit(req(s2, [w('UPDATE acct SET bal = bal * 2 WHERE id = 10 RETURNING bal')]))), ['UPDATE 1']);
+    assert.equal(value(u), '220', 's2 ran after s1 committed');
+    // s2 began before s1 committed: its COMMIT replays it on the lane, with the same result
     assert.deepEqual(tags(await lane.submit(req(s2, [COMMIT]))), ['COMMIT']);
     assert.equal(await bal(a.dsn.port, 10), 220);
+    await converged();
+  });
+
+  test('a speculative transaction holding rows the lane needs is rolled back (40001) instead of stalling the lane', async () => {
+    const s = '1:idle';
+    assert.deepEqual(tags(await lane.submit(req(s, [w('UPDATE acct SET bal = bal + 1 WHERE id = 14')]))), ['UPDATE 1']);
+    // its client goes quiet; an autocommit write on the lane needs the row
+    const t0 = Date.now();
+    assert.deepEqual(tags(await lane.submit(req('1:auto', [w('UPDATE acct SET bal = bal + 5 WHERE id = 14')], 'auto'))), ['UPDATE 1']);
+    assert.ok(Date.now() - t0 < LANE_TIMEOUT_MS, `the lane waited ${Date.now() - t0} ms, less than the lane timeout`);
+    await assert.rejects(lane.submit(req(s, [COMMIT])), (e: Error & { sqlState?: string }) => e.sqlState === '40001');
+    assert.equal(await bal(a.dsn.port, 14), 105);
+    // the session goes on: its next transaction commits
+    assert.deepEqual(tags(await lane.submit(req(s, [w('UPDATE acct SET bal = bal + 1 WHERE id = 14')]))), ['UPDATE 1']);
+    assert.deepEqual(tags(await lane.submit(req(s, [COMMIT]))), ['COMMIT']);
+    assert.equal(await bal(a.dsn.port, 14), 106);
     await converged();
   });
 

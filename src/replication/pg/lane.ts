@@ -78,8 +78,15 @@ interface Spec {
   req: PgLaneRequest;
   conn: PgConn;
   txTs: string;
-  /** statements as they ran (rewritten), each with the digest of the client's messages */
-  runs: Array<{ st: PgLaneStatement; digest: string }>;
+  /** statements as they ran (rewritten), each with the digest of the client's messages and its entry item */
+  runs: Array<{ st: PgLaneStatement; digest: string; item: PgItem | null }>;
+  /** the applied index when it began: while nothing else has committed since, its statements saw
+   * what the lane would see now, and it commits as it is, without a replay */
+  applied0: number;
+  /** still open (not rolled back) when handed to the lane: the lane was idle */
+  open: boolean;
+  /** every statement was a row statement without user functions (Holder's plain) */
+  plain: boolean;
   /** a statement failed: the transaction can only end, and nothing of it is replicated */
   failed: boolean;
   /** BEGIN and the settings, pipelined with the first statement (awaited after its answer) */
@@ -245,6 +252,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private readonly specs = new Map<string, Spec>();
   /** a woundBlockers check is running */
   private watching = false;
+  /** lane backend, blocking backend and session seen blocking at the last check */
+  private suspects = new Set<string>();
   private readonly specIdle = new Map<string, PgConn[]>();
   /** speculative transactions to replay, by session, when their request is served (see Spec) */
   private readonly replays = new Map<string, Spec>();
@@ -463,7 +472,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   private expireWaiters(): void {
     rejectExpired(this.queue, Date.now(), () => PgRecallErrors.laneWait(this.d.laneTimeoutMs));
-    if (this.steps.busy && this.specs.size > 0 && !this.watching) {
+    if (!this.steps.busy || this.specs.size === 0) this.suspects.clear();
+    else if (!this.watching) {
       this.watching = true;
       this.woundBlockers().finally(() => (this.watching = false));
     }
@@ -475,7 +485,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
    * transaction's client, idle perhaps, with every write of the cluster queued behind it. The
    * blocker is rolled back instead (its backend terminated) and its session gets 40001: it ran on
    * rows the lane's transaction changes first, so its COMMIT would most likely have failed anyway.
-   * Checked on the lane's sweep (every 100 ms) while the lane is busy.
+   * Checked on the lane's sweep (every 100 ms) while the lane is busy; a blocker is rolled back
+   * when two checks in a row found it blocking.
    */
   private async woundBlockers(): Promise<void> {
     const byPid = new Map([...this.specs.values()].map((sp) => [sp.conn.processId, sp]));
@@ -486,11 +497,16 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     } catch {
       return; // the next sweep tries again
     }
+    const seen = new Set<string>();
     for (const [pid, blockers] of rows) {
       if (byPid.has(Number(pid))) continue; // a speculative transaction waiting: as without Recall
       for (const b of (blockers ?? '').split(',')) {
         const sp = byPid.get(Number(b));
         if (!sp || this.specs.get(sp.session) !== sp) continue;
+        // only a blocker seen at the sweep before too: most finish within a client round trip
+        const pair = `${pid}:${b}:${sp.session}`;
+        seen.add(pair);
+        if (!this.suspects.has(pair)) continue;
         this.d.log.debug('a speculative transaction held rows the write lane needs: rolled back', { session: sp.session, pid: b });
         laneConflicts.inc();
         this.endSpec(sp, false);
@@ -498,6 +514,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         await this.applier.sideQuery(this.applier.bookkeepingDatabase, `SELECT pg_catalog.pg_terminate_backend(${sp.conn.processId})`).catch(() => undefined);
       }
     }
+    this.suspects = seen;
   }
 
   private async serve(w: Waiter): Promise<void> {
@@ -690,10 +707,10 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   /** Run one statement; the item to record (null when nothing needs replaying) and the client's messages. */
   /** `pre`: the statement rewritten already (then its request leaves in this tick, with whatever was sent just before). */
-  private async exec(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string, pre?: Rewritten): Promise<Exec> {
+  private async exec(c: PgConn, req: PgLaneRequest, st: PgLaneStatement, txTs: string, pre?: Rewritten, spent = this.spent): Promise<Exec> {
     const t0 = performance.now();
     const rw = pre ?? (await this.rewrite(c, req, st, txTs));
-    this.spent.rewrite += since(t0);
+    spent.rewrite += since(t0);
     if ('refusal' in rw) return { plain: true, item: null, messages: [rw.refusal], status: null };
     const r = st.x
       ? await c.request(encodeExtended(rw.sql, st.x, st.x.resultFormats, st.x.describe))
@@ -706,7 +723,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const item: PgItem | null = record
       ? { q: rw.sql, ...(st.copy ? { copy: deflateRawSync(st.copy, { level: 1 }).toString('base64') } : {}), ...(st.x ? { x: { types: st.x.types, formats: st.x.formats, values: st.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}), out }
       : null;
-    this.spent.execute += since(t0);
+    spent.execute += since(t0);
     return { plain: rw.plain && out.tag !== undefined && ROW_TAG_RE.test(out.tag), item, messages: clientMessages(r), status: r.status };
   }
 
@@ -920,7 +937,16 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const spec = h ? undefined : this.replays.get(req.session);
     if (spec) {
       this.replays.delete(req.session);
-      const opened = await this.replay(req, spec);
+      let opened: Holder | PgLaneResult;
+      if (spec.open && spec.applied0 === this.applier.applied && spec.generation === this.generation) opened = this.adopt(req, spec);
+      else {
+        if (spec.open) {
+          const r = await spec.conn.query('ROLLBACK').catch(() => null);
+          if (r?.status === TX_IDLE) this.giveBack(spec.req, spec.conn);
+          else spec.conn.close();
+        }
+        opened = await this.replay(req, spec);
+      }
       if (!('conn' in opened)) return opened;
       this.holder = h = opened;
     }
@@ -1009,7 +1035,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const begun = this.begin(c, req, req.begin ?? 'BEGIN');
     begun.catch(() => undefined);
     const spec: Spec = {
-      session: req.session, req, conn: c, txTs: nowTs(), runs: [], failed: false, begun, status: TX_IN_TRANSACTION, generation: this.generation,
+      session: req.session, req, conn: c, txTs: nowTs(), runs: [], failed: false, begun, status: TX_IN_TRANSACTION, generation: this.generation, applied0: this.applier.applied, open: false, plain: true,
       busy: false, expired: false, timer: setTimeout(() => this.specTimeout(spec), this.d.laneTimeoutMs),
     };
     spec.timer.unref();
@@ -1055,16 +1081,16 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
           const rest = await this.promote(sp, { ...req, stmts: req.stmts.slice(k) });
           return { replies: [...replies, ...rest.replies], index: rest.index, status: rest.status };
         }
-        const r = st.x ? await sp.conn.request(encodeExtended(rw.sql, st.x, st.x.resultFormats, st.x.describe)) : await sp.conn.request([encodeQuery(rw.sql)]);
+        const x = await this.exec(sp.conn, req, st, sp.txTs, rw, { execute: 0, rewrite: 0 });
         await this.begun(sp);
-        const messages = clientMessages(r);
-        replies.push(messages);
-        sp.status = r.status;
-        if (replyError(r)) {
+        replies.push(x.messages);
+        if (x.status !== null) sp.status = x.status;
+        if (x.status !== TX_IN_TRANSACTION || x.item?.out.e) {
           sp.failed = true;
           break;
         }
-        sp.runs.push({ st: { ...st, sql: rw.sql }, digest: digestOf(messages) });
+        if (!x.plain) sp.plain = false;
+        sp.runs.push({ st: { ...st, sql: rw.sql }, digest: digestOf(x.messages), item: x.item });
       }
     } catch (e) {
       this.endSpec(sp, false);
@@ -1089,8 +1115,16 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   /** Roll the speculative transaction back (its row locks would block the replay) and queue the rest for the lane, which replays it first. */
   private async promote(sp: Spec, req: PgLaneRequest): Promise<PgLaneResult> {
     await this.begun(sp);
-    const r = await sp.conn.query('ROLLBACK');
-    this.endSpec(sp, r.status === TX_IDLE);
+    if (!this.steps.busy && !this.holder && this.queue.length === 0) {
+      // the lane is idle and serves it at once: it stays open, and commits as it is if nothing
+      // else commits first (see applied0); its locks can hold up no lane transaction before it
+      sp.open = true;
+      this.specs.delete(sp.session);
+      clearTimeout(sp.timer);
+    } else {
+      const r = await sp.conn.query('ROLLBACK');
+      this.endSpec(sp, r.status === TX_IDLE);
+    }
     this.replays.set(sp.session, sp);
     return this.queued(req);
   }
@@ -1145,6 +1179,17 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const b = sp.begun;
     sp.begun = null;
     if (b) await b;
+  }
+
+  /** The lane takes the speculative transaction over as it is (nothing committed since it began): the holder. */
+  private adopt(req: PgLaneRequest, sp: Spec): Holder {
+    const holder: Holder = {
+      heldAt: performance.now(), plain: sp.plain, session: req.session, seqs: EMPTY_SEQUENCES, conn: sp.conn, req: { ...sp.req, settings: req.settings }, txTs: sp.txTs,
+      items: sp.runs.flatMap((r) => (r.item ? [r.item] : [])), status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false,
+      timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs),
+    };
+    holder.timer.unref();
+    return holder;
   }
 
   private async specConn(req: PgLaneRequest): Promise<PgConn> {
