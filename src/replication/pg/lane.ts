@@ -101,6 +101,13 @@ interface Spec {
 
 /** speculative transactions at once (more wait for the lane as before) */
 const SPECS_MAX = 64;
+/**
+ * A speculative statement waits this long for a row lock (another speculative transaction's, or the
+ * lane's until its COMMIT): longer waits queue ahead of the lane's own transactions for hot rows.
+ * Past it, the transaction moves onto the lane (see speculate).
+ */
+const SPEC_LOCK_TIMEOUT_SQL = "SET LOCAL lock_timeout = '10ms'";
+
 /** COMMITs replayed in one lane transaction at most (each has a savepoint: postgres keeps 64 subtransactions in shared memory) */
 const GROUP_MAX = 32;
 /** idle speculative connections kept per (role, database) */
@@ -268,7 +275,11 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   ) {
     // unique across restarts of this node: a random high part
     this.seq = Math.floor(Math.random() * 2 ** 20) * 2 ** 30;
-    this.steps = new LaneSteps(this.d.log, () => this.pump());
+    this.steps = new LaneSteps(this.d.log, () => {
+      // whatever the step applied was the lane's own (a timed-out holder's rollback entry too)
+      this.ownApplied = this.applier.applied;
+      this.pump();
+    });
     this.sweep = setInterval(() => this.expireWaiters(), 100);
     this.sweep.unref();
   }
@@ -589,9 +600,9 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   }
 
   /** BEGIN and the session's settings; throws SqlError when they cannot be set. */
-  private async begin(c: PgConn, req: PgLaneRequest, text: string): Promise<void> {
+  private async begin(c: PgConn, req: PgLaneRequest, text: string, extra?: string): Promise<void> {
     const set = contextSql(null, req.settings, true);
-    const rs = await Promise.all([c.query(text), ...(set ? [c.query(set)] : [])]);
+    const rs = await Promise.all([c.query(text), ...(set ? [c.query(set)] : []), ...(extra ? [c.query(extra)] : [])]);
     for (const r of rs) {
       const e = replyError(r);
       if (e) {
@@ -1032,7 +1043,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const c = await this.specConn(req);
     // a plain BEGIN cannot fail; failed settings leave the transaction aborted, so the first
     // statement behind them does nothing (see txn)
-    const begun = this.begin(c, req, req.begin ?? 'BEGIN');
+    const begun = this.begin(c, req, req.begin ?? 'BEGIN', SPEC_LOCK_TIMEOUT_SQL);
     begun.catch(() => undefined);
     const spec: Spec = {
       session: req.session, req, conn: c, txTs: nowTs(), runs: [], failed: false, begun, status: TX_IN_TRANSACTION, generation: this.generation, applied0: this.applier.applied, open: false, plain: true,
@@ -1083,6 +1094,13 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         }
         const x = await this.exec(sp.conn, req, st, sp.txTs, rw, { execute: 0, rewrite: 0 });
         await this.begun(sp);
+        if (x.item?.out.e === '55P03' && !/\bnowait\b/i.test(st.sql)) {
+          // it waited SPEC_LOCK_TIMEOUT_SQL for a row another transaction holds: the lane runs it
+          // (after replaying the rest), waiting as long as it takes; the client saw nothing of this run
+          sp.failed = true; // never adopted as it is: the lock timeout aborted it
+          const rest = await this.promote(sp, { ...req, stmts: req.stmts.slice(k) });
+          return { replies: [...replies, ...rest.replies], index: rest.index, status: rest.status };
+        }
         replies.push(x.messages);
         if (x.status !== null) sp.status = x.status;
         if (x.status !== TX_IN_TRANSACTION || x.item?.out.e) {
@@ -1115,7 +1133,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   /** Roll the speculative transaction back (its row locks would block the replay) and queue the rest for the lane, which replays it first. */
   private async promote(sp: Spec, req: PgLaneRequest): Promise<PgLaneResult> {
     await this.begun(sp);
-    if (!this.steps.busy && !this.holder && this.queue.length === 0) {
+    if (!sp.failed && !this.steps.busy && !this.holder && this.queue.length === 0) {
       // the lane is idle and serves it at once: it stays open, and commits as it is if nothing
       // else commits first (see applied0); its locks can hold up no lane transaction before it
       sp.open = true;
