@@ -175,8 +175,11 @@ describe('PgLane optimistic transactions', () => {
     assert.equal(value(seen), '100');
     assert.deepEqual(tags(await lane.submit(req(g1, [w('UPDATE acct SET bal = bal + 5 WHERE id = 11')]))), ['UPDATE 1']);
     assert.deepEqual(tags(await lane.submit(req(g3, [w('UPDATE acct SET bal = bal + 7 WHERE id = 13'), w("INSERT INTO hist VALUES (13, 7, NULL)")]))), ['UPDATE 1', 'INSERT 0 1']);
+    // queued in this order (in the other, g2 before g1, both would commit: g2 saw the balance before g1)
     const c1 = lane.submit(req(g1, [COMMIT]));
+    await new Promise((res) => setTimeout(res, 50));
     const c2 = lane.submit(req(g2, [COMMIT]));
+    await new Promise((res) => setTimeout(res, 50));
     const c3 = lane.submit(req(g3, [COMMIT]));
     await new Promise((res) => setTimeout(res, 100));
     assert.deepEqual(tags(await lane.submit(req(holder, [COMMIT]))), ['COMMIT']);
@@ -192,16 +195,23 @@ describe('PgLane optimistic transactions', () => {
     await converged();
   });
 
-  test('a statement that cannot run optimistically moves the transaction onto the lane, replayed first', async () => {
+  test('a statement that cannot run optimistically moves the transaction onto the lane, which waits for locks as long as it takes', async () => {
     const s = '1:promote';
+    const s0 = '1:locker';
+    // s0 holds row 6 and goes quiet
+    assert.deepEqual(tags(await lane.submit(req(s0, [w('UPDATE acct SET bal = bal + 1 WHERE id = 6')]))), ['UPDATE 1']);
     assert.deepEqual(tags(await lane.submit(req(s, [w('UPDATE acct SET bal = bal + 1 WHERE id = 5'), r('SELECT bal FROM acct WHERE id = 5')]))), ['UPDATE 1', 'SELECT 1']);
     assert.equal(lane.holderSession(), null);
-    const sp = await lane.submit(req(s, [{ kind: 'session', sql: 'SAVEPOINT x' }, w('UPDATE acct SET bal = bal + 1000 WHERE id = 5')]));
-    assert.deepEqual(tags(sp), ['SAVEPOINT', 'UPDATE 1']);
+    // SAVEPOINT moves s onto the (idle) lane as it is; its update of row 6 waits there past the
+    // speculative lock timeout, until s0 is rolled back for holding up the lane
+    const sp = await lane.submit(req(s, [{ kind: 'session', sql: 'SAVEPOINT x' }, w('UPDATE acct SET bal = bal + 1000 WHERE id = 5'), w('UPDATE acct SET bal = bal + 1 WHERE id = 6')]));
+    assert.deepEqual(tags(sp), ['SAVEPOINT', 'UPDATE 1', 'UPDATE 1']);
     assert.equal(lane.holderSession(), s, 'the lane holds it now');
     assert.deepEqual(tags(await lane.submit(req(s, [{ kind: 'session', sql: 'ROLLBACK TO SAVEPOINT x' }, COMMIT]))), ['ROLLBACK', 'COMMIT']);
     assert.equal(lane.holderSession(), null);
+    await assert.rejects(lane.submit(req(s0, [COMMIT])), (e: Error & { sqlState?: string }) => e.sqlState === '40001');
     assert.equal(await bal(a.dsn.port, 5), 101);
+    assert.equal(await bal(a.dsn.port, 6), 100);
     await converged();
   });
 

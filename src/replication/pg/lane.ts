@@ -1201,6 +1201,9 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   /** The lane takes the speculative transaction over as it is (nothing committed since it began): the holder. */
   private adopt(req: PgLaneRequest, sp: Spec): Holder {
+    // the lane waits for locks as long as it takes (SPEC_LOCK_TIMEOUT_SQL was the speculative run's);
+    // pipelined ahead of whatever the holder runs next
+    sp.conn.query('SET LOCAL lock_timeout = DEFAULT').catch(() => undefined);
     const holder: Holder = {
       heldAt: performance.now(), plain: sp.plain, session: req.session, seqs: EMPTY_SEQUENCES, conn: sp.conn, req: { ...sp.req, settings: req.settings }, txTs: sp.txTs,
       items: sp.runs.flatMap((r) => (r.item ? [r.item] : [])), status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false,
