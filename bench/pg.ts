@@ -23,6 +23,7 @@
 // comparison is the cost of the extra hop and of replication. Recall's lane and appliers commit
 // with synchronous_commit off (the Raft log is the durable copy); the direct server's
 // transactions commit with postgres's default (on).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -197,6 +198,27 @@ async function main(): Promise<void> {
       console.log(`${workload}: direct ${tps(res.direct)}, recall ${tps(res.recall)}`);
     }
 
+    // The floor of any proxy written in Node on this machine: select-only through a bare TCP
+    // pass-through (socket.pipe both ways, no parsing at all) in front of the direct postgres,
+    // measured right after a direct run of the same length.
+    let floorLine: string | undefined;
+    if (workloads.includes('select-only')) {
+      const pipePort = await freePort();
+      const proxy = startPipeProxy(pipePort, directPort);
+      try {
+        await sleep(300);
+        const secs = Math.max(1, Math.round(seconds / rounds));
+        const d = await runPgbenchPorts({ ports: [directPort], clients, threads, seconds: secs, selectOnly: true, mode, perStatement: false });
+        const p = await runPgbenchPorts({ ports: [pipePort], clients, threads, seconds: secs, selectOnly: true, mode, perStatement: false });
+        floorLine = `floor of a Node proxy: select-only through a bare pass-through (socket.pipe, no parsing) ${p.tps.toFixed(0)} tps against ${d.tps.toFixed(0)} direct = ${(p.tps / d.tps).toFixed(2)}`;
+        console.log(floorLine);
+      } catch (e) {
+        console.log(`the pass-through floor could not be measured: ${(e as Error).message.split('\n')[0]}`);
+      } finally {
+        proxy.kill('SIGKILL');
+      }
+    }
+
     // One client on the leader: a transaction's statements without waiting for the lane.
     let solo: PgbenchResult | string = 'skipped (no tpcb-like run)';
     let soloDirect: PgbenchResult | string = solo;
@@ -236,6 +258,7 @@ async function main(): Promise<void> {
     }
 
     printReport({ results, equal, solo, soloDirect, idleLine, cores: cpus().length, load: loadavg(), seconds, rounds, portsMode, clientSplit, nodes: c3.nodes.length });
+    if (floorLine) console.log(floorLine);
   } finally {
     await cleanup();
   }
@@ -249,3 +272,16 @@ main().then(
     process.exit(1);
   },
 );
+
+/** A bare TCP pass-through on 127.0.0.1:listen to 127.0.0.1:target, in a process of its own (as Recall is). */
+function startPipeProxy(listen: number, target: number): ChildProcess {
+  const code = `const net = require('node:net');
+net.createServer((c) => {
+  const s = net.connect(${target}, '127.0.0.1');
+  c.setNoDelay(true); s.setNoDelay(true);
+  c.pipe(s); s.pipe(c);
+  const end = () => { c.destroy(); s.destroy(); };
+  c.on('error', end); s.on('error', end); c.on('close', end); s.on('close', end);
+}).listen(${listen}, '127.0.0.1');`;
+  return spawn(process.execPath, ['-e', code], { stdio: 'ignore' });
+}

@@ -451,21 +451,41 @@ export class Replicator<Req = unknown, Res = unknown, A extends ReplicaApplier =
   }
 }
 
-/** The key that seals credentials sent to the leader: derived from the cluster secret. */
+/** Sealed credentials remembered per side (a session sends the same credential with every request). */
+const SEALS_MAX = 256;
+
+/**
+ * The key that seals credentials sent to the leader: derived from the cluster secret. A session
+ * forwards the same credential with each statement: the follower seals it once (the same sealed
+ * text then travels with every request, which tells an observer of the peer link no more than
+ * the session id beside it) and the leader opens each sealed text once.
+ */
 function credentialSeal(secret: string): CredentialSeal {
   const key = crypto.createHash('sha256').update('recall-credential\u0000').update(secret).digest();
+  const sealed = new Map<string, string>();
+  const opened = new Map<string, Buffer>();
+  const remember = <V>(m: Map<string, V>, k: string, v: V): V => {
+    if (m.size >= SEALS_MAX) m.delete(m.keys().next().value as string);
+    m.set(k, v);
+    return v;
+  };
   return {
     seal(plain) {
+      const k = plain.toString('base64');
+      const have = sealed.get(k);
+      if (have !== undefined) return have;
       const iv = crypto.randomBytes(12);
       const c = crypto.createCipheriv('aes-256-gcm', key, iv);
       const enc = Buffer.concat([c.update(plain), c.final()]);
-      return Buffer.concat([iv, c.getAuthTag(), enc]).toString('base64');
+      return remember(sealed, k, Buffer.concat([iv, c.getAuthTag(), enc]).toString('base64'));
     },
-    open(sealed) {
-      const raw = Buffer.from(sealed, 'base64');
+    open(text) {
+      const have = opened.get(text);
+      if (have !== undefined) return have;
+      const raw = Buffer.from(text, 'base64');
       const d = crypto.createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
       d.setAuthTag(raw.subarray(12, 28));
-      return Buffer.concat([d.update(raw.subarray(28)), d.final()]);
+      return remember(opened, text, Buffer.concat([d.update(raw.subarray(28)), d.final()]));
     },
   };
 }
