@@ -6,6 +6,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import pg from 'pg';
 import type { ManagedPostgres } from '../../src/supervisor/postgres.js';
 import type { PgApplier } from '../../src/replication/pg/applier.js';
 import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from '../../src/replication/pg/types.js';
@@ -232,6 +233,31 @@ describe('PgLane optimistic transactions', () => {
     assert.equal(delivered.index, before);
     assert.equal(await bal(a.dsn.port, 2), 102);
     assert.equal(await bal(a.dsn.port, 3), 103);
+  });
+
+  test('a COMMIT that waited past laneTimeoutMs for the lane is refused and never replays later', async () => {
+    const s = '1:late';
+    assert.deepEqual(tags(await lane.submit(req(s, [w('UPDATE acct SET bal = bal + 1000 WHERE id = 15')]))), ['UPDATE 1']);
+    // something outside Recall holds a row: the lane's next write waits for it
+    const outside = new pg.Client({ host: '127.0.0.1', port: a.dsn.port, user: 'postgres', database: 'app' });
+    await outside.connect();
+    try {
+      await outside.query('BEGIN');
+      await outside.query('SELECT 1 FROM acct WHERE id = 16 FOR UPDATE');
+      const blocked = lane.submit(req('1:blocked', [w('UPDATE acct SET bal = bal + 1 WHERE id = 16')], 'auto'));
+      await new Promise((res) => setTimeout(res, 50));
+      await assert.rejects(lane.submit(req(s, [COMMIT])), (e: Error & { sqlState?: string }) => e.sqlState === '55P03');
+      await outside.query('ROLLBACK');
+      assert.deepEqual(tags(await blocked), ['UPDATE 1']);
+    } finally {
+      await outside.end();
+    }
+    // the session's next transaction is its own: nothing of the refused one comes back
+    assert.deepEqual(tags(await lane.submit(req(s, [w('UPDATE acct SET bal = bal + 2 WHERE id = 15')]))), ['UPDATE 1']);
+    assert.deepEqual(tags(await lane.submit(req(s, [COMMIT]))), ['COMMIT']);
+    assert.equal(await bal(a.dsn.port, 15), 102);
+    assert.equal(await bal(a.dsn.port, 16), 101);
+    await converged();
   });
 
   test('a transaction open past laneTimeoutMs is rolled back and its session told so', async () => {

@@ -262,8 +262,9 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   /** lane backend, blocking backend and session seen blocking at the last check */
   private suspects = new Set<string>();
   private readonly specIdle = new Map<string, PgConn[]>();
-  /** speculative transactions to replay, by session, when their request is served (see Spec) */
-  private readonly replays = new Map<string, Spec>();
+  /** speculative transactions to replay, by the queued request that carries them on (see Spec);
+   * dropped with the request when it is rejected unserved */
+  private readonly replays = new Map<PgLaneRequest, Spec>();
   /** bumped whenever the rewrite caches (defaults, unchanged shapes) are dropped: a speculative
    * statement rewritten under an older generation may miss a volatile default added since */
   private generation = 0;
@@ -293,7 +294,11 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   private queued(req: PgLaneRequest): Promise<PgLaneResult> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ req, resolve, reject, deadline: Date.now() + this.d.laneTimeoutMs, queuedAt: performance.now() });
+      const rejected = (e: Error) => {
+        this.dropReplay(req); // not served: nothing may replay it later
+        reject(e);
+      };
+      this.queue.push({ req, resolve, reject: rejected, deadline: Date.now() + this.d.laneTimeoutMs, queuedAt: performance.now() });
       this.pump();
     });
   }
@@ -303,7 +308,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       if (this.queue[i]!.req.session === session) this.queue.splice(i, 1)[0]!.reject(PgRecallErrors.txnAborted('the session ended'));
     }
     this.expired.delete(session);
-    this.replays.delete(session);
+    for (const [r, sp] of [...this.replays]) if (sp.session === session) this.dropReplay(r);
     const sp = this.specs.get(session);
     if (sp) {
       if (sp.busy) sp.expired = true;
@@ -320,7 +325,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     this.seqless.clear();
     this.undeferrable.clear();
     for (const w of this.queue.splice(0)) w.reject(err);
-    this.replays.clear();
+    for (const r of [...this.replays.keys()]) this.dropReplay(r);
     for (const sp of [...this.specs.values()]) {
       this.endSpec(sp, false);
       this.expired.set(sp.session, PgRecallErrors.txnAborted(`leadership changed: ${err.message}`));
@@ -369,7 +374,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   /** A COMMIT of a speculative transaction whose replay can share a lane transaction with others (see serveGroup): its group key. */
   private groupKey(w: Waiter): string | null {
     const st = w.req.stmts[0];
-    if (w.req.stmts.length !== 1 || st?.kind !== 'commit' || /\bchain\b/i.test(st.sql) || !this.replays.has(w.req.session) || this.expired.has(w.req.session)) return null;
+    const sp = this.replays.get(w.req);
+    if (w.req.stmts.length !== 1 || st?.kind !== 'commit' || /\bchain\b/i.test(st.sql) || !sp || sp.open || this.expired.has(w.req.session)) return null;
     if (!this.knownSimple(w.req.database)) return null;
     return `${this.connKey(w.req)}\u0000${JSON.stringify(w.req.settings)}`;
   }
@@ -398,8 +404,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const t0 = performance.now();
     for (const w of ws) step.wait.observe(since(w.queuedAt));
     const specs = ws.map((w) => {
-      const sp = this.replays.get(w.req.session)!;
-      this.replays.delete(w.req.session);
+      const sp = this.replays.get(w.req)!;
+      this.replays.delete(w.req);
       return sp;
     });
     const req = ws[0]!.req;
@@ -945,9 +951,9 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     let h = this.holder;
     let first: Promise<Exec> | undefined;
     if (h && h.session !== req.session) throw new Error('lane invariant: a request of another session ran while the lane was held');
-    const spec = h ? undefined : this.replays.get(req.session);
+    const spec = h ? undefined : this.replays.get(req);
     if (spec) {
-      this.replays.delete(req.session);
+      this.replays.delete(req);
       let opened: Holder | PgLaneResult;
       if (spec.open && spec.applied0 === this.applier.applied && spec.generation === this.generation) opened = this.adopt(req, spec);
       else {
@@ -1027,7 +1033,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   private canSpeculate(req: PgLaneRequest): boolean {
     if (req.mode !== 'txn' || !this.o.optimistic || this.specs.size >= SPECS_MAX) return false;
-    if (this.holder?.session === req.session || this.expired.has(req.session) || this.replays.has(req.session)) return false;
+    if (this.holder?.session === req.session || this.expired.has(req.session) || [...this.replays.values()].some((x) => x.session === req.session)) return false;
     if (!PLAIN_BEGIN_RE.test(req.begin ?? 'BEGIN') || !this.knownSeqless(req.database)) return false;
     const st = req.stmts[0];
     return st !== undefined && (st.kind === 'write' || st.kind === 'read') && !st.copy;
@@ -1110,6 +1116,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         if (!x.plain) sp.plain = false;
         sp.runs.push({ st: { ...st, sql: rw.sql }, digest: digestOf(x.messages), item: x.item });
       }
+      await this.begun(sp); // a refusal may have come before anything was sent
     } catch (e) {
       this.endSpec(sp, false);
       if (e instanceof SqlError) throw e;
@@ -1119,7 +1126,6 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         throw wounded;
       }
       throw PgRecallErrors.txnAborted(`the leader's database connection failed: ${(e as Error).message}`);
-      await this.begun(sp);
     } finally {
       sp.busy = false;
     }
@@ -1143,7 +1149,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       const r = await sp.conn.query('ROLLBACK');
       this.endSpec(sp, r.status === TX_IDLE);
     }
-    this.replays.set(sp.session, sp);
+    this.replays.set(req, sp);
     return this.queued(req);
   }
 
@@ -1190,6 +1196,14 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     };
     holder.timer.unref();
     return holder;
+  }
+
+  /** Forget a session's replay; one handed over open (see promote) gives its connection up. */
+  private dropReplay(req: PgLaneRequest): void {
+    const sp = this.replays.get(req);
+    if (!sp) return;
+    this.replays.delete(req);
+    if (sp.open) sp.conn.close();
   }
 
   /** The speculative transaction's BEGIN succeeded (SqlError otherwise). */
