@@ -117,6 +117,17 @@ describe('PgLane + PgApplier: a leader and a replica end equal', () => {
     assert.deepEqual(await q(b.dsn.port, 'SELECT idx FROM recall.applied'), await q(a.dsn.port, 'SELECT idx FROM recall.applied'));
   });
 
+  test('a volatile DEFAULT set later on a table that a function inserts into is refused, naming the function', async () => {
+    // audit_item() (the items trigger) inserts into audit: its rows would take the default on every replica
+    const refused = await lane.submit(req([w('ALTER TABLE audit ALTER COLUMN n SET DEFAULT (random() * 10)::int')]));
+    assert.deepEqual(tags(refused), ['E0A000']);
+    assert.match(JSON.stringify(refused.replies[0]!.map((m) => m.toString('latin1'))), /audit_item\(\) inserts into audit/);
+    assert.deepEqual(await q(a.dsn.port, "SELECT column_default FROM information_schema.columns WHERE table_name = 'audit' AND column_name = 'n'"), [[null]]);
+    // a constant default there, or a volatile one on a table no function writes, is fine
+    assert.deepEqual(tags(await lane.submit(req([w('ALTER TABLE audit ALTER COLUMN n SET DEFAULT 0')]))), ['ALTER TABLE']);
+    assert.deepEqual(tags(await lane.submit(req([w('ALTER TABLE kv ALTER COLUMN v SET DEFAULT (random() * 10)::int')]))), ['ALTER TABLE']);
+  });
+
   test('a transaction that holds the lane past laneTimeoutMs is rolled back (replicated) and its session told so', async () => {
     const s = '1:slow';
     await lane.submit(req([w('INSERT INTO items (n) VALUES (100)')], 'txn', s));

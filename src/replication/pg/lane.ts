@@ -16,7 +16,7 @@ import { classifyPg, type PgStatement } from '../../sql/pg-classify.js';
 import { PG_COLUMNS_SQL, volatileDefaults, type PgColumnRow, type PgTableDefaults } from '../../sql/pg-defaults.js';
 import { pgTimestamp, rewritePgStatement, rewritePgWrite } from '../../sql/pg-rewrite.js';
 import { hashRolePasswords } from './role-password.js';
-import { bodyInsertTargets, routineBody } from '../../sql/pg-bodies.js';
+import { bodyCalls, bodyInsertTargets, routineBody } from '../../sql/pg-bodies.js';
 import { parsePg } from '../../sql/pg-parse.js';
 import { pgShape } from '../../sql/pg-shape.js';
 import { NotLeaderError, ProposalDroppedError } from '../../engine/errors.js';
@@ -633,7 +633,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const plain = parsed.every((p) => SHAPE_VERDICT_COMMANDS.has(p.command) && p.userFunctions.length === 0 && p.writingFunctions.length === 0);
     const tables = new Map<string, PgTableDefaults>();
     let tablesKnown = true;
-    const bodyRefusal = await this.bodyDefaults(c, req, st.sql, parsed);
+    const bodyRefusal = (await this.bodyDefaults(c, req, st.sql, parsed)) ?? (await this.laterDefaults(c, st.sql, parsed));
     if (bodyRefusal) return { refusal: encodeErrorResponse({ severity: 'ERROR', code: '0A000', message: bodyRefusal }) };
     for (const p of parsed) {
       for (const t of p.tables) {
@@ -678,7 +678,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
    * A function or DO body that inserts into a table whose column defaults call now(), random() or
    * gen_random_uuid(): those defaults are evaluated inside the body, on every replica with its own
    * clock or random source (a trigger's audit row would differ everywhere). Refused at CREATE time;
-   * the reason, or null. (A default added later to a table such a body writes is not caught.)
+   * the reason, or null. (A default set later on a table such a body writes: laterDefaults.)
    */
   private async bodyDefaults(c: PgConn, req: PgLaneRequest, sql: string, parsed: PgStatement[]): Promise<string | null> {
     if (!parsed.some((p) => p.command === 'CREATE FUNCTION' || p.command === 'DO')) return null;
@@ -705,6 +705,41 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         if (def.volatile.size > 0) {
           const cols = [...def.volatile.keys()].join(', ');
           return `the body inserts into ${t}, whose column default of ${cols} calls a time, random or uuid function: inside a function that default is evaluated on every replica with its own clock or random source; give those columns values in the body's INSERT (from the row, e.g. NEW.created_at, or an argument), or drop the DEFAULT`;
+        }
+      }
+    }
+    return null;
+  }
+
+  /**
+   * The other way round: ALTER TABLE … ALTER COLUMN … SET DEFAULT with a time, random or uuid
+   * call on a table that an existing SQL or PL/pgSQL function inserts into (a trigger's audit row):
+   * from then on that body's inserts would take the default on every replica with its own clock.
+   * Refused, naming the function; the reason, or null.
+   */
+  private async laterDefaults(c: PgConn, sql: string, parsed: PgStatement[]): Promise<string | null> {
+    if (!parsed.some((p) => p.command === 'ALTER TABLE') || bodyCalls(sql).length === 0) return null;
+    const r = parsePg(sql);
+    if (!r.ok) return null;
+    for (const stmt of r.statements) {
+      const alter = (stmt.node as Record<string, { relation?: { relname?: string }; cmds?: unknown[] }>).AlterTableStmt;
+      const table = alter?.relation?.relname?.toLowerCase();
+      if (!alter || !table) continue;
+      const setsDefault = (alter.cmds ?? []).some((x) => {
+        const cmd = (x as { AlterTableCmd?: { subtype?: string; def?: unknown } }).AlterTableCmd;
+        // the call itself was found in the statement's text (bodyCalls above)
+        return cmd?.subtype === 'AT_ColumnDefault' && cmd.def !== undefined;
+      });
+      if (!setsDefault) continue;
+      const q = await c.query(
+        "SELECT p.oid::pg_catalog.regprocedure::text, p.prosrc FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang " +
+          `WHERE l.lanname IN ('sql', 'plpgsql') AND p.prosrc ILIKE ${literal(`%${table}%`)}`,
+      );
+      if (replyError(q)) continue;
+      for (const [fn, src] of replyRows(q)) {
+        const hit = bodyInsertTargets(src ?? '').some((t) => t.toLowerCase().split('.').pop() === table);
+        if (hit) {
+          return `the function ${fn} inserts into ${table}: a DEFAULT that calls a time, random or uuid function would be evaluated inside that body on every replica with its own clock or random source; give the column a value in the function's INSERT first (e.g. from NEW or an argument), or keep such a default off ${table}`;
         }
       }
     }
