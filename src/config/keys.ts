@@ -61,7 +61,7 @@ export const keySpecs: readonly KeySpec[] = [
   { path: 'logRetainBytes', kind: 'bytes', min: 0, example: '256MiB', describe: 'log bytes kept below the applied index; the log is compacted only when both retain limits are exceeded' },
   { path: 'resyncMethod', kind: 'enum', choices: ['auto', 'snapshot', 'rsync'], example: 'snapshot', describe: 'full resync by built-in snapshot transfer or hook-mode rsync (auto: rsync when syncPath and syncCmd are set)' },
   { path: 'resyncRateBytes', kind: 'bytes', min: 0, example: '50MiB', describe: 'throttle of a resync transfer in bytes per second (0: unlimited)' },
-  { path: 'pgOptimistic', kind: 'bool', example: 'true', describe: 'PostgreSQL: run write transactions optimistically, concurrently on the leader, replayed and checked on the write lane at COMMIT and committed in groups (more throughput; a transaction whose reads a concurrent one changed fails with 40001, to be retried)' },
+  { path: 'pgOptimistic', kind: 'bool', example: 'true', describe: 'PostgreSQL: run write transactions optimistically, concurrently on the leader, replayed and checked on the write lane at COMMIT and committed in groups (more throughput; a transaction whose reads a concurrent one changed fails with 40001, to be retried); a session overrides it with SET recall.optimistic' },
   { path: 'autoResync', kind: 'bool', example: 'false', describe: 'resync a diverged replica on its own (a replica that lacks compacted entries always resyncs)' },
   { path: 'clusterSecret', kind: 'string', secret: true, example: 'a-long-random-string', describe: 'shared secret that authenticates peer links' },
   { path: 'clusterId', kind: 'string', example: 'prod-eu-1', describe: 'name of the cluster; peers of another cluster are refused' },

@@ -167,4 +167,39 @@ describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end
     assert.equal(reps[0]!.diverged, null);
     assert.equal(reps[1]!.diverged, null);
   });
+
+  test('SET recall.optimistic = on: the session\'s transactions run without waiting for a lane holder', async () => {
+    const setup = await client(0);
+    await setup.query('CREATE TABLE opt (k int PRIMARY KEY, v int NOT NULL)');
+    await setup.query('INSERT INTO opt SELECT g, 0 FROM generate_series(1, 4) g');
+    await setup.query('DROP TABLE items'); // its sequence: optimistic transactions need a database without one
+    const serial = await client(0);
+    const optimistic = await client(1); // through the other node: the setting travels with forwarded requests
+    await optimistic.query('SET recall.optimistic = on');
+    await serial.query('BEGIN');
+    await serial.query('UPDATE opt SET v = v + 1 WHERE k = 1'); // holds the lane until COMMIT
+    await optimistic.query('BEGIN');
+    const t0 = Date.now();
+    const r = await optimistic.query('UPDATE opt SET v = v + 10 WHERE k = 2 RETURNING v');
+    assert.deepEqual(r.rows, [{ v: 10 }]);
+    assert.ok(Date.now() - t0 < 2000, `the optimistic update waited ${Date.now() - t0} ms`);
+    await serial.query('COMMIT');
+    await optimistic.query('COMMIT');
+    // RESET: back to the cluster's default (serial): its write now waits for the holder
+    await optimistic.query('RESET recall.optimistic');
+    await serial.query('BEGIN');
+    await serial.query('UPDATE opt SET v = v + 1 WHERE k = 3');
+    await optimistic.query('BEGIN');
+    const waited = optimistic.query('UPDATE opt SET v = v + 1 WHERE k = 4');
+    const first = await Promise.race([waited.then(() => 'update'), new Promise((res) => setTimeout(() => res('timer'), 300))]);
+    assert.equal(first, 'timer', 'a serial transaction waits for the lane holder');
+    await serial.query('COMMIT');
+    await waited;
+    await optimistic.query('COMMIT');
+    await setup.query("SET recall.consistency = 'linearizable'");
+    assert.deepEqual((await setup.query('SELECT k, v FROM opt ORDER BY k')).rows, [{ k: 1, v: 1 }, { k: 2, v: 10 }, { k: 3, v: 1 }, { k: 4, v: 1 }]);
+    const target = Math.max(...reps.map((x) => x.applied));
+    for (const x of reps) await x.waitApplied(target);
+    assert.deepEqual(await fingerprint(dbs[1]!.dsn.port), await fingerprint(dbs[0]!.dsn.port));
+  });
 });

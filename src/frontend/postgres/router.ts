@@ -79,6 +79,8 @@ interface RouteState {
   settings: Record<string, string> | null;
   lastIndex: number;
   consistency: Consistency;
+  /** `SET recall.optimistic = on|off` (undefined: the cluster's pgOptimistic) */
+  optimistic: boolean | undefined;
   /** the session's transaction runs on the lane ('aborted': the lane lost it; answer 25P02 until it ends) */
   lane: 'none' | 'held' | 'aborted';
   begin: string | null;
@@ -254,6 +256,7 @@ export class PgRouter {
         settings: null,
         lastIndex: 0,
         consistency: this.o.consistency ?? 'session',
+        optimistic: undefined,
         lane: 'none',
         begin: null,
         localStatus: null,
@@ -321,6 +324,10 @@ export class PgRouter {
       if (set.name === 'recall.consistency' || set.name === null) {
         const v = set.values?.[0]?.toLowerCase();
         s.consistency = v && CONSISTENCIES.has(v) ? (v as Consistency) : (this.o.consistency ?? 'session');
+      }
+      if (set.name === 'recall.optimistic' || set.name === null) {
+        const v = set.values?.[0]?.toLowerCase();
+        s.optimistic = v === undefined ? undefined : ['on', 'true', 'yes', '1'].includes(v) ? true : ['off', 'false', 'no', '0'].includes(v) ? false : s.optimistic;
       }
     }
   }
@@ -519,6 +526,7 @@ export class PgRouter {
         settings: s.settings ?? {},
         mode: inTxn ? 'txn' : 'auto',
         ...(inTxn ? { begin: s.begin ?? 'BEGIN' } : {}),
+        ...(s.optimistic !== undefined ? { optimistic: s.optimistic } : {}),
         stmts: group,
       };
       let res: PgLaneResult;

@@ -67,7 +67,7 @@ export function encodePgRequest(req: PgLaneRequest, seal: CredentialSeal): Buffe
     ...(s.x ? { x: { ...s.x, values: s.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}),
   }));
   return Buffer.from(
-    JSON.stringify({ session: req.session, role: req.role, database: req.database, cred: seal.seal(encodeCredential(req.credential)), settings: req.settings, mode: req.mode, begin: req.begin, stmts }),
+    JSON.stringify({ session: req.session, role: req.role, database: req.database, cred: seal.seal(encodeCredential(req.credential)), settings: req.settings, mode: req.mode, begin: req.begin, ...(req.optimistic !== undefined ? { opt: req.optimistic } : {}), stmts }),
     'utf8',
   );
 }
@@ -83,6 +83,7 @@ export function decodePgRequest(payload: Buffer, seal: CredentialSeal): PgLaneRe
   const mode = o.mode;
   if (mode !== 'auto' && mode !== 'txn') throw new Error('bad mode');
   if (o.begin !== undefined && typeof o.begin !== 'string') throw new Error('bad begin');
+  if (o.opt !== undefined && typeof o.opt !== 'boolean') throw new Error('bad optimistic');
   if (!Array.isArray(o.stmts)) throw new Error('bad statements');
   return {
     session: str('session'),
@@ -92,6 +93,7 @@ export function decodePgRequest(payload: Buffer, seal: CredentialSeal): PgLaneRe
     settings,
     mode,
     ...(o.begin !== undefined ? { begin: o.begin as string } : {}),
+    ...(o.opt !== undefined ? { optimistic: o.opt as boolean } : {}),
     stmts: o.stmts.map(decodeStatement),
   };
 }

@@ -1067,7 +1067,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   // ---- optimistic transactions (see Spec) ----
 
   private canSpeculate(req: PgLaneRequest): boolean {
-    if (req.mode !== 'txn' || !this.o.optimistic || this.specs.size >= SPECS_MAX) return false;
+    if (req.mode !== 'txn' || !(req.optimistic ?? this.o.optimistic) || this.specs.size >= SPECS_MAX) return false;
     if (this.holder?.session === req.session || this.expired.has(req.session) || [...this.replays.values()].some((x) => x.session === req.session)) return false;
     if (!PLAIN_BEGIN_RE.test(req.begin ?? 'BEGIN') || !this.knownSeqless(req.database)) return false;
     const st = req.stmts[0];

@@ -33,6 +33,8 @@ export interface PgLaneRequest {
    * transaction, opened with `begin` on its first request */
   mode: 'auto' | 'txn';
   begin?: string;
+  /** the session's `SET recall.optimistic` (the lane's configured default when absent) */
+  optimistic?: boolean;
   stmts: PgLaneStatement[];
 }
 
