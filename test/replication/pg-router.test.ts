@@ -196,8 +196,20 @@ describe('PostgreSQL through two Recall nodes (Replicator + PgRouter + front end
     await serial.query('COMMIT');
     await waited;
     await optimistic.query('COMMIT');
+    // the same from the startup options (PGOPTIONS='-c recall.optimistic=on'), for clients that cannot SET
+    const viaOptions = new pg.Client({ host: '127.0.0.1', port: fes[1]!.port, user: 'alice', password: 'secret', database: 'app', options: '-c recall.optimistic=on' });
+    await viaOptions.connect();
+    clients.push(viaOptions);
+    await serial.query('BEGIN');
+    await serial.query('UPDATE opt SET v = v + 1 WHERE k = 1');
+    await viaOptions.query('BEGIN');
+    const t1 = Date.now();
+    assert.deepEqual((await viaOptions.query('UPDATE opt SET v = v + 10 WHERE k = 2 RETURNING v')).rows, [{ v: 20 }]);
+    assert.ok(Date.now() - t1 < 2000, `the optimistic update waited ${Date.now() - t1} ms`);
+    await serial.query('COMMIT');
+    await viaOptions.query('COMMIT');
     await setup.query("SET recall.consistency = 'linearizable'");
-    assert.deepEqual((await setup.query('SELECT k, v FROM opt ORDER BY k')).rows, [{ k: 1, v: 1 }, { k: 2, v: 10 }, { k: 3, v: 1 }, { k: 4, v: 1 }]);
+    assert.deepEqual((await setup.query('SELECT k, v FROM opt ORDER BY k')).rows, [{ k: 1, v: 2 }, { k: 2, v: 20 }, { k: 3, v: 1 }, { k: 4, v: 1 }]);
     const target = Math.max(...reps.map((x) => x.applied));
     for (const x of reps) await x.waitApplied(target);
     assert.deepEqual(await fingerprint(dbs[1]!.dsn.port), await fingerprint(dbs[0]!.dsn.port));

@@ -267,6 +267,7 @@ export class PgRouter {
         portals: new Map(),
       };
       session.socket.once('close', () => this.o.service.endSession(st.id));
+      this.startupSettings(st, session.parameters.get('options'));
       this.states.set(session, st);
       s = st;
     }
@@ -316,6 +317,14 @@ export class PgRouter {
   private mustWait(s: RouteState): boolean {
     if (s.consistency === 'linearizable') return true;
     return s.consistency === 'session' && s.lastIndex > this.o.service.applied;
+  }
+
+  /** `-c recall.consistency=…` / `-c recall.optimistic=…` in the startup options (PGOPTIONS), as SET would. */
+  private startupSettings(s: RouteState, options: string | undefined): void {
+    if (!options) return;
+    for (const m of options.matchAll(/(?:^|\s)(?:-c\s*|--)recall\.(consistency|optimistic)=(\S+)/gi)) {
+      this.sessionStatement(s, { settings: [{ name: `recall.${m[1]!.toLowerCase()}`, action: 'set', local: false, values: [m[2]!] }] } as unknown as PgStatement);
+    }
   }
 
   private sessionStatement(s: RouteState, st: PgStatement): void {
