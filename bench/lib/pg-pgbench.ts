@@ -19,6 +19,10 @@ export interface PgbenchRun {
   perStatement?: boolean;
   user?: string;
   database?: string;
+  /** PGOPTIONS for pgbench's sessions (e.g. -c recall.optimistic=on) */
+  pgOptions?: string;
+  /** pgbench --max-tries (retries of 40001/40P01) */
+  maxTries?: number;
 }
 
 export interface PgbenchResult {
@@ -43,9 +47,9 @@ export async function runCommand(cmd: string, args: string[], opts: { cwd?: stri
 }
 
 /** Runs a command, resolves with its exit status (or signal name) and stdout+stderr. */
-export function runCommandStatus(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number | string; out: string }> {
+export function runCommandStatus(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | string; out: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}) });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -94,7 +98,7 @@ function pgbenchArgs(r: PgbenchRun): string[] {
     // -n: no VACUUM/TRUNCATE of pgbench's tables before the run (history accumulates, and the
     // replicas' md5 of it stays meaningful)
     '-n', '-c', String(r.clients), '-j', String(Math.min(r.threads, r.clients)), '-T', String(r.seconds), '-M', r.mode,
-    ...(r.selectOnly ? ['-S'] : []), ...(r.perStatement ? ['-r'] : []),
+    ...(r.selectOnly ? ['-S'] : []), ...(r.perStatement ? ['-r'] : []), ...(r.maxTries ? [`--max-tries=${r.maxTries}`] : []),
     '-l', '--log-prefix', 'tx',
     r.database ?? 'postgres',
   ];
@@ -105,7 +109,7 @@ export async function runPgbench(r: PgbenchRun): Promise<PgbenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'recall-pgbench-'));
   try {
     const args = pgbenchArgs(r);
-    const { code, out } = await runCommandStatus('pgbench', args, { cwd: dir, timeoutMs: (r.seconds + 120) * 1000 });
+    const { code, out } = await runCommandStatus('pgbench', args, { cwd: dir, timeoutMs: (r.seconds + 120) * 1000, ...(r.pgOptions ? { env: { ...process.env, PGOPTIONS: r.pgOptions } } : {}) });
     // exit 2 with a report: some clients aborted (an error pgbench does not retry); the report still counts what ran
     const reported = /number of transactions actually processed/.test(out);
     if (code !== 0 && !(code === 2 && reported)) throw new Error(`pgbench ${args.join(' ')} exited with ${code}:\n${out.slice(-3000)}`);

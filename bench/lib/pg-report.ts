@@ -17,7 +17,7 @@ export interface SideAccount {
 }
 
 export interface WorkloadResult {
-  workload: 'select-only' | 'tpcb-like';
+  workload: 'select-only' | 'tpcb-like' | 'tpcb-optimistic';
   direct: PgbenchResult | string;
   recall: PgbenchResult | string;
   acct: Record<'direct' | 'recall', SideAccount>;
@@ -63,16 +63,16 @@ export function printReport(inp: ReportInput): void {
   // *: some clients aborted, the tps counts what ran before
   const tps = (x: PgbenchResult | string) => (ok(x) ? `${x.tps.toFixed(0)}${x.aborted ? '*' : ''}` : 'failed');
   const failed = (x: PgbenchResult | string) => (ok(x) ? String(x.failed) : '-');
-  const header = `${'workload'.padEnd(12)} ${pad('direct tps', 10)} ${pad('Recall tps', 10)} ${pad('ratio', 5)} ${pad('direct p95/avg ms', 17)} ` +
+  const header = `${'workload'.padEnd(15)} ${pad('direct tps', 10)} ${pad('Recall tps', 10)} ${pad('ratio', 5)} ${pad('direct p95/avg ms', 17)} ` +
     `${pad('Recall p95/avg ms', 17)} ${pad('failed d/R', 10)}  target`;
   const rows = inp.results.map((r) => {
     const ratio = ok(r.direct) && ok(r.recall) ? (r.recall.tps / r.direct.tps).toFixed(2) : '-';
-    return `${r.workload.padEnd(12)} ${pad(tps(r.direct), 10)} ${pad(tps(r.recall), 10)} ${pad(ratio, 5)} ${pad(lat(r.direct), 17)} ` +
+    return `${r.workload.padEnd(15)} ${pad(tps(r.direct), 10)} ${pad(tps(r.recall), 10)} ${pad(ratio, 5)} ${pad(lat(r.direct), 17)} ` +
       `${pad(lat(r.recall), 17)} ${pad(`${failed(r.direct)}/${failed(r.recall)}`, 10)}  ${targetOf(r)}`;
   });
 
   const ms = (cpu: number, tx: number) => (tx > 0 ? ((cpu / tx) * 1000).toFixed(3) : '-');
-  const cpuHeader = `${'workload'.padEnd(12)} ${'side'.padEnd(6)} ${pad('postgres', 9)} ${pad('recall (3)', 10)} ${pad('other', 8)} ${pad('machine busy', 12)}`;
+  const cpuHeader = `${'workload'.padEnd(15)} ${'side'.padEnd(6)} ${pad('postgres', 9)} ${pad('recall (3)', 10)} ${pad('other', 8)} ${pad('machine busy', 12)}`;
   const cpuRows = inp.results.flatMap((r) => (['direct', 'recall'] as const).map((s) => {
     const a = r.acct[s];
     const db = s === 'direct' ? a.cpu.directDb : a.cpu.clusterDb;
@@ -80,7 +80,7 @@ export function printReport(inp: ReportInput): void {
     // everything else that ran: pgbench itself, the idle side, other users of the machine
     const other = a.cpu.machine - db - rec;
     const busy = a.secs > 0 ? `${((a.cpu.machine / a.secs / inp.cores) * 100).toFixed(0)}%` : '-';
-    return `${r.workload.padEnd(12)} ${s.padEnd(6)} ${pad(ms(db, a.tx), 9)} ${pad(s === 'direct' ? '-' : ms(rec, a.tx), 10)} ${pad(ms(other, a.tx), 8)} ${pad(busy, 12)}`;
+    return `${r.workload.padEnd(15)} ${s.padEnd(6)} ${pad(ms(db, a.tx), 9)} ${pad(s === 'direct' ? '-' : ms(rec, a.tx), 10)} ${pad(ms(other, a.tx), 8)} ${pad(busy, 12)}`;
   }));
 
   const lines = [
