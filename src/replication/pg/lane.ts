@@ -59,7 +59,7 @@ export interface PgLaneOptions {
 }
 
 /**
- * A transaction run optimistically (DESIGN.md "Writes", optimistic transactions): its statements
+ * A transaction run optimistically (src/replication/DESIGN.md "Optimistic transactions"): its statements
  * run on a connection of its own, concurrently with other sessions' and without the lane, and the
  * client gets their results at once; what it got is remembered (a digest per statement). At COMMIT,
  * or at the first statement that cannot run this way, the speculative transaction is rolled back
