@@ -273,4 +273,41 @@ describe('PgLane optimistic transactions', () => {
     assert.equal(await bal(a.dsn.port, 7), 102);
     await converged();
   });
+  // last: it gives the database a sequence (the tests above rely on there being none, for group commit)
+  test('with sequences in the database, writes that cannot move one still run optimistically; one that can moves onto the lane', async () => {
+    assert.deepEqual(tags(await lane.submit(req('0:ddl2', [
+      w('CREATE TABLE ser (id serial PRIMARY KEY, v int NOT NULL)'),
+      w('CREATE TABLE trig (k int PRIMARY KEY, v int NOT NULL)'),
+      w("CREATE FUNCTION trig_audit() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO ser (v) VALUES (NEW.v); RETURN NEW; END$$"),
+      w('CREATE TRIGGER trig_ins AFTER UPDATE ON trig FOR EACH ROW EXECUTE FUNCTION trig_audit()'),
+      w('INSERT INTO trig VALUES (1, 0)'),
+    ], 'auto'))), ['CREATE TABLE', 'CREATE TABLE', 'CREATE FUNCTION', 'CREATE TRIGGER', 'INSERT 0 1']);
+    const bal2 = await bal(a.dsn.port, 2);
+    const holder = '1:seqholder';
+    assert.deepEqual(tags(await lane.submit(req(holder, [w('UPDATE acct SET bal = bal + 1 WHERE id = 1')], 'txn', 'BEGIN ISOLATION LEVEL REPEATABLE READ'))), ['UPDATE 1']);
+    // acct has no sequence, trigger or function default: speculative, not waiting for the holder
+    const plain = '1:seqplain';
+    assert.deepEqual(tags(await lane.submit(req(plain, [w('UPDATE acct SET bal = bal + 1 WHERE id = 2')]))), ['UPDATE 1']);
+    // a serial column, and a trigger that inserts into one: both wait for the lane
+    const serial = lane.submit(req('1:seqins', [w('INSERT INTO ser (v) VALUES (7) RETURNING id')]));
+    const triggered = lane.submit(req('1:seqtrig', [w('UPDATE trig SET v = v + 1 WHERE k = 1')]));
+    const first = await Promise.race([serial.then(() => 'serial'), triggered.then(() => 'trigger'), new Promise((res) => setTimeout(() => res('timer'), 300))]);
+    assert.equal(first, 'timer', 'writes that can move a sequence wait for the lane holder');
+    const plainCommit = lane.submit(req(plain, [COMMIT])); // queued: replayed when the lane is free
+    assert.deepEqual(tags(await lane.submit(req(holder, [COMMIT]))), ['COMMIT']);
+    // each of the two now holds the lane in turn, until its COMMIT (the queue order is theirs)
+    const pendingWrites = new Map([['1:seqins', serial], ['1:seqtrig', triggered]]);
+    while (pendingWrites.size) {
+      const [session, res] = await Promise.race([...pendingWrites].map(([k, p]) => p.then((x) => [k, x] as const)));
+      pendingWrites.delete(session);
+      assert.deepEqual(tags(res), [session === '1:seqins' ? 'INSERT 0 1' : 'UPDATE 1']);
+      assert.deepEqual(tags(await lane.submit(req(session, [COMMIT]))), ['COMMIT']);
+    }
+    assert.deepEqual(tags(await plainCommit), ['COMMIT']);
+    assert.deepEqual(await pgAdminQuery(a.dsn.port, 'SELECT id FROM ser ORDER BY id', 'app'), [[1], [2]]);
+    assert.deepEqual(await pgAdminQuery(a.dsn.port, 'SELECT v FROM ser ORDER BY v', 'app'), [[1], [7]]);
+    assert.equal(await bal(a.dsn.port, 2), bal2 + 1);
+    await converged();
+    assert.deepEqual(await pgAdminQuery(b.dsn.port, 'SELECT last_value FROM ser_id_seq', 'app'), await pgAdminQuery(a.dsn.port, 'SELECT last_value FROM ser_id_seq', 'app'));
+  });
 });

@@ -69,9 +69,9 @@ export interface PgLaneOptions {
  * that the serial execution produced. Different (a concurrent transaction changed what it read):
  * the lane rolls back and the client gets 40001, as a serializable transaction would. The lane is
  * then held for one pipelined round trip per transaction instead of for every client round trip.
- * Only in databases without sequences (nextval cannot be undone by a rollback: the speculative
- * run would move them) and for row statements without user functions (plain, see Holder): the
- * rest promotes the transaction to the lane.
+ * Only row statements without user functions (plain, see Holder) that cannot move a sequence
+ * (nextval cannot be undone by a rollback; see sequenceFree): the rest promotes the transaction
+ * to the lane.
  */
 interface Spec {
   session: string;
@@ -107,6 +107,14 @@ const SPECS_MAX = 64;
  * Past it, the transaction moves onto the lane (see speculate).
  */
 const SPEC_LOCK_TIMEOUT_SQL = "SET LOCAL lock_timeout = '10ms'";
+
+/** Whether a table can take a speculative write in a database with sequences (see sequenceFree). */
+const SEQUENCE_FREE_SQL =
+  "SELECT c.relkind = 'r' AND NOT c.relhastriggers AND NOT c.relhasrules " +
+  "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity <> '') " +
+  "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d WHERE d.adrelid = c.oid AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) " +
+  "~* '(^|[^a-z0-9_$])(?!(now|clock_timestamp|statement_timestamp|transaction_timestamp|timeofday|random|gen_random_uuid)\\s*\\()[a-z_][a-z0-9_$.]*\\s*\\(') " +
+  'FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)';
 
 /** COMMITs replayed in one lane transaction at most (each has a savepoint: postgres keeps 64 subtransactions in shared memory) */
 const GROUP_MAX = 32;
@@ -262,6 +270,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   /** lane backend, blocking backend and session seen blocking at the last check */
   private suspects = new Set<string>();
   private readonly specIdle = new Map<string, PgConn[]>();
+  /** tables a speculative write may touch in a database with sequences (see sequenceFree), dropped with the defaults */
+  private readonly seqFree = new Map<string, boolean>();
   /** speculative transactions to replay, by the queued request that carries them on (see Spec);
    * dropped with the request when it is rejected unserved */
   private readonly replays = new Map<PgLaneRequest, Spec>();
@@ -812,12 +822,14 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   /** Something was applied that the lane did not run (another leader's DDL): every cached default may be stale. */
   private dropCaches(): void {
     this.generation++;
+    this.seqFree.clear();
     this.defaults.clear();
     this.unchanged.clear();
   }
 
   private dropDefaults(db: string): void {
     this.generation++;
+    this.seqFree.clear();
     this.seqless.delete(db);
     this.undeferrable.delete(db);
     this.unchanged.clear();
@@ -990,7 +1002,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     if (spec) {
       this.replays.delete(req);
       let opened: Holder | PgLaneResult;
-      if (spec.open && spec.applied0 === this.applier.applied && spec.generation === this.generation) opened = this.adopt(req, spec);
+      if (spec.open && spec.applied0 === this.applier.applied && spec.generation === this.generation) opened = await this.adopt(req, spec);
       else {
         if (spec.open) {
           const r = await spec.conn.query('ROLLBACK').catch(() => null);
@@ -1069,7 +1081,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private canSpeculate(req: PgLaneRequest): boolean {
     if (req.mode !== 'txn' || !(req.optimistic ?? this.o.optimistic) || this.specs.size >= SPECS_MAX) return false;
     if (this.holder?.session === req.session || this.expired.has(req.session) || [...this.replays.values()].some((x) => x.session === req.session)) return false;
-    if (!PLAIN_BEGIN_RE.test(req.begin ?? 'BEGIN') || !this.knownSeqless(req.database)) return false;
+    if (!PLAIN_BEGIN_RE.test(req.begin ?? 'BEGIN')) return false;
     const st = req.stmts[0];
     return st !== undefined && (st.kind === 'write' || st.kind === 'read') && !st.copy;
   }
@@ -1127,6 +1139,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
             break;
           }
           if (!rw.plain) rw = null;
+          else if (st.kind === 'write' && !this.knownSeqless(req.database) && !(await this.sequenceFree(sp.conn, sp.req, st.sql))) rw = null;
         }
         if (!rw) {
           // COMMIT, or a statement that cannot run optimistically: the lane replays and goes on
@@ -1249,17 +1262,50 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   }
 
   /** The lane takes the speculative transaction over as it is (nothing committed since it began): the holder. */
-  private adopt(req: PgLaneRequest, sp: Spec): Holder {
+  private async adopt(req: PgLaneRequest, sp: Spec): Promise<Holder> {
     // the lane waits for locks as long as it takes (SPEC_LOCK_TIMEOUT_SQL was the speculative run's);
     // pipelined ahead of whatever the holder runs next
     sp.conn.query('SET LOCAL lock_timeout = DEFAULT').catch(() => undefined);
+    // the speculative statements moved no sequence (sequenceFree): their values now are the
+    // entry's before-values for whatever the holder runs next
+    let seqs: Sequences;
+    try {
+      seqs = await this.sequencesBefore(req.database);
+    } catch (e) {
+      sp.conn.close();
+      throw e;
+    }
     const holder: Holder = {
-      heldAt: performance.now(), plain: sp.plain, session: req.session, seqs: EMPTY_SEQUENCES, conn: sp.conn, req: { ...sp.req, settings: req.settings }, txTs: sp.txTs,
+      heldAt: performance.now(), plain: sp.plain, session: req.session, seqs, conn: sp.conn, req: { ...sp.req, settings: req.settings }, txTs: sp.txTs,
       items: sp.runs.flatMap((r) => (r.item ? [r.item] : [])), status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false,
       timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs),
     };
     holder.timer.unref();
     return holder;
+  }
+
+  /**
+   * A write in a database with sequences runs speculatively only when it cannot move one: none of
+   * its tables is anything but a plain table, or has triggers, rules, identity columns, or a
+   * column default that calls a function other than the time, random and uuid ones the rewrite
+   * writes out (nextval, or a user function that might call it). Otherwise the transaction moves
+   * onto the lane at this statement (a rollback cannot give a sequence's numbers back).
+   */
+  private async sequenceFree(c: PgConn, req: PgLaneRequest, sql: string): Promise<boolean> {
+    for (const p of this.classified(sql)) {
+      for (const t of p.tables) {
+        const key = `${req.database}\u0000${req.settings.search_path ?? ''}\u0000${t}`;
+        let free = this.seqFree.get(key);
+        if (free === undefined) {
+          const r = await c.query(SEQUENCE_FREE_SQL.replace('$1', literal(t)));
+          free = !replyError(r) && replyRows(r)[0]?.[0] === 't';
+          if (this.seqFree.size >= UNCHANGED_MAX) this.seqFree.clear();
+          this.seqFree.set(key, free);
+        }
+        if (!free) return false;
+      }
+    }
+    return true;
   }
 
   private async specConn(req: PgLaneRequest): Promise<PgConn> {
