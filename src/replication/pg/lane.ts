@@ -121,6 +121,16 @@ const GROUP_MAX = 32;
 /** idle speculative connections kept per (role, database) */
 const SPEC_IDLE_MAX = 16;
 
+/** A table's key in the lane's per-table caches: an unqualified name resolves through the session's search_path. */
+function tableKey(req: PgLaneRequest, table: string): string {
+  return `${req.database}\u0000${req.settings.search_path ?? ''}\u0000${table}`;
+}
+
+/** The answer to a COMMIT whose transaction did not pass its replay: the error, the session out of its transaction. */
+function conflictAnswer(err: SqlError): PgLaneResult {
+  return { replies: [[encodeErrorResponse({ severity: 'ERROR', code: err.sqlState, message: err.message })]], index: 0, status: TX_IDLE };
+}
+
 function digestOf(messages: Buffer[]): string {
   const h = createHash('md5');
   for (const m of messages) h.update(m);
@@ -435,7 +445,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         const sent = pending.map((k) => {
           const sp = specs[k]!;
           const sv = conn.query(`SAVEPOINT recall_${k}`);
-          const ex = sp.runs.map((r) => this.exec(conn, ws[k]!.req, r.st, sp.txTs, { sql: r.st.sql, plain: true }));
+          const ex = this.runAgain(conn, ws[k]!.req, sp);
           for (const x of [sv, ...ex]) (x as Promise<unknown>).catch(() => undefined);
           return { k, sv, ex };
         });
@@ -448,7 +458,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
           const sv = await s.sv;
           const ex = await Promise.all(s.ex);
           const sp = specs[s.k]!;
-          if (replyError(sv) || sp.generation !== this.generation || ex.some((x, m) => x.status !== TX_IN_TRANSACTION || digestOf(x.messages) !== sp.runs[m]!.digest)) {
+          if (replyError(sv) || !this.sameAsSpec(sp, ex)) {
             bad = n;
             break;
           }
@@ -480,10 +490,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       }
       this.ownApplied = this.applier.applied;
       step.held.observe(since(t0));
-      const conflict = PgRecallErrors.txnAborted('a concurrent transaction changed what it read; nothing of it was committed');
-      ws.forEach((w, k) => w.resolve(conflicted.has(k)
-        ? { replies: [[encodeErrorResponse({ severity: 'ERROR', code: conflict.sqlState, message: conflict.message })]], index: 0, status: TX_IDLE }
-        : { replies: [done], index, status: TX_IDLE }));
+      const conflict = conflictAnswer(PgRecallErrors.txnAborted('a concurrent transaction changed what it read; nothing of it was committed'));
+      ws.forEach((w, k) => w.resolve(conflicted.has(k) ? conflict : { replies: [done], index, status: TX_IDLE }));
     } catch (e) {
       c?.close();
       let err: SqlError;
@@ -648,7 +656,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     for (const p of parsed) {
       for (const t of p.tables) {
         // an unqualified name resolves through the session's search_path
-        const key = `${req.database}\u0000${req.settings.search_path ?? ''}\u0000${t}`;
+        const key = tableKey(req, t);
         let def = this.defaults.get(key);
         if (!def) {
           const r = await c.query(PG_COLUMNS_SQL.replace('$1', literal(t)));
@@ -702,7 +710,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       const lang = language ?? (node.DoStmt ? 'plpgsql' : 'sql');
       if (body === undefined || (lang !== 'sql' && lang !== 'plpgsql')) continue;
       for (const t of bodyInsertTargets(body)) {
-        const key = `${req.database}\u0000${req.settings.search_path ?? ''}\u0000${t}`;
+        const key = tableKey(req, t);
         let def = this.defaults.get(key);
         if (!def) {
           const q = await c.query(PG_COLUMNS_SQL.replace('$1', literal(t)));
@@ -1211,21 +1219,20 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     const c = await this.conn(req);
     let seqs: Sequences;
     let execs: Exec[];
-    const again = () => sp.runs.map((r) => this.exec(c, req, r.st, sp.txTs, { sql: r.st.sql, plain: true }));
     try {
       const begun = this.begin(c, req, req.begin ?? 'BEGIN');
       begun.catch(() => undefined);
       // the sequences are read before the statements run (see txn)
-      const early = this.knownSeqless(req.database) ? again() : undefined;
+      const early = this.knownSeqless(req.database) ? this.runAgain(c, req, sp) : undefined;
       early?.forEach((p) => p.catch(() => undefined));
       [seqs] = await Promise.all([this.sequencesBefore(req.database), begun]);
-      execs = await Promise.all(early ?? again());
+      execs = await Promise.all(early ?? this.runAgain(c, req, sp));
     } catch (e) {
       c.close();
       throw e;
     }
-    const stale = sp.generation !== this.generation;
-    if (stale || execs.some((x, k) => x.status !== TX_IN_TRANSACTION || digestOf(x.messages) !== sp.runs[k]!.digest)) {
+    if (!this.sameAsSpec(sp, execs)) {
+      const stale = sp.generation !== this.generation;
       this.observeSpent();
       await c.query('ROLLBACK').catch(() => undefined);
       this.giveBack(req, c);
@@ -1234,12 +1241,27 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
         ? 'a schema change committed while it ran; nothing of it was committed'
         : 'a concurrent transaction changed what it read; nothing of it was committed');
       if (req.stmts[0]?.kind !== 'commit') throw err;
-      return { replies: [[encodeErrorResponse({ severity: 'ERROR', code: err.sqlState, message: err.message })]], index: 0, status: TX_IDLE };
+      return conflictAnswer(err);
     }
     step.begin.observe(since(t0));
+    return this.specHolder(req, sp, c, seqs, execs.flatMap((x) => (x.item ? [x.item] : [])), execs.every((x) => x.plain), t0);
+  }
+
+  /** Run a speculative transaction's statements again on `c` (pipelined: nothing awaited in between). */
+  private runAgain(c: PgConn, req: PgLaneRequest, sp: Spec): Array<Promise<Exec>> {
+    return sp.runs.map((r) => this.exec(c, req, r.st, sp.txTs, { sql: r.st.sql, plain: true }));
+  }
+
+  /** The second run gave the client's results, under the rewrite caches the first one used. */
+  private sameAsSpec(sp: Spec, execs: Exec[]): boolean {
+    return sp.generation === this.generation && execs.every((x, k) => x.status === TX_IN_TRANSACTION && digestOf(x.messages) === sp.runs[k]!.digest);
+  }
+
+  /** The lane's holder for a speculative transaction taken over on `conn` (replayed there, or adopted as it is). */
+  private specHolder(req: PgLaneRequest, sp: Spec, conn: PgConn, seqs: Sequences, items: PgItem[], plain: boolean, heldAt: number): Holder {
     const holder: Holder = {
-      heldAt: t0, plain: execs.every((x) => x.plain), session: req.session, seqs, conn: c, req: { ...sp.req, settings: req.settings }, txTs: sp.txTs,
-      items: execs.flatMap((x) => (x.item ? [x.item] : [])), status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false,
+      heldAt, plain, session: req.session, seqs, conn, req: { ...sp.req, settings: req.settings }, txTs: sp.txTs,
+      items, status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false,
       timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs),
     };
     holder.timer.unref();
@@ -1275,13 +1297,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       sp.conn.close();
       throw e;
     }
-    const holder: Holder = {
-      heldAt: performance.now(), plain: sp.plain, session: req.session, seqs, conn: sp.conn, req: { ...sp.req, settings: req.settings }, txTs: sp.txTs,
-      items: sp.runs.flatMap((r) => (r.item ? [r.item] : [])), status: TX_IN_TRANSACTION, busy: false, expired: false, dirty: false,
-      timer: setTimeout(() => this.holderTimeout(holder), this.d.laneTimeoutMs),
-    };
-    holder.timer.unref();
-    return holder;
+    return this.specHolder(req, sp, sp.conn, seqs, sp.runs.flatMap((r) => (r.item ? [r.item] : [])), sp.plain, performance.now());
   }
 
   /**
@@ -1294,7 +1310,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private async sequenceFree(c: PgConn, req: PgLaneRequest, sql: string): Promise<boolean> {
     for (const p of this.classified(sql)) {
       for (const t of p.tables) {
-        const key = `${req.database}\u0000${req.settings.search_path ?? ''}\u0000${t}`;
+        const key = tableKey(req, t);
         let free = this.seqFree.get(key);
         if (free === undefined) {
           const r = await c.query(SEQUENCE_FREE_SQL.replace('$1', literal(t)));
