@@ -33,6 +33,8 @@ export interface LaneRequest {
   pinInsertId?: boolean;
   /** the client session's AUTOCOMMIT status bit */
   clientStatus: number;
+  /** the lane epoch of the transaction this statement continues (LaneResult.txn), if one is open */
+  txn?: string;
 }
 
 export interface LaneResult {
@@ -44,6 +46,8 @@ export interface LaneResult {
   inTxn: boolean;
   /** SHOW WARNINGS of the statement (raw response packets), when it had warnings */
   warnings?: Buffer[];
+  /** with inTxn: the epoch of the lane that holds the transaction (see laneEpoch) */
+  txn?: string;
 }
 
 export interface Expectation {

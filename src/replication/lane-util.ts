@@ -1,5 +1,6 @@
 // Small pure helpers of the write lane and the applier: statement texts Recall sends, outcome of a
 // response, keys, comparisons, and what an error means for the client.
+import { randomBytes } from 'node:crypto';
 import { SqlError } from '../backend/mysql/client.js';
 import type { ResponseAssembler } from '../protocol/mysql/response.js';
 import { NotLeaderError, ProposalDroppedError } from '../engine/errors.js';
@@ -61,3 +62,18 @@ export function asSqlError(e: unknown): SqlError {
   if (e instanceof NotLeaderError) return RecallErrors.notApplied(e.message);
   return RecallErrors.notApplied((e as Error).message);
 }
+
+/**
+ * A new name for the transactions a leader's lane opens from now on (its "epoch"): the node id and
+ * random bits, new at every start and every loss of leadership. A client session in a lane
+ * transaction sends it back with the transaction's next statements; a lane with another epoch
+ * (another leader, or this one after it lost leadership) never held that transaction, and
+ * refuses them: run there as a new transaction, the rest of it, or its COMMIT alone, would be
+ * acknowledged without the statements the old leader rolled back.
+ */
+export function laneEpoch(nodeId: number): string {
+  return `${nodeId}.${randomBytes(6).toString('hex')}`;
+}
+
+/** Why a statement of a lane transaction opened under another epoch is refused. */
+export const LOST_TXN = 'the transaction was open on a leader that has since lost its leadership, and was rolled back there';

@@ -12,7 +12,7 @@ import { encodeEntry, entryChecksum, hasEffect, type Outcome, type SqlEntry, typ
 import { RecallErrors } from './errors.js';
 import { withAccount } from './account-rewrite.js';
 import type { Account, Expectation, LaneDeps, LaneMode, LaneRequest, LaneResult } from './lane-types.js';
-import { appliedUpdate, asSqlError, connKey, outcomeOf, plain, proposalFailure, sameCtx, sqlHex, stmtKey } from './lane-util.js';
+import { LOST_TXN, appliedUpdate, asSqlError, connKey, laneEpoch, outcomeOf, plain, proposalFailure, sameCtx, sqlHex, stmtKey } from './lane-util.js';
 
 export type { Account, Expectation, LaneDeps, LaneMode, LaneRequest, LaneResult };
 export { appliedUpdate, outcomeOf, sqlHex, stmtKey } from './lane-util.js';
@@ -84,8 +84,11 @@ export class WriteLane {
   private closed = false;
   private arrived: Promise<void> | null = null;
   private onArrival: (() => void) | null = null;
+  /** names the transactions this lane opens until leadership is lost (see laneEpoch) */
+  private epoch: string;
 
   constructor(private readonly d: LaneDeps) {
+    this.epoch = laneEpoch(d.nodeId);
     // unique across restarts of this node: a random high part
     this.seq = Math.floor(Math.random() * 2 ** 20) * 2 ** 30;
     this.steps = new LaneSteps(this.d.log, () => this.pump());
@@ -96,7 +99,10 @@ export class WriteLane {
   async submit(req: LaneRequest): Promise<LaneResult> {
     const refused = req.sql && CALL_RE.test(req.sql.toString('latin1', 0, 64)) ? await this.invokerRefusal(req) : null;
     if (refused) throw refused;
-    return this.enqueue(req);
+    const epoch = this.epoch;
+    const r = await this.enqueue(req, epoch);
+    if (r.inTxn) r.txn = epoch;
+    return r;
   }
 
   /**
@@ -128,13 +134,15 @@ export class WriteLane {
     return null;
   }
 
-  private enqueue(req: LaneRequest): Promise<LaneResult> {
+  private enqueue(req: LaneRequest, epoch: string): Promise<LaneResult> {
     if (this.closed) return Promise.reject(RecallErrors.noLeader('this node is shutting down'));
-    const gone = this.expired.get(req.session);
-    if (gone && req.mode !== 'auto') {
-      this.expired.delete(req.session);
-      if (req.mode === 'rollback') return Promise.resolve(this.plainOk(req));
-      return Promise.reject(gone);
+    if (req.mode !== 'auto') {
+      // a transaction this lane ended, or one opened under another epoch: gone either way
+      const gone = this.expired.get(req.session) ?? (req.txn !== undefined && req.txn !== epoch ? RecallErrors.txnAborted(LOST_TXN) : undefined);
+      if (gone) {
+        this.expired.delete(req.session);
+        return req.mode === 'rollback' ? Promise.resolve(this.plainOk(req)) : Promise.reject(gone);
+      }
     }
     const h = this.holder;
     if (h && h.session === req.session) return this.holderRequest(h, req);
@@ -200,6 +208,7 @@ export class WriteLane {
 
   /** Leadership lost (or the database went away): roll back the held transaction. */
   abort(reason: SqlError): void {
+    this.epoch = laneEpoch(this.d.nodeId);
     const h = this.holder;
     if (h) this.stopHolder(h, reason, false);
     for (const w of this.queue.splice(0)) w.reject(reason);

@@ -58,6 +58,7 @@ function decodeRequest(payload: Buffer, seal: CredentialSeal): LaneRequest {
   if (!v || typeof v !== 'object' || typeof v.session !== 'string' || typeof v.account?.user !== 'string') throw new Error('bad request');
   const modes = ['auto', 'txn', 'commit', 'rollback', 'ddl'];
   if (!modes.includes(v.mode as string)) throw new Error('bad mode');
+  if (v.txn !== undefined && typeof v.txn !== 'string') throw new Error('bad txn');
   const stage1 = v.account.cred ? seal.open(v.account.cred) : null;
   const b = (x: unknown) => (typeof x === 'string' ? Buffer.from(x, 'base64') : undefined);
   return {
@@ -84,10 +85,12 @@ function decodeResult(b: Buffer): LaneResult {
     index?: number;
     insertId?: number;
     inTxn?: boolean;
+    txn?: unknown;
   };
   if (v.err) throw new SqlError(v.err.errno, v.err.sqlState, v.err.message);
   if (!Array.isArray(v.packets)) throw RecallErrors.outcomeUnknown('malformed reply from the leader');
   const r: LaneResult = { packets: v.packets.map((p) => Buffer.from(p, 'base64')), index: v.index ?? 0, insertId: v.insertId ?? 0, inTxn: v.inTxn ?? false };
+  if (typeof v.txn === 'string') r.txn = v.txn;
   if (Array.isArray(v.warnings)) r.warnings = v.warnings.map((p) => Buffer.from(p, 'base64'));
   return r;
 }

@@ -5,6 +5,8 @@
 //   - a follower cut off from both peers by the fault relays (links reset or blackholed);
 //   - the leader cut off (reset, blackhole) or frozen (SIGSTOP) during a stream;
 //   - a follower killed while its client holds an open transaction on the leader's lane;
+//   - the leader cut off while a follower's client holds a transaction on its lane: the
+//     transaction's COMMIT or next statement fails on the new leader (1213), nothing is committed;
 //   - a slow follower (delayed links); rounds of mixed faults under one stream.
 // The stream: 4 clients spread over the ports, one writing two-row interactive transactions.
 // For every fault: every acknowledged insert is on every surviving replica, no insert that got
@@ -392,6 +394,49 @@ describe('MySQL faults on 3 real recall + mariadbd', { timeout: 420_000 }, () =>
     }
     lap('held-lane test', t0);
   }));
+
+  // A transaction opened through a follower holds the old leader's lane; the leader is cut off and
+  // rolls it back. Its COMMIT (or next statement) then reaches the new leader, which never saw it:
+  // acknowledging it there would lose the rows the old leader rolled back (or commit the rest alone).
+  for (const next of ['COMMIT', 'its next statement'] as const) {
+    test(`a transaction open on a leader that is cut off: ${next} through a follower fails with 1213 and nothing of it is committed`, { timeout: 120_000 }, guard(async () => {
+      const t0 = Date.now();
+      await ensureAllUp();
+      const leader = await c.waitLeader(20_000);
+      const f = (leader + 1) % 3;
+      const phase = next === 'COMMIT' ? 'lost-c' : 'lost-n';
+      const conn = await mysql.createConnection({ host: '127.0.0.1', port: c.nodes[f]!.mysqlPort, user: 'root', database: db, connectTimeout: 5000 });
+      conn.on('error', () => undefined);
+      try {
+        await conn.query('BEGIN');
+        await conn.query('INSERT INTO t VALUES (?, 5, 0, ?, ?)', [`${phase}-1`, phase, f + 1]);
+        c.cut(leader, 'reset');
+        const newLeader = await c.waitLeader(20_000);
+        assert.notEqual(newLeader, leader);
+        const sql = next === 'COMMIT' ? 'COMMIT' : `INSERT INTO t VALUES ('${phase}-2', 5, 1, '${phase}', ${f + 1})`;
+        const e = await conn.query({ sql, timeout: 30_000 }).then(() => null, (x: MysqlError) => x);
+        assert.ok(e, `${sql} of a transaction the old leader rolled back must fail`);
+        assert.equal(e.errno, 1213, errText(e));
+        assert.equal(e.sqlState, '40001');
+        if (next !== 'COMMIT') await conn.query('COMMIT'); // the transaction is gone: nothing to commit
+        // a new transaction on the same session runs normally on the new leader
+        await conn.query('BEGIN');
+        await conn.query('INSERT INTO t VALUES (?, 5, 2, ?, ?)', [`${phase}-ok`, `${phase}-ok`, f + 1]);
+        await conn.query('COMMIT');
+        c.heal(leader);
+        await c.waitConverged(60_000);
+        for (const i of [0, 1, 2]) {
+          assert.equal((await keysOn(i, phase)).size, 0, `nothing of the rolled-back transaction is on node ${i + 1}`);
+          assert.equal((await keysOn(i, `${phase}-ok`)).size, 1, `the next transaction is on node ${i + 1}`);
+        }
+        await assertSameChecksums();
+      } finally {
+        conn.destroy();
+        c.heal(leader);
+      }
+      lap(`lost-lane test (${next})`, t0);
+    }));
+  }
 
   test('a slow follower (150 ms each way on its peer links): its clients read their own writes, linearizable reads see others\' writes, converges', { timeout: 120_000 }, guard(async () => {
     const t0 = Date.now();

@@ -2,7 +2,9 @@
 // postgres servers (issue 6, "Must show" 3: the leader-kill and cut-off-replica scenarios of the
 // MySQL issue), clients being plain node-postgres connections to the Recall PostgreSQL ports:
 //   - kill -9 of the leader's recall process during a concurrent insert stream over all ports;
-//   - a follower cut off from both peers by the fault relays.
+//   - a follower cut off from both peers by the fault relays;
+//   - the leader cut off while a follower's client holds a transaction on its lane: the
+//     transaction's COMMIT or next statement fails on the new leader (40001), nothing is committed.
 // The stream: 4 clients spread over the ports, one writing two-row transactions. After the kill:
 // every acknowledged insert is on every surviving replica, no insert that got a clear error
 // (anything but "outcome unknown" 40003 or a dropped connection) is anywhere, no transaction is
@@ -290,6 +292,52 @@ describe('PostgreSQL faults on 3 real recall + postgres', { timeout: 300_000 }, 
         for (const cl of opened) await cl.end().catch(() => undefined);
       }
       lap(`cut test (${mode})`, t0);
+    }));
+  }
+
+  // A transaction opened through a follower holds the old leader's lane; the leader is cut off and
+  // rolls it back. Its COMMIT (or next statement) then reaches the new leader, which never saw it:
+  // acknowledging it there would lose the rows the old leader rolled back (or commit the rest alone).
+  for (const next of ['COMMIT', 'its next statement'] as const) {
+    test(`a transaction open on a leader that is cut off: ${next} through a follower fails with 40001 and nothing of it is committed`, { timeout: 120_000 }, guard(async () => {
+      const t0 = Date.now();
+      await ensureAllUp();
+      const leader = await c.waitLeader(20_000);
+      const f = (leader + 1) % 3;
+      const phase = next === 'COMMIT' ? 'lost-c' : 'lost-n';
+      const conn = await connectTo(c.nodes[f]!.postgresPort, { timeoutMs: 5000 });
+      try {
+        await conn.query('BEGIN');
+        await conn.query('INSERT INTO t VALUES ($1, 5, 0, $2, $3)', [`${phase}-1`, phase, f + 1]);
+        c.cut(leader, 'reset');
+        const newLeader = await c.waitLeader(20_000);
+        assert.notEqual(newLeader, leader);
+        const sql = next === 'COMMIT' ? 'COMMIT' : `INSERT INTO t VALUES ('${phase}-2', 5, 1, '${phase}', ${f + 1})`;
+        const e = await conn.query(sql).then(() => null, (x: PgError) => x);
+        assert.ok(e, `${sql} of a transaction the old leader rolled back must fail`);
+        assert.equal(e.code, '40001', errText(e));
+        // after a failed COMMIT the session is out of its transaction; after a failed statement it
+        // is in a failed one, which ROLLBACK ends
+        if (next !== 'COMMIT') {
+          const e2 = await conn.query('SELECT 1').then(() => null, (x: PgError) => x);
+          assert.equal(e2?.code, '25P02', 'the failed transaction ignores commands until it ends');
+          await conn.query('ROLLBACK');
+        }
+        await conn.query('BEGIN');
+        await conn.query('INSERT INTO t VALUES ($1, 5, 2, $2, $3)', [`${phase}-ok`, `${phase}-ok`, f + 1]);
+        await conn.query('COMMIT');
+        c.heal(leader);
+        await c.waitConverged(60_000);
+        for (const i of [0, 1, 2]) {
+          assert.equal((await keysOn(i, phase)).size, 0, `nothing of the rolled-back transaction is on node ${i + 1}`);
+          assert.equal((await keysOn(i, `${phase}-ok`)).size, 1, `the next transaction is on node ${i + 1}`);
+        }
+        await assertSameContents();
+      } finally {
+        await conn.end().catch(() => undefined);
+        c.heal(leader);
+      }
+      lap(`lost-lane test (${next})`, t0);
     }));
   }
 });

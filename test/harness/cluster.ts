@@ -128,6 +128,8 @@ export interface TestCluster {
   thaw(i: number): void;
   /** Delays every byte to and from node i's peers by ms (0 removes the delay). */
   delay(i: number, ms: number): void;
+  /** Undoes every cut, freeze and delay (a test that failed half-way leaves its faults in place). */
+  healAll(): void;
   /** A query straight to node i's mariadbd as root (bypassing Recall); postgres engine: as the superuser to database `postgres`, $1 parameters. */
   dbQuery(i: number, sql: string, params?: unknown[]): Promise<Row[]>;
   /** Postgres engine: a query straight to node i's postgres as the superuser (over its socket), in `database`. */
@@ -223,11 +225,12 @@ function canBind(port: number): Promise<boolean> {
 }
 
 /**
- * Restarts any node a previous test left dead, so that one failure does not cascade, and waits
- * until the cluster converged. A diverged replica stays so until resynced: that throws at once
- * instead of timing out later.
+ * Undoes the faults a failed test left in place and restarts any node it left dead, so that one
+ * failure does not cascade, and waits until the cluster converged. A diverged replica stays so
+ * until resynced: that throws at once instead of timing out later.
  */
 export async function ensureAllUp(c: TestCluster): Promise<void> {
+  c.healAll();
   for (const n of c.nodes) {
     const r = (await c.tryStatus(n.index))?.replication;
     if (r?.diverged) throw new Error(`node ${n.nodeId} diverged in an earlier test and cannot take part: ${r.divergedReason ?? '(no reason given)'}`);
@@ -461,6 +464,13 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     }
   };
 
+  const healAll = () => {
+    for (const i of [...frozen]) thaw(i);
+    cutSet.clear();
+    applyCuts('reset');
+    for (const r of relays.values()) r.setDelayMs(0);
+  };
+
   /** The managed postgres's socket directory: in its data directory unless that path is too long for a socket. */
   const pgSocketDir = async (i: number): Promise<string> => {
     const inData = join(procs[i]!.info.dataDir, 'postgres', 'sock');
@@ -653,6 +663,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Test
     freeze,
     thaw,
     delay,
+    healAll,
     dbQuery,
     pgQuery,
     pgChecksums,

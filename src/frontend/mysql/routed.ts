@@ -139,6 +139,7 @@ async function runOne(s: RoutedSession, channel: PacketChannel, action: OneActio
     r.laneWarnings = result.warnings ?? null;
     const wasPinned = r.pinned;
     r.pinned = result.inTxn;
+    r.laneTxn = result.inTxn ? result.txn : undefined;
     if (wasPinned && !r.pinned && (s.statusFlags & SERVER_STATUS_IN_TRANS) !== 0) await endLocalTxn(s, mode === 'rollback' ? 'ROLLBACK' : 'COMMIT');
     if (mode === 'ddl') r.contextDirty = true; // USE-like effects (CREATE DATABASE) and implicit commits
     return { packets: result.packets, failed: result.packets.length > 0 && result.packets[result.packets.length - 1]![0] === 0xff, seq };
@@ -212,6 +213,7 @@ async function laneCall(s: RoutedSession, mode: LaneMode, action: Extract<Action
     mode,
     clientStatus: s.statusFlags,
   };
+  if (r.pinned && r.laneTxn !== undefined) req.txn = r.laneTxn;
   if (mode === 'commit' || mode === 'rollback') return s.svc.write(req);
   if (mode === 'txn') req.record = action?.mode === 'write' || action?.mode === 'ddl' || stmts.some((x) => x.kind === 'transaction');
   const varNames = [...new Set(stmts.flatMap((x) => x.userVariablesRead))];

@@ -49,6 +49,8 @@ const WRITE_KINDS: ReadonlySet<string> = new Set(['write', 'ddl', 'locking-read'
 export class Router {
   /** a transaction holds the write lane on the leader */
   pinned = false;
+  /** while pinned: the epoch of the lane that holds the transaction, sent with its statements */
+  laneTxn: string | undefined = undefined;
   lastWriteIndex = 0;
   consistency: Consistency;
   lastInsertId = 0;

@@ -92,6 +92,8 @@ interface RouteState {
   units: Unit[];
   /** transaction status of the lane connection while the lane is held */
   laneStatus: number;
+  /** the epoch of the lane holding the transaction (PgLaneResult.txn), sent with its statements */
+  laneTxn: string | null;
   /** SETs run in the lane transaction: the local session gets them when it commits */
   txnSets: string[];
   portals: Map<string, Portal>;
@@ -263,6 +265,7 @@ export class PgRouter {
         passNext: false,
         units: [],
         laneStatus: TX_IN_TRANSACTION,
+        laneTxn: null,
         txnSets: [],
         portals: new Map(),
       };
@@ -477,6 +480,7 @@ export class PgRouter {
     const endTxn = async (committed: boolean) => {
       s.lane = 'none';
       s.begin = null;
+      s.laneTxn = null;
       const sets = committed ? s.txnSets : [];
       s.txnSets = [];
       if (localTxn || sets.length) {
@@ -507,6 +511,7 @@ export class PgRouter {
         localTxn = false;
         s.lane = 'held'; // opened on the lane with the next request
         s.laneStatus = TX_IN_TRANSACTION;
+        s.laneTxn = null;
         i++;
         continue;
       }
@@ -535,6 +540,7 @@ export class PgRouter {
         settings: s.settings ?? {},
         mode: inTxn ? 'txn' : 'auto',
         ...(inTxn ? { begin: s.begin ?? 'BEGIN' } : {}),
+        ...(inTxn && s.laneTxn !== null ? { txn: s.laneTxn } : {}),
         ...(s.optimistic !== undefined ? { optimistic: s.optimistic } : {}),
         stmts: group,
       };
@@ -543,7 +549,11 @@ export class PgRouter {
         res = await this.o.service.write(req);
       } catch (e) {
         replies[i] = [sqlErrorMessage(e)];
-        if (inTxn) s.lane = 'aborted';
+        // A failed COMMIT or ROLLBACK on its own ends the transaction, as in postgres; any other
+        // failure leaves it failed until the client ends it.
+        const ends = group.length === 1 && (action === 'commit' || action === 'rollback');
+        if (ends) await endTxn(false);
+        else if (inTxn) s.lane = 'aborted';
         break;
       }
       s.lastIndex = Math.max(s.lastIndex, res.index);
@@ -556,6 +566,7 @@ export class PgRouter {
         else {
           s.lane = 'held';
           s.laneStatus = res.status;
+          s.laneTxn = res.txn ?? null;
         }
       }
       if (res.replies.length < group.length || res.replies.some((r) => r.some((m) => m[0] === MSG_ERROR_RESPONSE))) break;

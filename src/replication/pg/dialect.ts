@@ -67,7 +67,7 @@ export function encodePgRequest(req: PgLaneRequest, seal: CredentialSeal): Buffe
     ...(s.x ? { x: { ...s.x, values: s.x.values.map((v) => (v === null ? null : v.toString('base64'))) } } : {}),
   }));
   return Buffer.from(
-    JSON.stringify({ session: req.session, role: req.role, database: req.database, cred: seal.seal(encodeCredential(req.credential)), settings: req.settings, mode: req.mode, begin: req.begin, ...(req.optimistic !== undefined ? { opt: req.optimistic } : {}), stmts }),
+    JSON.stringify({ session: req.session, role: req.role, database: req.database, cred: seal.seal(encodeCredential(req.credential)), settings: req.settings, mode: req.mode, begin: req.begin, ...(req.optimistic !== undefined ? { opt: req.optimistic } : {}), ...(req.txn !== undefined ? { txn: req.txn } : {}), stmts }),
     'utf8',
   );
 }
@@ -84,6 +84,7 @@ export function decodePgRequest(payload: Buffer, seal: CredentialSeal): PgLaneRe
   if (mode !== 'auto' && mode !== 'txn') throw new Error('bad mode');
   if (o.begin !== undefined && typeof o.begin !== 'string') throw new Error('bad begin');
   if (o.opt !== undefined && typeof o.opt !== 'boolean') throw new Error('bad optimistic');
+  if (o.txn !== undefined && typeof o.txn !== 'string') throw new Error('bad txn');
   if (!Array.isArray(o.stmts)) throw new Error('bad statements');
   return {
     session: str('session'),
@@ -94,20 +95,21 @@ export function decodePgRequest(payload: Buffer, seal: CredentialSeal): PgLaneRe
     mode,
     ...(o.begin !== undefined ? { begin: o.begin as string } : {}),
     ...(o.opt !== undefined ? { optimistic: o.opt as boolean } : {}),
+    ...(o.txn !== undefined ? { txn: o.txn as string } : {}),
     stmts: o.stmts.map(decodeStatement),
   };
 }
 
 export function encodePgResult(r: PgLaneResult | SqlError): Buffer {
   if (r instanceof SqlError) return Buffer.from(JSON.stringify({ err: { errno: r.errno, sqlState: r.sqlState, message: r.message } }), 'utf8');
-  return Buffer.from(JSON.stringify({ replies: r.replies.map((ms) => ms.map((m) => m.toString('base64'))), index: r.index, status: r.status }), 'utf8');
+  return Buffer.from(JSON.stringify({ replies: r.replies.map((ms) => ms.map((m) => m.toString('base64'))), index: r.index, status: r.status, ...(r.txn !== undefined ? { txn: r.txn } : {}) }), 'utf8');
 }
 
 export function decodePgResult(payload: Buffer): PgLaneResult {
-  const o = JSON.parse(payload.toString('utf8')) as { err?: { errno: number; sqlState: string; message: string }; replies?: string[][]; index?: number; status?: number };
+  const o = JSON.parse(payload.toString('utf8')) as { err?: { errno: number; sqlState: string; message: string }; replies?: string[][]; index?: number; status?: number; txn?: unknown };
   if (o.err) throw new SqlError(Number(o.err.errno), String(o.err.sqlState), String(o.err.message));
   if (!Array.isArray(o.replies) || typeof o.index !== 'number' || typeof o.status !== 'number') throw new Error('bad lane result');
-  return { replies: o.replies.map((ms) => ms.map((m) => Buffer.from(m, 'base64'))), index: o.index, status: o.status };
+  return { replies: o.replies.map((ms) => ms.map((m) => Buffer.from(m, 'base64'))), index: o.index, status: o.status, ...(typeof o.txn === 'string' ? { txn: o.txn } : {}) };
 }
 
 export function pgDialect(o: PgDialectOptions): Dialect<PgLaneRequest, PgLaneResult, PgApplier> {

@@ -29,6 +29,7 @@ import type { PgLaneRequest, PgLaneResult, PgLaneStatement } from './types.js';
 import type { BackendTarget } from '../../frontend/postgres/backend-login.js';
 import { laneBatchStatements, laneConflicts, laneStepSeconds } from '../metrics.js';
 import { LaneSteps, rejectExpired } from '../lane-queue.js';
+import { LOST_TXN, laneEpoch } from '../lane-util.js';
 
 // The MySQL lane's steps (execute, replicate, commit) and the PostgreSQL lane's own, each once per
 // transaction (an observation costs microseconds): wait (for the lane, in the queue), begin
@@ -246,6 +247,8 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   private readonly steps: LaneSteps;
   private closed = false;
   private readonly expired = new Map<string, SqlError>();
+  /** names the transactions this lane opens until leadership is lost (see laneEpoch) */
+  private epoch: string;
   private readonly idle = new Map<string, PgConn[]>();
   private readonly defaults = new Map<string, PgTableDefaults>();
   private readonly parses = new Map<string, PgStatement[]>();
@@ -294,6 +297,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
     private readonly applier: PgApplier,
     private readonly o: PgLaneOptions,
   ) {
+    this.epoch = laneEpoch(d.nodeId);
     // unique across restarts of this node: a random high part
     this.seq = Math.floor(Math.random() * 2 ** 20) * 2 ** 30;
     this.steps = new LaneSteps(this.d.log, () => {
@@ -307,9 +311,16 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
 
   submit(req: PgLaneRequest): Promise<PgLaneResult> {
     if (this.closed) return Promise.reject(PgRecallErrors.notApplied('the write lane is closed'));
+    const epoch = this.epoch;
+    // A transaction opened under another epoch (another leader, or this one before it lost
+    // leadership) is gone with it. (One this lane ended itself is answered from `expired`.)
+    if (req.mode === 'txn' && req.txn !== undefined && req.txn !== epoch && !this.expired.has(req.session)) {
+      if (req.stmts.length === 1 && req.stmts[0]!.kind === 'rollback') return Promise.resolve({ replies: [[encodeCommandComplete('ROLLBACK')]], index: 0, status: TX_IDLE });
+      return Promise.reject(PgRecallErrors.txnAborted(LOST_TXN));
+    }
     const sp = this.specs.get(req.session);
-    if (sp || this.canSpeculate(req)) return this.speculate(req, sp);
-    return this.queued(req);
+    const run = sp || this.canSpeculate(req) ? this.speculate(req, sp) : this.queued(req);
+    return run.then((r) => (r.status === TX_IDLE ? r : { ...r, txn: epoch }));
   }
 
   private queued(req: PgLaneRequest): Promise<PgLaneResult> {
@@ -342,6 +353,7 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   }
 
   abort(err: Error): void {
+    this.epoch = laneEpoch(this.d.nodeId);
     this.seqless.clear();
     this.undeferrable.clear();
     for (const w of this.queue.splice(0)) w.reject(err);

@@ -35,6 +35,8 @@ export interface PgLaneRequest {
   begin?: string;
   /** the session's `SET recall.optimistic` (the lane's configured default when absent) */
   optimistic?: boolean;
+  /** the lane epoch of the transaction these statements continue (PgLaneResult.txn), once it is open */
+  txn?: string;
   stmts: PgLaneStatement[];
 }
 
@@ -46,4 +48,6 @@ export interface PgLaneResult {
   index: number;
   /** transaction status after the request: 'I', 'T' or 'E' (a byte) */
   status: number;
+  /** in a transaction: the epoch of the lane that holds it (see laneEpoch in ../lane-util.ts) */
+  txn?: string;
 }
