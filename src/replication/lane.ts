@@ -136,16 +136,23 @@ export class WriteLane {
 
   private enqueue(req: LaneRequest, epoch: string): Promise<LaneResult> {
     if (this.closed) return Promise.reject(RecallErrors.noLeader('this node is shutting down'));
-    if (req.mode !== 'auto') {
-      // a transaction this lane ended, or one opened under another epoch: gone either way
-      const gone = this.expired.get(req.session) ?? (req.txn !== undefined && req.txn !== epoch ? RecallErrors.txnAborted(LOST_TXN) : undefined);
+    const h = this.holder;
+    if (req.txn === undefined) {
+      // No transaction named: the request starts one, or is autocommit. Whatever the lane still
+      // holds or remembers for the session belongs to an earlier transaction whose first answer
+      // was lost on the way (its client was told it failed): end it, or this would continue it.
+      if (this.expired.has(req.session) || h?.session === req.session) this.endSession(req.session);
+    } else if (req.mode !== 'auto') {
+      // the transaction this statement continues: ended by this lane, opened under another epoch
+      // (another leader, or this one before it lost leadership), or not held at all
+      const held = h?.session === req.session;
+      const gone = this.expired.get(req.session) ?? (req.txn !== epoch ? RecallErrors.txnAborted(LOST_TXN) : held ? undefined : RecallErrors.txnAborted('the write lane no longer holds this transaction'));
       if (gone) {
         this.expired.delete(req.session);
         return req.mode === 'rollback' ? Promise.resolve(this.plainOk(req)) : Promise.reject(gone);
       }
+      return this.holderRequest(h!, req);
     }
-    const h = this.holder;
-    if (h && h.session === req.session) return this.holderRequest(h, req);
     if (req.mode === 'commit' || req.mode === 'rollback') {
       // nothing held for this session (e.g. a transaction that never wrote): nothing to replicate
       return Promise.resolve(this.plainOk(req));

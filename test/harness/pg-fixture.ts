@@ -124,7 +124,10 @@ export function memoryLogApplier(db: ManagedPostgres, log: Logger, entries: Entr
 
 export interface PgLaneRig {
   node: RaftNode;
+  /** the lane as the router drives it (see asRouter) */
   lane: ReplicaLane<PgLaneRequest, PgLaneResult>;
+  /** the lane itself: requests name a transaction only when they say so */
+  bare: ReplicaLane<PgLaneRequest, PgLaneResult>;
   /** one per server, in order; the lane runs on the first (node 1), the others apply as nodes 2.. */
   appliers: PgApplier[];
   /** the last index the node reported committed (what the appliers may apply) */
@@ -177,5 +180,38 @@ export async function startPgLane(dbs: ManagedPostgres[], dataDir: string, log: 
     await close();
     throw err;
   }
-  return { node, lane, appliers, delivered, close };
+  return { node, lane: asRouter(lane!), bare: lane!, appliers, delivered, close };
+}
+
+/**
+ * The lane as the PostgreSQL router drives it: once a transaction's first request has answered,
+ * its later requests name it with the lane epoch that answer carried (PgLaneResult.txn), until a
+ * result leaves it (status I) or a lone COMMIT/ROLLBACK of it fails. A request that names a
+ * transaction itself (`txn`) keeps its own.
+ */
+function asRouter(lane: ReplicaLane<PgLaneRequest, PgLaneResult>): ReplicaLane<PgLaneRequest, PgLaneResult> {
+  const named = new Map<string, string>();
+  const TX_IDLE = 0x49;
+  return {
+    submit: async (req) => {
+      const txn = req.mode === 'txn' ? (req.txn ?? named.get(req.session)) : undefined;
+      try {
+        const r = await lane.submit(txn === undefined ? req : { ...req, txn });
+        if (r.status === TX_IDLE || r.txn === undefined) named.delete(req.session);
+        else named.set(req.session, r.txn);
+        return r;
+      } catch (e) {
+        const kind = req.stmts.length === 1 ? req.stmts[0]!.kind : undefined;
+        if (kind === 'commit' || kind === 'rollback') named.delete(req.session);
+        throw e;
+      }
+    },
+    endSession: (session) => {
+      named.delete(session);
+      lane.endSession(session);
+    },
+    abort: (err) => lane.abort(err),
+    holderSession: () => lane.holderSession(),
+    close: () => lane.close(),
+  };
 }

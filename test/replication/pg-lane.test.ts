@@ -152,4 +152,29 @@ describe('PgLane + PgApplier: a leader and a replica end equal', () => {
     assert.deepEqual(await q(a.dsn.port, 'SELECT n FROM items WHERE n >= 100'), [[101]]);
     assert.deepEqual(await q(b.dsn.port, 'SELECT id FROM items WHERE n = 101'), await q(a.dsn.port, 'SELECT id FROM items WHERE n = 101'));
   });
+
+  test('a transaction named by another epoch is gone (40001, nothing proposed); one whose first answer was lost is rolled back when the session starts anew', async () => {
+    const bare = rig!.bare;
+    const before = delivered.index;
+    // as on a new leader: the COMMIT and the next statement of a transaction it never held
+    const other = { txn: '9.feedface0000' };
+    await assert.rejects(bare.submit({ ...req([{ kind: 'commit', sql: 'COMMIT' }], 'txn', '1:moved'), ...other }), (e: { sqlState?: string }) => e.sqlState === '40001');
+    await assert.rejects(bare.submit({ ...req([w('INSERT INTO items (n) VALUES (200)')], 'txn', '1:moved'), ...other }), (e: { sqlState?: string }) => e.sqlState === '40001');
+    const rb = await bare.submit({ ...req([{ kind: 'rollback', sql: 'ROLLBACK' }], 'txn', '1:moved'), ...other });
+    assert.deepEqual(tags(rb), ['ROLLBACK']);
+    assert.equal(rb.status, 0x49);
+    assert.equal(lane.holderSession(), null);
+    assert.equal(delivered.index, before, 'nothing was proposed');
+    // the first answer of a transaction is lost (its client was told it failed); the session's
+    // next transaction starts without a name and must not continue the orphan
+    const first = await bare.submit(req([w('INSERT INTO items (n) VALUES (201)')], 'txn', '1:orphan'));
+    assert.equal(typeof first.txn, 'string', 'a result inside a transaction names it');
+    assert.equal(lane.holderSession(), '1:orphan');
+    const again = await bare.submit(req([w('INSERT INTO items (n) VALUES (202)')], 'txn', '1:orphan'));
+    assert.deepEqual(tags(again), ['INSERT 0 1']);
+    const done = await bare.submit({ ...req([{ kind: 'commit', sql: 'COMMIT' }], 'txn', '1:orphan'), txn: again.txn! });
+    assert.deepEqual(tags(done), ['COMMIT']);
+    assert.ok(await appliers[1]!.waitApplied(delivered.index, 20000));
+    for (const port of [a.dsn.port, b.dsn.port]) assert.deepEqual(await q(port, 'SELECT n FROM items WHERE n >= 200 ORDER BY n'), [[202]]);
+  });
 });

@@ -312,13 +312,22 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
   submit(req: PgLaneRequest): Promise<PgLaneResult> {
     if (this.closed) return Promise.reject(PgRecallErrors.notApplied('the write lane is closed'));
     const epoch = this.epoch;
-    // A transaction opened under another epoch (another leader, or this one before it lost
-    // leadership) is gone with it. (One this lane ended itself is answered from `expired`.)
-    if (req.mode === 'txn' && req.txn !== undefined && req.txn !== epoch && !this.expired.has(req.session)) {
+    const s = req.session;
+    if (req.txn === undefined) {
+      // No transaction named: the request starts one, or is autocommit. Whatever the lane still
+      // holds or remembers for the session belongs to an earlier transaction whose first answer
+      // was lost on the way (its client was told it failed): end it, or this would continue it.
+      const sp = this.specs.get(s);
+      const h = this.holder?.session === s ? this.holder : undefined;
+      if (sp?.busy || h?.busy) return Promise.reject(PgRecallErrors.txnAborted('an earlier transaction of this session is still running on the leader'));
+      if (sp || h || this.expired.has(s)) this.endSession(s);
+    } else if (req.mode === 'txn' && req.txn !== epoch && !this.expired.has(s)) {
+      // opened under another epoch (another leader, or this one before it lost leadership): gone
+      // with it. (One this lane ended itself is answered from `expired`.)
       if (req.stmts.length === 1 && req.stmts[0]!.kind === 'rollback') return Promise.resolve({ replies: [[encodeCommandComplete('ROLLBACK')]], index: 0, status: TX_IDLE });
       return Promise.reject(PgRecallErrors.txnAborted(LOST_TXN));
     }
-    const sp = this.specs.get(req.session);
+    const sp = req.txn === undefined ? undefined : this.specs.get(s);
     const run = sp || this.canSpeculate(req) ? this.speculate(req, sp) : this.queued(req);
     return run.then((r) => (r.status === TX_IDLE ? r : { ...r, txn: epoch }));
   }
