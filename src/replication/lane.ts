@@ -141,7 +141,11 @@ export class WriteLane {
       // No transaction named: the request starts one, or is autocommit. Whatever the lane still
       // holds or remembers for the session belongs to an earlier transaction whose first answer
       // was lost on the way (its client was told it failed): end it, or this would continue it.
-      if (this.expired.has(req.session) || h?.session === req.session) this.endSession(req.session);
+      // A COMMIT of it is refused: it may come from a session that cannot name its transaction
+      // (a follower of an older version), and OK would acknowledge rows just rolled back.
+      const orphan = h?.session === req.session;
+      if (orphan || this.expired.has(req.session)) this.endSession(req.session);
+      if (orphan && req.mode === 'commit') return Promise.reject(RecallErrors.txnAborted('the write lane held a transaction of this session that its statements did not name; it was rolled back'));
     } else if (req.mode !== 'auto') {
       // the transaction this statement continues: ended by this lane, opened under another epoch
       // (another leader, or this one before it lost leadership), or not held at all

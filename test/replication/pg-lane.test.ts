@@ -153,7 +153,7 @@ describe('PgLane + PgApplier: a leader and a replica end equal', () => {
     assert.deepEqual(await q(b.dsn.port, 'SELECT id FROM items WHERE n = 101'), await q(a.dsn.port, 'SELECT id FROM items WHERE n = 101'));
   });
 
-  test('a transaction named by another epoch is gone (40001, nothing proposed); one whose first answer was lost is rolled back when the session starts anew', async () => {
+  test('a transaction named by another epoch is gone (40001, nothing proposed); one whose first answer was lost is rolled back when the session starts anew, and a COMMIT that does not name it is refused', async () => {
     const bare = rig!.bare;
     const before = delivered.index;
     // as on a new leader: the COMMIT and the next statement of a transaction it never held
@@ -174,6 +174,12 @@ describe('PgLane + PgApplier: a leader and a replica end equal', () => {
     assert.deepEqual(tags(again), ['INSERT 0 1']);
     const done = await bare.submit({ ...req([{ kind: 'commit', sql: 'COMMIT' }], 'txn', '1:orphan'), txn: again.txn! });
     assert.deepEqual(tags(done), ['COMMIT']);
+    // a COMMIT that does not name the transaction the lane holds for its session (as from a
+    // follower of an older version) is refused, not answered over rows just rolled back
+    await bare.submit(req([w('INSERT INTO items (n) VALUES (203)')], 'txn', '1:unnamed'));
+    await assert.rejects(bare.submit(req([{ kind: 'commit', sql: 'COMMIT' }], 'txn', '1:unnamed')), (e: { sqlState?: string }) => e.sqlState === '40001');
+    for (let k = 0; k < 100 && lane.holderSession() !== null; k++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(lane.holderSession(), null, 'the unnamed transaction was rolled back');
     assert.ok(await appliers[1]!.waitApplied(delivered.index, 20000));
     for (const port of [a.dsn.port, b.dsn.port]) assert.deepEqual(await q(port, 'SELECT n FROM items WHERE n >= 200 ORDER BY n'), [[202]]);
   });

@@ -321,6 +321,9 @@ export class PgLane implements ReplicaLane<PgLaneRequest, PgLaneResult> {
       const h = this.holder?.session === s ? this.holder : undefined;
       if (sp?.busy || h?.busy) return Promise.reject(PgRecallErrors.txnAborted('an earlier transaction of this session is still running on the leader'));
       if (sp || h || this.expired.has(s)) this.endSession(s);
+      // A COMMIT after it is refused: it may come from a session that cannot name its transaction
+      // (a follower of an older version), and COMMIT complete would acknowledge rows just rolled back.
+      if ((sp || h) && req.stmts.some((x) => x.kind === 'commit')) return Promise.reject(PgRecallErrors.txnAborted('the write lane held a transaction of this session that its statements did not name; it was rolled back'));
     } else if (req.mode === 'txn' && req.txn !== epoch && !this.expired.has(s)) {
       // opened under another epoch (another leader, or this one before it lost leadership): gone
       // with it. (One this lane ended itself is answered from `expired`.)
