@@ -3,6 +3,7 @@
 // recovery.test.ts): a replica down past the retention point (the leader sends it a snapshot),
 // and a replica whose database was tampered with (it diverges), get a pg_basebackup copy from a
 // donor and converge: equal md5 of every table's ordered rows, every acknowledged row present.
+// A replica killed (kill -9) in the middle of its resync resyncs again at restart.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
@@ -200,6 +201,46 @@ describe('PostgreSQL replica recovery, snapshot resync (3 replicas, small log re
       await c.waitReady(f, 60_000);
       await insert(f, 5);
       await assertConverged('after a resync resumed from its marker');
+    }),
+  );
+
+  test(
+    'kill -9 of a replica in the middle of its resync (transfer or install): it resyncs again at restart and converges',
+    guard(async () => {
+      const f = await follower();
+      const l = await c.waitLeader();
+      const before = (await replication(f))?.resync?.last as (ResyncLast & { at: string }) | undefined;
+      await c.kill(f);
+      await insert(l, retainEntries * 3);
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const st = (await replication(l))!;
+        if (st.firstIndex > st.commit - retainEntries * 2) break;
+        if (Date.now() > deadline) throw new Error(`leader did not compact: ${JSON.stringify(st)}`);
+        await sleep(200);
+      }
+      await c.restart(f, { waitReady: false });
+      // poll the replica's status until its resync has moved bytes, then kill it there
+      const end = Date.now() + 90_000;
+      let seen = '';
+      for (;;) {
+        const r = (await replication(f))?.resync as { state: string; progress?: { bytes: number } } | undefined;
+        if (r && r.state !== 'idle' && (r.progress?.bytes ?? 0) > 0) {
+          seen = `${r.state} after ${r.progress!.bytes} bytes`;
+          break;
+        }
+        if (Date.now() > end) throw new Error(`no resync transfer seen on node ${f + 1}: ${JSON.stringify(r)}`);
+        await sleep(20);
+      }
+      await c.kill(f);
+      console.log(`# killed node ${f + 1} in its resync (${seen})`);
+      await c.restart(f, { waitReady: false });
+      const last = await waitResync(f, before?.at);
+      assert.equal(last.method, 'snapshot');
+      assert.ok(!existsSync(join(c.nodes[f]!.dataDir, 'resync-needed.json')), 'the marker is removed once the resync is done');
+      await c.waitReady(f, 60_000);
+      await insert(f, 5);
+      await assertConverged('after a resync cut by kill -9');
     }),
   );
 });
