@@ -78,6 +78,21 @@ describe('PostgreSQL replica recovery, snapshot resync (3 replicas, small log re
     return ((await c.waitLeader()) + 1) % 3;
   }
 
+  /**
+   * Inserts n rows through the leader l, then waits for it to compact its log past a stopped
+   * replica's entries; returns the leader's log floor (the last index no longer in its log).
+   */
+  async function pushPastRetention(l: number, n: number): Promise<number> {
+    await insert(l, n);
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const st = (await replication(l))!;
+      if (st.firstIndex > st.commit - retainEntries * 2) return st.firstIndex - 1;
+      if (Date.now() > deadline) throw new Error(`leader did not compact: ${JSON.stringify(st)}`);
+      await sleep(200);
+    }
+  }
+
   /** Waits for node f's resync to finish and returns it (a new `last` after `since`). */
   async function waitResync(f: number, sinceAt: string | undefined): Promise<ResyncLast & { at: string }> {
     const end = Date.now() + 120_000;
@@ -118,17 +133,7 @@ describe('PostgreSQL replica recovery, snapshot resync (3 replicas, small log re
       const f = await follower();
       const l = await c.waitLeader();
       await c.kill(f);
-      await insert(l, retainEntries * 4);
-      // wait for the leader to compact past the stopped replica's entries
-      const deadline = Date.now() + 20_000;
-      let floor = 0;
-      for (;;) {
-        const st = (await replication(l))!;
-        floor = st.firstIndex - 1;
-        if (st.firstIndex > st.commit - retainEntries * 2) break;
-        if (Date.now() > deadline) throw new Error(`leader did not compact: ${JSON.stringify(st)}`);
-        await sleep(200);
-      }
+      const floor = await pushPastRetention(l, retainEntries * 4);
       const t0 = Date.now();
       await c.restart(f, { waitReady: false });
       const last = await waitResync(f, undefined);
@@ -211,14 +216,7 @@ describe('PostgreSQL replica recovery, snapshot resync (3 replicas, small log re
       const l = await c.waitLeader();
       const before = (await replication(f))?.resync?.last as (ResyncLast & { at: string }) | undefined;
       await c.kill(f);
-      await insert(l, retainEntries * 3);
-      const deadline = Date.now() + 20_000;
-      for (;;) {
-        const st = (await replication(l))!;
-        if (st.firstIndex > st.commit - retainEntries * 2) break;
-        if (Date.now() > deadline) throw new Error(`leader did not compact: ${JSON.stringify(st)}`);
-        await sleep(200);
-      }
+      await pushPastRetention(l, retainEntries * 3);
       await c.restart(f, { waitReady: false });
       // poll the replica's status until its resync has moved bytes, then kill it there
       const end = Date.now() + 90_000;
