@@ -81,6 +81,9 @@ describe('SQL PREPARE / EXECUTE across 3 real recall + postgres', { timeout: 150
     await a.query(`CREATE TABLE ev (
       id serial PRIMARY KEY, k int NOT NULL, note text, at timestamptz, r float8,
       made timestamptz NOT NULL DEFAULT clock_timestamp(), u uuid NOT NULL DEFAULT gen_random_uuid(), d float8 DEFAULT random())`);
+    // the first test uses the table on a follower, in a session of its own: nothing makes that
+    // session wait for the leader's CREATE TABLE (it is committed by a majority, maybe without it)
+    await c.waitConverged(30_000);
   });
 
   after(async () => {
