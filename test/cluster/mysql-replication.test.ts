@@ -183,6 +183,7 @@ describe('MySQL replication across 3 real recall + mariadbd', { timeout: 900_000
     const via = (leader + 1) % 3; // prepared through a follower: bulk inserts are forwarded
     const admin = await connect(via);
     await admin.query('CREATE DATABASE sbtest');
+    await c.waitConverged(30_000); // sysbench's sessions are new: they log in to sbtest on that replica
     const target = { host: '127.0.0.1', user, password, db: 'sbtest' };
     const common = { workload: 'oltp_read_write', tables: 2, tableSize: 10000, target };
     await runSysbenchPorts({ ...common, command: 'prepare', ports: [c.nodes[via]!.mysqlPort], threads: 2 });
@@ -352,6 +353,7 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     await admin.query('CREATE TABLE ts.log (id INT AUTO_INCREMENT PRIMARY KEY, tid INT, n INT, at DATETIME(6))');
     await admin.query('CREATE TRIGGER ts.t_au AFTER UPDATE ON ts.t FOR EACH ROW INSERT INTO ts.log (tid, n, at) VALUES (NEW.id, NEW.n, NOW(6))');
     await admin.query('INSERT INTO ts.t (id, n) VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0)');
+    await c.waitConverged(30_000); // new sessions on the other replicas prepare against their own tables
     // Two clients per port, each on its own row; the first execution of each prepared
     // statement is also its first use on the leader's lane.
     const clients = await Promise.all([0, 1, 2, 0, 1, 2].map((i) => connect(i)));
@@ -485,6 +487,7 @@ describe('determinism, one construct at a time (3 real recall + mariadbd)', { ti
     await admin.query('CREATE DATABASE lid');
     await admin.query('CREATE TABLE lid.p (id INT AUTO_INCREMENT PRIMARY KEY, who CHAR(1), k INT, r DOUBLE, at DATETIME(6))');
     await admin.query('CREATE TABLE lid.c (id INT AUTO_INCREMENT PRIMARY KEY, pid INT, who CHAR(1), k INT, at DATETIME(6))');
+    await c.waitConverged(30_000); // new sessions on the other replicas prepare against their own tables
     const clients = await Promise.all([follower(), other(), leader].map((i) => connect(i)));
     // Concurrent clients: their statements share group-commit entries on the leader and one
     // apply session on each follower; each LAST_INSERT_ID() must still be its own session's.

@@ -175,6 +175,7 @@ describe('PostgreSQL replica recovery, snapshot resync (3 replicas, small log re
       assert.equal(last.method, 'snapshot');
       console.log(`pg resync after divergence: ${(last.bytes / 1e6).toFixed(1)} MB in ${last.seconds.toFixed(2)} s (${(last.bytesPerSec / 1e6).toFixed(1)} MB/s)`);
       await c.waitReady(f, 60_000);
+      await c.waitConverged(60_000); // ready allows some lag behind the commit index
       const rows = await c.pgQuery(f, db, 'SELECT id, v FROM public.t WHERE id IN (1, -1) ORDER BY id');
       assert.deepEqual(rows.map((r) => [Number(r.id), r.v]), [[1, 'changed']], "the resynced replica holds the leader's row, not the tampered one");
       await insert(f, 5);

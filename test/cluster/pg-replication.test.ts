@@ -202,6 +202,8 @@ conn.close()
     // -I dtGvp: server-side data generation (the default client-side generation uses COPY FROM STDIN)
     const init = await bench(0, ['-i', '-I', 'dtGvp', '-s', '1']);
     assert.equal(init.code, 0, init.out);
+    // the runs' sessions on the other ports are new sessions: each reads pgbench_branches first
+    await c.waitConverged(60_000);
     const modes = ['simple', 'extended', 'prepared'] as const;
     // -n: pgbench's own VACUUM before the run is not what is measured
     const runs = await Promise.all(modes.map((m, i) => bench(i, ['-n', '-c', '4', '-T', String(pgbenchSeconds), '-M', m])));

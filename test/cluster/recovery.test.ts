@@ -163,6 +163,7 @@ describe(`replica recovery, ${method.name} resync (3 replicas, small log retenti
       await sleep(250);
     }
     await c.waitReady(f, 60_000);
+    await c.waitConverged(60_000); // ready allows some lag behind the commit index
     const rows = await c.dbQuery(f, `SELECT v FROM ${db}.t WHERE id = 1`);
     assert.equal(rows[0]?.v, 'changed', 'the resynced replica holds the leader\'s row');
     await assertConverged('after divergence');
